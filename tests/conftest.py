@@ -1,0 +1,19 @@
+"""Shared fixtures. Tests run on the CPU; float64 is enabled per test with ``jax.enable_x64``."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def synthetic_mano_dir(tmp_path_factory):
+    """``MANO_RIGHT.pkl`` and ``MANO_LEFT.pkl`` of the synthetic hand, in the official layout."""
+    from hoijax.mano import write_synthetic_mano
+
+    directory = tmp_path_factory.mktemp("mano")
+    write_synthetic_mano(directory)
+    return directory
