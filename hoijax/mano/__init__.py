@@ -16,10 +16,13 @@ from hoijax.mano._forward import (
     ManoShaped,
     PoseSpace,
     TipConvention,
+    JointFrames,
     articulation,
     forward,
+    forward_batch,
+    joint_frames,
     keypoints21,
-    pose,
+    skin,
     with_shape,
 )
 from hoijax.mano._io import (
@@ -40,9 +43,9 @@ from hoijax.mano._synthetic import (
 
 __all__ = [
     "NUM_FACES", "NUM_JOINTS", "NUM_POSE_COEFFS", "NUM_VERTS", "OPENPOSE_FROM_MANO",
-    "TIP_VERTEX_IDS", "JointOrder", "ManoFileError", "ManoModel", "ManoOutput", "ManoShaped",
-    "PoseSpace", "Side", "TipConvention", "articulation", "forward", "keypoints21", "load_mano",
-    "model_to_arrays", "pose", "read_official_pickle", "save_mano_npz", "synthetic_mano",
-    "synthetic_mano_arrays", "with_shape",
-    "write_synthetic_mano",
+    "TIP_VERTEX_IDS", "JointFrames", "JointOrder", "ManoFileError", "ManoModel", "ManoOutput",
+    "ManoShaped", "PoseSpace", "Side", "TipConvention", "articulation", "forward",
+    "forward_batch", "joint_frames", "keypoints21", "load_mano", "model_to_arrays",
+    "read_official_pickle", "save_mano_npz", "skin", "synthetic_mano", "synthetic_mano_arrays",
+    "with_shape", "write_synthetic_mano",
 ]
