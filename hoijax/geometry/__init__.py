@@ -13,6 +13,7 @@ from hoijax.geometry._camera import (
     unproject as unproject,
 )
 from hoijax.geometry._icp import IcpResult as IcpResult, constrained_icp as constrained_icp
+from hoijax.geometry._mesh import vertex_normals as vertex_normals
 from hoijax.geometry._pnp import PnpResult as PnpResult, translation_pnp as translation_pnp
 from hoijax.geometry._procrustes import (
     procrustes_align as procrustes_align,
@@ -44,4 +45,6 @@ __all__ = [
     "similarity_transform",
     "transform_points",
     "translation_pnp",
+    "unproject",
+    "vertex_normals",
 ]
