@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import jaxlie
 import numpy as np
-from jaxtyping import Array, Float
+from jaxtyping import Array, ArrayLike, Float
 
 from hoijax.mano._model import NUM_POSE_COEFFS, ManoModel
 
@@ -50,23 +50,23 @@ class ManoShaped(eqx.Module):
 class ManoOutput(eqx.Module):
     """Posed hand in the model frame plus ``transl`` (the camera frame if ``transl`` is T_cam)."""
 
-    vertices: Float[Array, "V 3"]
+    vertices: Float[Array, "*B V 3"]
     """Posed vertices, metres."""
-    joints: Float[Array, "16 3"]
+    joints: Float[Array, "*B 16 3"]
     """Posed joint centres in MANO's native order, metres."""
-    Ts_world_joint: Float[Array, "16 4 4"]
+    Ts_world_joint: Float[Array, "*B 16 4 4"]
     """Posed joint frames (rotation and centre) as homogeneous matrices."""
 
     def keypoints(
         self, tips: TipConvention = "smplx", order: JointOrder = "mano"
-    ) -> Float[Array, "21 3"]:
+    ) -> Float[Array, "*B 21 3"]:
         """21 keypoints: 16 joints plus 5 fingertip vertices, in ``order``."""
         return keypoints21(self.joints, self.vertices, tips=tips, order=order)
 
 
 def keypoints21(
-    joints: Float[Array, "*B 16 3"],
-    vertices: Float[Array, "*B V 3"],
+    joints: Float[ArrayLike, "*B 16 3"],
+    vertices: Float[ArrayLike, "*B V 3"],
     tips: TipConvention = "smplx",
     order: JointOrder = "mano",
 ) -> Float[Array, "*B 21 3"]:
@@ -78,11 +78,12 @@ def keypoints21(
     """
     if tips not in TIP_VERTEX_IDS:
         raise ValueError(f"tips must be one of {sorted(TIP_VERTEX_IDS)}, got {tips!r}")
-    kp = jnp.concatenate([joints, vertices[..., np.array(TIP_VERTEX_IDS[tips]), :]], axis=-2)
+    kp = jnp.concatenate([joints, vertices[..., np.array(TIP_VERTEX_IDS[tips], np.int32), :]],
+                         axis=-2)
     if order == "mano":
         return kp
     if order == "openpose":
-        return kp[..., np.array(OPENPOSE_FROM_MANO), :]
+        return kp[..., np.array(OPENPOSE_FROM_MANO, np.int32), :]
     raise ValueError(f"order must be 'mano' or 'openpose', got {order!r}")
 
 
@@ -95,7 +96,7 @@ def with_shape(model: ManoModel, betas: Float[Array, "S"]) -> ManoShaped:
 
 def articulation(
     model: ManoModel,
-    hand_pose: Float[Array, "P"],
+    hand_pose: Float[ArrayLike, "P"],
     *,
     pose_space: PoseSpace = "axis_angle",
     flat_hand_mean: bool = False,
@@ -124,28 +125,29 @@ def _levels(parents: tuple[int, ...]) -> tuple[np.ndarray, ...]:
     depth = [0] * len(parents)
     for j in range(1, len(parents)):
         depth[j] = depth[parents[j]] + 1
-    return tuple(np.array([j for j in range(len(parents)) if depth[j] == d])
+    # int32 indices: int64 NumPy indices trip JAX when x64 mode is toggled within a process.
+    return tuple(np.array([j for j in range(len(parents)) if depth[j] == d], np.int32)
                  for d in range(1, max(depth) + 1))
 
 
 class JointFrames(eqx.Module):
     """Forward kinematics of one hand, before skinning (model frame, no ``transl``)."""
 
-    R_world_joint: Float[Array, "16 3 3"]
+    R_world_joint: Float[Array, "*B 16 3 3"]
     """Posed joint orientations."""
-    joints: Float[Array, "16 3"]
+    joints: Float[Array, "*B 16 3"]
     """Posed joint centres, metres."""
-    skinning: Float[Array, "16 3 4"]
+    skinning: Float[Array, "*B 16 3 4"]
     """Top rows of T_world_joint @ T_joint_rest: maps rest-pose points to posed points."""
-    pose_feature: Float[Array, "135"]
+    pose_feature: Float[Array, "*B 135"]
     """Entries of ``R_parent_joint - I`` for joints 1..15, the pose-corrective coefficients."""
 
 
 def joint_frames(
     model: ManoModel,
-    global_orient: Float[Array, "3"],
-    hand_aa: Float[Array, "45"],
-    betas: Float[Array, "S"],
+    global_orient: Float[ArrayLike, "3"],
+    hand_aa: Float[ArrayLike, "45"],
+    betas: Float[ArrayLike, "S"],
 ) -> JointFrames:
     """Rest joints from betas, then forward kinematics level by level of the tree.
 
@@ -159,7 +161,7 @@ def joint_frames(
         "jv,vcs,s->jc", model.J_regressor, model.shapedirs[..., :nb], betas)
     full_pose = jnp.concatenate([global_orient, hand_aa]).reshape(-1, 3)
     R_parent_joint = jaxlie.SO3.exp(full_pose).as_matrix()  # (16, 3, 3)
-    parents = np.asarray(model.parents)
+    parents = np.asarray(model.parents, np.int32)
     t_parent_joint = joints_rest.at[1:].add(-joints_rest[parents[1:]])
     R, t = R_parent_joint, t_parent_joint  # becomes R_world_joint, t_world_joint level by level
     for idx in _levels(model.parents):
@@ -178,9 +180,9 @@ def joint_frames(
 
 def skin(
     model: ManoModel,
-    skinning: Float[Array, "16 3 4"],
-    pose_feature: Float[Array, "135"],
-    betas: Float[Array, "S"],
+    skinning: Float[ArrayLike, "16 3 4"],
+    pose_feature: Float[ArrayLike, "135"],
+    betas: Float[ArrayLike, "S"],
 ) -> Float[Array, "V 3"]:
     """Shape and pose blend shapes, then linear blend skinning (model frame, no ``transl``).
 
@@ -218,10 +220,10 @@ def _output(frames: JointFrames, vertices, transl) -> ManoOutput:
 
 def forward(
     model: ManoModel,
-    global_orient: Float[Array, "3"],
-    hand_pose: Float[Array, "P"],
-    betas: Float[Array, "S"],
-    transl: Float[Array, "3"] | None = None,
+    global_orient: Float[ArrayLike, "3"],
+    hand_pose: Float[ArrayLike, "P"],
+    betas: Float[ArrayLike, "S"],
+    transl: Float[ArrayLike, "3"] | None = None,
     *,
     pose_space: PoseSpace = "axis_angle",
     flat_hand_mean: bool = False,
@@ -242,10 +244,10 @@ def forward(
 
 def forward_batch(
     model: ManoModel,
-    global_orient: Float[Array, "B 3"],
-    hand_pose: Float[Array, "B P"],
-    betas: Float[Array, "B S"],
-    transl: Float[Array, "B 3"] | None = None,
+    global_orient: Float[ArrayLike, "B 3"],
+    hand_pose: Float[ArrayLike, "B P"],
+    betas: Float[ArrayLike, "B S"],
+    transl: Float[ArrayLike, "B 3"] | None = None,
     *,
     pose_space: PoseSpace = "axis_angle",
     flat_hand_mean: bool = False,
