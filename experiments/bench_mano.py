@@ -65,7 +65,7 @@ def bench_hoijax(model: mano.ManoModel, batch: int, repeats: int, path: str) -> 
         t0 = time.perf_counter()
         compiled = jax.jit(fn).lower(*args).compile()
         compile_s = time.perf_counter() - t0
-        run_s = _median_time(lambda: jax.block_until_ready(compiled(*args)), repeats)
+        run_s = _median_time(lambda c=compiled: jax.block_until_ready(c(*args)), repeats)
         timings[name] = {"compile_s": compile_s, "median_s": run_s, "hands_per_s": batch / run_s}
     return timings
 
