@@ -58,7 +58,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 FOCAL_PER_PX = 1.8
 """fx = fy = FOCAL_PER_PX · width: the scene covers the same fraction of any resolution."""
 HAND_DEPTH_M = 0.45
-DEFAULT_TILE, DEFAULT_PPF = 8, 8
+DEFAULT_TILE, DEFAULT_PPF = 4, 16  # the library defaults (RasterSettings)
 SWEEP_TILES = (4, 8, 16)
 CAPACITY_MARGIN = 1.15
 """The sweep's pairs_per_face: the most pairs any frame needs, times this, rounded up."""

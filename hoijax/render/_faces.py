@@ -145,3 +145,80 @@ def soft_log_transmittance(dist2_signed, sigma_px2, cutoff_px2):
     """
     x = -dist2_signed / sigma_px2
     return jnp.where(dist2_signed <= cutoff_px2, -jax.nn.softplus(x), 0.0)
+
+
+def _nearest_edge(px, py, uv):
+    """Per pixel: squared distance to the triangle's boundary, and the nearest edge's
+    (index, t, residual r = p - closest point). Scalar fields, as in :func:`pixel_face`."""
+    best = None
+    for i in range(3):
+        x0, y0 = uv[..., (i + 1) % 3, 0], uv[..., (i + 1) % 3, 1]
+        ex, ey = uv[..., (i + 2) % 3, 0] - x0, uv[..., (i + 2) % 3, 1] - y0
+        len2 = ex * ex + ey * ey
+        inv_len2 = jnp.where(len2 > 0, 1.0 / jnp.where(len2 > 0, len2, 1.0), 0.0)
+        dx, dy = px - x0, py - y0
+        t = jnp.clip((dx * ex + dy * ey) * inv_len2, 0.0, 1.0)
+        rx, ry = dx - t * ex, dy - t * ey
+        d2 = rx * rx + ry * ry
+        cand = (d2, jnp.full(d2.shape, i, jnp.int32), t, rx, ry)
+        if best is None:
+            best = cand
+        else:
+            closer = d2 < best[0]
+            best = tuple(jnp.where(closer, c, b) for c, b in zip(cand, best))
+    return best
+
+
+@jax.custom_jvp
+def soft_log_t(pix, uv, sigma_px2, cutoff_px2):
+    """``log(1 - p)`` of pixel–face pairs, ``p = sigmoid(-d/σ)`` (0 beyond the cut-off).
+
+    ``pix`` (..., 2) pixel centres, ``uv`` (..., 3, 2) the faces' corners broadcast against
+    them. The same values as ``soft_log_transmittance(pixel_face(...).dist2_signed, ...)``,
+    with a hand-written derivative: by the envelope theorem the squared distance to a segment
+    x0–x1 whose closest point sits at parameter t changes by ``-2 r·((1 - t) dx0 + t dx1)``
+    (r = pixel − closest point), and only the nearest edge counts. Written as a JVP rule, so
+    forward mode works and reverse mode comes from its transpose; autodiff of the plain
+    expression materializes dozens of pair-sized arrays instead (about 4× slower here).
+    """
+    px, py = pix[..., 0], pix[..., 1]
+    d2 = _nearest_edge(px, py, uv)[0]
+    d = jnp.where(_inside(px, py, uv), -d2, d2)
+    return soft_log_transmittance(d, sigma_px2, cutoff_px2)
+
+
+def _inside(px, py, uv):
+    sign = jnp.sign((uv[..., 1, 0] - uv[..., 0, 0]) * (uv[..., 2, 1] - uv[..., 0, 1])
+                    - (uv[..., 1, 1] - uv[..., 0, 1]) * (uv[..., 2, 0] - uv[..., 0, 0]))
+    inside = None
+    for i in range(3):
+        x0, y0 = uv[..., (i + 1) % 3, 0], uv[..., (i + 1) % 3, 1]
+        ex, ey = uv[..., (i + 2) % 3, 0] - x0, uv[..., (i + 2) % 3, 1] - y0
+        side = (ex * (py - y0) - ey * (px - x0)) * sign >= 0
+        inside = side if inside is None else inside & side
+    return inside
+
+
+@soft_log_t.defjvp
+def _soft_log_t_jvp(primals, tangents):
+    pix, uv, sigma_px2, cutoff_px2 = primals
+    _, duv, dsigma, _ = tangents  # pixel centres and the cut-off carry no derivative
+    px, py = pix[..., 0], pix[..., 1]
+    d2, edge, t, rx, ry = _nearest_edge(px, py, uv)
+    inside = _inside(px, py, uv)
+    d = jnp.where(inside, -d2, d2)
+    out = soft_log_transmittance(d, sigma_px2, cutoff_px2)
+    live = d <= cutoff_px2
+    s = jax.nn.sigmoid(-d / sigma_px2)
+    # d log(1-p) / d d = sigmoid(-d/σ) / σ ;  d d / d d2 = ∓1 (inside: d = -d2)
+    k = jnp.where(live, s / sigma_px2, 0.0) * jnp.where(inside, -1.0, 1.0)
+    # d(d2) = -2 r · Σ_j w_j du_j with w = (1 - t) at the nearest edge's start corner, t at its end.
+    dx_w, dy_w = 0.0, 0.0
+    for j in range(3):
+        w = (jnp.where(edge == (j + 2) % 3, 1.0 - t, 0.0)  # edge i starts at corner i+1
+             + jnp.where(edge == (j + 1) % 3, t, 0.0))  # ... and ends at corner i+2
+        dx_w = dx_w + w * duv[..., j, 0]
+        dy_w = dy_w + w * duv[..., j, 1]
+    tangent = k * (-2.0 * (rx * dx_w + ry * dy_w))
+    tangent = tangent + jnp.where(live, -s * d / sigma_px2**2, 0.0) * dsigma
+    return out, tangent

@@ -18,7 +18,7 @@ from hoijax.render._faces import (
     edge_weights,
     pixel_face,
     screen_faces,
-    soft_log_transmittance,
+    soft_log_t,
 )
 from hoijax.render._settings import RasterSettings, default_blur_radius_px
 
@@ -143,9 +143,12 @@ def rasterize(
     pix = _tile_pixels(pairs.tile, settings, dtype)  # (P, T², 2)
 
     # Soft part on the live graph: every pair on every pixel of its tile.
-    pf = pixel_face(pix, sf.uv[pairs.face][:, None], sf.inv_z[pairs.face][:, None],
-                    sf.area2[pairs.face][:, None])
-    log_t = soft_log_transmittance(pf.dist2_signed, sigma_px2, cutoff_px2)  # log(1 - p), (P, T²)
+    # Values that need no gradient (inside test, 1/z) come from pixel_face under stop_gradient;
+    # log(1 - p) has a hand-written backward pass (soft_log_t).
+    pf = pixel_face(pix, jax.lax.stop_gradient(sf.uv[pairs.face])[:, None],
+                    jax.lax.stop_gradient(sf.inv_z[pairs.face])[:, None],
+                    jax.lax.stop_gradient(sf.area2[pairs.face])[:, None])
+    log_t = soft_log_t(pix, sf.uv[pairs.face][:, None], sigma_px2, cutoff_px2)  # (P, T²)
     inside, pair_inv_z = pf.inside, pf.inv_z
     pair_mesh = jnp.maximum(sf.mesh_id[pairs.face], 0)
     seg = pairs.tile * M + pair_mesh  # unused slots fall into the dropped last tile
