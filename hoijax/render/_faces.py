@@ -90,19 +90,30 @@ class PixelFace(eqx.Module):
     """1 / depth at the pixel, perspective-correct (meaningful where ``inside``)."""
 
 
-def edge_weights(p, uv):
-    """Edge functions (w0, w1, w2) of points p (..., 2) against triangles uv (..., 3, 2).
+def _edge_functions(px, py, uv):
+    """Edge functions (w0, w1, w2) of pixel fields against triangles (scalar fields).
 
-    ``w_i`` is twice the signed area of the sub-triangle opposite corner i; they sum to
-    ``area2`` and ``w / area2`` are the screen-space barycentrics.
+    Edge i runs from corner i+1 to corner i+2 (opposite corner i); ``w_i`` is twice the signed
+    area of the sub-triangle opposite corner i, so they sum to ``area2`` and ``w / area2`` are
+    the screen-space barycentrics.
     """
-    a, b, c = uv[..., 0, :], uv[..., 1, :], uv[..., 2, :]
+    out = []
+    for i in range(3):
+        x0, y0 = uv[..., (i + 1) % 3, 0], uv[..., (i + 1) % 3, 1]
+        ex, ey = uv[..., (i + 2) % 3, 0] - x0, uv[..., (i + 2) % 3, 1] - y0
+        out.append(ex * (py - y0) - ey * (px - x0))
+    return tuple(out)
 
-    def edge(x, y):
-        return (y[..., 0] - x[..., 0]) * (p[..., 1] - x[..., 1]) - (y[..., 1] - x[..., 1]) * (
-            p[..., 0] - x[..., 0])
 
-    return edge(b, c), edge(c, a), edge(a, b)
+def edge_weights(p, uv):
+    """Edge functions (w0, w1, w2) of points p (..., 2) against triangles uv (..., 3, 2)."""
+    return _edge_functions(p[..., 0], p[..., 1], uv)
+
+
+def _inside(w, area2):
+    """Pixel centre inside the triangle, edges included, for either winding."""
+    sign = jnp.sign(area2)
+    return (w[0] * sign >= 0) & (w[1] * sign >= 0) & (w[2] * sign >= 0)
 
 
 def pixel_face(p: Float[Array, "*P 2"], uv, inv_z, area2) -> PixelFace:
@@ -111,29 +122,13 @@ def pixel_face(p: Float[Array, "*P 2"], uv, inv_z, area2) -> PixelFace:
     ``uv`` (..., 3, 2), ``inv_z`` (..., 3) and ``area2`` (...) broadcast against ``p``'s
     leading axes. Written on scalar fields (structure of arrays): every intermediate has the
     pairs' full shape with no small trailing axis, so XLA fuses the whole computation into one
-    vectorized loop over pixels. Per-face quantities (edge vectors, inverse squared lengths,
-    ``inv_z / area2``) are formed on the faces' shape before broadcasting.
+    vectorized loop over pixels.
     """
     px, py = p[..., 0], p[..., 1]
-    sign = jnp.sign(area2)
-    inside = None
-    dist2 = None
-    inv_z_px = 0.0
-    for i in range(3):  # edge i runs from corner i+1 to corner i+2 (opposite corner i)
-        x0, y0 = uv[..., (i + 1) % 3, 0], uv[..., (i + 1) % 3, 1]
-        ex, ey = uv[..., (i + 2) % 3, 0] - x0, uv[..., (i + 2) % 3, 1] - y0
-        len2 = ex * ex + ey * ey
-        inv_len2 = jnp.where(len2 > 0, 1.0 / jnp.where(len2 > 0, len2, 1.0), 0.0)
-        coef = inv_z[..., i] / area2
-        dx, dy = px - x0, py - y0
-        w = ex * dy - ey * dx  # edge function: twice the signed area opposite corner i
-        t = jnp.clip((dx * ex + dy * ey) * inv_len2, 0.0, 1.0)
-        rx, ry = dx - t * ex, dy - t * ey
-        d2 = rx * rx + ry * ry
-        side = w * sign >= 0
-        inside = side if inside is None else inside & side
-        dist2 = d2 if dist2 is None else jnp.minimum(dist2, d2)
-        inv_z_px = inv_z_px + w * coef
+    w = _edge_functions(px, py, uv)
+    inside = _inside(w, area2)
+    dist2 = _nearest_edge(px, py, uv)[0]
+    inv_z_px = sum(w[i] * (inv_z[..., i] / area2) for i in range(3))
     return PixelFace(inside=inside, dist2_signed=jnp.where(inside, -dist2, dist2),
                      inv_z=inv_z_px)
 
@@ -183,20 +178,13 @@ def soft_log_t(pix, uv, sigma_px2, cutoff_px2):
     """
     px, py = pix[..., 0], pix[..., 1]
     d2 = _nearest_edge(px, py, uv)[0]
-    d = jnp.where(_inside(px, py, uv), -d2, d2)
+    d = jnp.where(_inside(_edge_functions(px, py, uv), _area2(uv)), -d2, d2)
     return soft_log_transmittance(d, sigma_px2, cutoff_px2)
 
 
-def _inside(px, py, uv):
-    sign = jnp.sign((uv[..., 1, 0] - uv[..., 0, 0]) * (uv[..., 2, 1] - uv[..., 0, 1])
-                    - (uv[..., 1, 1] - uv[..., 0, 1]) * (uv[..., 2, 0] - uv[..., 0, 0]))
-    inside = None
-    for i in range(3):
-        x0, y0 = uv[..., (i + 1) % 3, 0], uv[..., (i + 1) % 3, 1]
-        ex, ey = uv[..., (i + 2) % 3, 0] - x0, uv[..., (i + 2) % 3, 1] - y0
-        side = (ex * (py - y0) - ey * (px - x0)) * sign >= 0
-        inside = side if inside is None else inside & side
-    return inside
+def _area2(uv):
+    return ((uv[..., 1, 0] - uv[..., 0, 0]) * (uv[..., 2, 1] - uv[..., 0, 1])
+            - (uv[..., 1, 1] - uv[..., 0, 1]) * (uv[..., 2, 0] - uv[..., 0, 0]))
 
 
 @soft_log_t.defjvp
@@ -205,7 +193,7 @@ def _soft_log_t_jvp(primals, tangents):
     _, duv, dsigma, _ = tangents  # pixel centres and the cut-off carry no derivative
     px, py = pix[..., 0], pix[..., 1]
     d2, edge, t, rx, ry = _nearest_edge(px, py, uv)
-    inside = _inside(px, py, uv)
+    inside = _inside(_edge_functions(px, py, uv), _area2(uv))
     d = jnp.where(inside, -d2, d2)
     out = soft_log_transmittance(d, sigma_px2, cutoff_px2)
     live = d <= cutoff_px2
