@@ -23,6 +23,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from _common import package_versions
+
 from hoijax import mano
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -123,7 +125,7 @@ def main() -> None:
         "cpu_count": __import__("os").cpu_count(),
         "jax_backend": backend,
         "devices": [str(d) for d in jax.devices()],
-        "versions": _versions(),
+        "versions": package_versions("jax", "jaxlib", "numpy", "torch", "smplx"),
         "dtype": "float32",
         "repeats": args.repeats,
         "model": "synthetic MANO-format hand (778 vertices), axis-angle pose, 10 betas",
@@ -143,18 +145,6 @@ def _torch_threads() -> int | None:
     except ImportError:
         return None
     return torch.get_num_threads()
-
-
-def _versions() -> dict:
-    import importlib.metadata as md
-
-    out = {}
-    for pkg in ("jax", "jaxlib", "numpy", "torch", "smplx"):
-        try:
-            out[pkg] = md.version(pkg)
-        except md.PackageNotFoundError:
-            pass
-    return out
 
 
 def _format_row(row: dict) -> str:

@@ -51,6 +51,8 @@ import jax.numpy as jnp
 import numpy as np
 import trimesh
 
+from _common import package_versions
+
 from hoijax import mano, render
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -506,7 +508,7 @@ def main() -> None:
         "load_average_at_end": list(os.getloadavg()),
         "jax_backend": backend,
         "devices": [str(d) for d in jax.devices()],
-        "versions": _versions(),
+        "versions": package_versions("jax", "jaxlib", "numpy", "trimesh", "equinox"),
         "dtype": "float32",
         "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(opts).items()},
         "load_average_at_start": load_start,
@@ -548,18 +550,6 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
     print(f"wrote {out}")
-
-
-def _versions() -> dict:
-    import importlib.metadata as md
-
-    out = {}
-    for pkg in ("jax", "jaxlib", "numpy", "trimesh", "equinox"):
-        try:
-            out[pkg] = md.version(pkg)
-        except md.PackageNotFoundError:
-            pass
-    return out
 
 
 if __name__ == "__main__":
