@@ -1,0 +1,1 @@
+"""AGILE tracking objectives and the losses of the learned models (pure JAX)."""

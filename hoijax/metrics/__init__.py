@@ -1,0 +1,1 @@
+"""HOLD-compatible evaluation metrics for hands and objects."""

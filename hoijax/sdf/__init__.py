@@ -1,0 +1,1 @@
+"""Signed distance fields of object meshes: grids, differentiable queries, AGILE gating."""
