@@ -66,6 +66,11 @@ class GroundTruth(eqx.Module):
     """True object pose per frame."""
     obj_scale: Float[Array, "*B 3"]
     """True anisotropic scale of the canonical mesh (1 when the mesh is metric)."""
+    onset_frame: Int[Array, "*B"] | None = None
+    """First frame of hand-object contact (from it on the object moves with the hand), or None."""
+    occlusion_ratio: Float[Array, "*B N"] | None = None
+    """Fraction of the object's full silhouette hidden by the hand per frame (0 where the object
+    is not in view), or None."""
 
 
 class Sequence(eqx.Module):

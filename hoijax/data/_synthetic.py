@@ -1,0 +1,589 @@
+"""The synthetic hand-object benchmark: the synthetic MANO hand grasps and moves a procedural
+object in front of a static pinhole camera; observations rendered with the hoijax rasterizer.
+
+Story of a sequence (all deterministic from ``config.seed``):
+
+1. **Object and hand.** A procedural metric object (:mod:`hoijax.data._objects`) or the user's
+   mesh; MANO shape ``betas ~ N(0, 0.5²)``.
+2. **Grasp.** The grasp is a one-parameter finger closure ``hand_pose = c · hands_mean``
+   (absolute axis-angle). The object sits on the palm side with its longest side across the
+   palm; a grid search over the closure ``c`` and the palm-to-object offset keeps the hand
+   outside the object's convex hull (penetration ≤ 2 mm: the object lies inside its hull, so
+   its own penetration is at most that) and maximises the hand vertices within 5 mm of it
+   (palm and fingers touching).
+3. **View (occlusion level).** The camera sees the grasp from an angle ``α`` between the palm
+   normal (towards the object) and the viewing ray: ``heavy`` α≈0 (the back of the hand faces
+   the camera and the object, shrunk to hand size, lies behind it), ``medium`` α≈75° (side
+   view), ``light`` α≈125° (palm side, object in front of the fingers' roots).
+4. **Motion.** Before the onset frame the object rests and the hand approaches from 10 cm
+   back, opening → closing its fingers; from the onset on the object moves rigidly and the
+   hand with it (fixed hand-to-object transform): smooth sinusoidal rotation about the
+   object's centre and translation, zero at the onset, frequency ``0.01 · speed`` cycles per
+   frame (≈1.5°/frame and ≈2 mm/frame at ``speed=1``); out-of-plane rotation is small for
+   ``heavy`` so the hand keeps covering the object.
+5. **Observations.** One rasterization per frame (hand = mesh 0, object = mesh 1): hand and
+   visible-object masks from the z-buffer (the hand occludes the object and vice versa),
+   metric depth + Gaussian noise, per-frame occlusion ratio ``1 - Σ visible_obj / Σ sil_obj``
+   (soft silhouettes); a second, low-resolution rasterization (``H/8``) interpolates
+   per-vertex object features, hand features and a smooth static background into the target
+   feature maps, plus noise. Keypoints: ground-truth joints projected, pixel noise (doubled
+   for occluded joints), dropouts and off-image joints with confidence 0 (coordinates 0);
+   confidence ~U(0.7, 1) visible, ~U(0.25, 0.6) occluded.
+6. **Initial estimates** as a detector errs (all scaled by ``init_difficulty``): finger
+   articulation error in PCA space (12 components, per-sequence bias + per-frame jitter),
+   global orientation error (bias + jitter, degrees), beta noise, a depth bias along the
+   viewing ray plus lateral bias, per-frame translation jitter; optionally a noisy object pose
+   at the onset frame (``T_cam_obj_init``, ``init_frame``).
+
+Object-scale convention: the camera-frame object is ``T_cam_obj · (gt.obj_scale ⊙ v)`` for
+canonical vertices ``v`` of ``seq.mesh``. With ``normalize_object_scale=False`` (the default)
+the mesh is metric and ``obj_scale = 1``; with ``True`` the mesh is rescaled to a unit
+bounding-box diagonal (as a generated shape prior would be) and ``obj_scale`` is the true
+metric scale (isotropic, repeated 3 times).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from pathlib import Path
+from typing import Any, Literal
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from scipy.spatial.transform import Rotation
+
+from hoijax import geometry, mano, render
+from hoijax.data._objects import (
+    OBJECT_KINDS,
+    ObjectKind,
+    make_object_trimesh,
+    vertex_features,
+)
+from hoijax.data._sequence import GroundTruth, HandParams, ObjectMesh, Sequence, Side
+
+OcclusionLevel = Literal["light", "medium", "heavy"]
+
+_VIEW_ANGLE_DEG = {"heavy": 0.0, "medium": 75.0, "light": 125.0}
+_OUT_OF_PLANE_RAD = {"heavy": 0.12, "medium": 0.35, "light": 0.35}
+_HEAVY_MAX_EXTENT_M = 0.085  # heavy occlusion: object no larger than the palm's width
+_PEN_TOL_M = 0.002
+_CONTACT_M = 0.005
+
+
+@dataclasses.dataclass(frozen=True)
+class SyntheticConfig:
+    """Controls of one synthetic sequence. Noise levels and the initial-estimate difficulty
+    are independent of the geometry: changing them leaves hand, object and motion unchanged."""
+
+    seed: int = 0
+    """Seed of everything (object size, grasp, view, motion, noise, detector errors)."""
+    num_frames: int = 100
+    """Number of frames N."""
+    image_size: tuple[int, int] = (256, 256)
+    """(H, W), pixels."""
+    focal_factor: float = 1.5
+    """Focal length in units of the image width (f = focal_factor · W px)."""
+    distance_m: float = 0.5
+    """Camera-to-scene distance, metres."""
+    side: Side = "right"
+    """Which hand (the synthetic MANO hand of that side)."""
+    object_kind: ObjectKind = "box"
+    """Procedural object: one of ``OBJECT_KINDS``; ignored when ``object_mesh`` is given."""
+    object_mesh: Any = dataclasses.field(default=None, compare=False)
+    """A user-supplied ``trimesh.Trimesh`` (metric, any origin), or None."""
+    occlusion: OcclusionLevel = "medium"
+    """How much of the object the hand hides after onset: light / medium / heavy (≥ 70 %)."""
+    onset_fraction: float = 0.3
+    """Onset frame = round(onset_fraction · N) (clipped to [0, N-1])."""
+    speed: float = 1.0
+    """Motion speed multiplier after onset (1 ≈ 1.5°/frame and 2 mm/frame)."""
+    feature_dim: int = 16
+    """Channels C of the per-vertex and target features."""
+    feature_stride: int = 8
+    """Feature maps are (H / stride, W / stride)."""
+    keypoint_noise_px: float = 2.0
+    """Standard deviation of 2D keypoint noise, pixels (doubled for occluded joints)."""
+    keypoint_dropout: float = 0.05
+    """Probability that the detector misses a keypoint (confidence 0)."""
+    depth_noise_m: float = 0.002
+    """Standard deviation of depth noise, metres."""
+    feature_noise: float = 0.05
+    """Standard deviation of the target feature maps' noise (features are unit-norm)."""
+    init_difficulty: float = 1.0
+    """Scale of every initial-estimate error (0: ``hand_init`` is the ground truth)."""
+    pose_pca_noise: float = 0.5
+    """Finger articulation error: per-sequence bias std in PCA space (12 components)."""
+    orient_noise_deg: float = 5.0
+    """Global orientation bias, degrees (per-frame jitter is a third of it)."""
+    betas_noise: float = 0.5
+    """Std of the error on betas."""
+    depth_bias_m: float = 0.04
+    """Std of the translation bias along the viewing ray, metres (lateral: a quarter)."""
+    object_init: bool = True
+    """Give a noisy object pose at the onset frame (``T_cam_obj_init``)."""
+    object_init_rot_deg: float = 5.0
+    """Rotation error of ``T_cam_obj_init``, degrees (times ``init_difficulty``)."""
+    object_init_trans_m: float = 0.01
+    """Translation error of ``T_cam_obj_init``, metres (times ``init_difficulty``)."""
+    normalize_object_scale: bool = False
+    """Hand the tracker a unit-diagonal mesh (true scale in ``gt.obj_scale``); default metric."""
+    with_depth: bool = True
+    """Render the depth map."""
+    with_features: bool = True
+    """Render the target feature maps."""
+    with_rgb: bool = False
+    """Render a flat-shaded RGB image (object colour from its features), for pictures."""
+    chunk_size: int = 8
+    """Frames rasterized at once (one vmapped, compiled call per chunk): memory vs speed."""
+
+    def noiseless(self) -> "SyntheticConfig":
+        """The same sequence with every observation noise and initial-estimate error off."""
+        return dataclasses.replace(self, keypoint_noise_px=0.0, keypoint_dropout=0.0,
+                                   depth_noise_m=0.0, feature_noise=0.0, init_difficulty=0.0)
+
+    def to_json(self) -> dict:
+        """JSON-able fields (the user mesh is recorded only as present or not)."""
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+             if f.name != "object_mesh"}
+        d["image_size"] = list(self.image_size)
+        d["object_mesh"] = None if self.object_mesh is None else "user-supplied"
+        return d
+
+
+# ------------------------------------------------------------------------------- small maths
+
+
+def _rng(seed: int, stream: str) -> np.random.Generator:
+    return np.random.default_rng([seed, sum(ord(c) * 31 ** i for i, c in enumerate(stream))
+                                  % (2 ** 31)])
+
+
+def _smoothstep(x):
+    x = np.clip(x, 0.0, 1.0)
+    return x * x * (3 - 2 * x)
+
+
+def _se3(R, t):
+    T = np.eye(4)
+    T[:3, :3], T[:3, 3] = R, t
+    return T
+
+
+def _unit(v):
+    return v / np.linalg.norm(v)
+
+
+def _random_rotation(rng, std_rad: float) -> np.ndarray:
+    return Rotation.from_rotvec(rng.normal(scale=std_rad, size=3)).as_matrix()
+
+
+# ------------------------------------------------------------------------------------- grasp
+
+
+@dataclasses.dataclass
+class _Grasp:
+    closure: float
+    T_mano_obj: np.ndarray  # metric object canonical → MANO frame (hand at zero orient/transl)
+    normal: np.ndarray  # palm normal towards the object, MANO frame
+    finger: np.ndarray  # wrist → middle MCP, MANO frame
+    penetration_m: float
+    contact_verts: int
+
+
+@functools.lru_cache(maxsize=8)
+def _mano_fns(side: str):
+    model = mano.synthetic_mano(side)
+
+    def fwd(g, h, b, t):
+        out = mano.forward(model, g, h, b, t, flat_hand_mean=True)
+        return out.vertices, out.keypoints("smplx", "openpose"), out.joints[0]
+
+    return model, jax.jit(jax.vmap(fwd))
+
+
+def _hull_planes(mesh) -> tuple[np.ndarray, np.ndarray]:
+    hull = mesh.convex_hull
+    normals = np.asarray(hull.face_normals)
+    offsets = np.einsum("fc,fc->f", normals, hull.vertices[hull.faces[:, 0]])
+    _, keep = np.unique(np.round(np.c_[normals, offsets], 5), axis=0, return_index=True)
+    return normals[keep], offsets[keep]
+
+
+def _find_grasp(model, fwd, betas, mesh, rng) -> _Grasp:
+    """Grid search of finger closure × palm offset (see module docstring, step 2)."""
+    closures = np.linspace(0.0, 3.0, 13)
+    mean = np.asarray(model.hands_mean, np.float64)
+    nc = len(closures)
+    verts, kps, _ = fwd(jnp.zeros((nc, 3)), jnp.asarray(closures[:, None] * mean, jnp.float32),
+                        jnp.tile(jnp.asarray(betas, jnp.float32), (nc, 1)), jnp.zeros((nc, 3)))
+    verts, kps = np.asarray(verts, np.float64), np.asarray(kps, np.float64)
+    k0 = kps[0]
+    finger = _unit(k0[9] - k0[0])
+    lateral = k0[5] - k0[17]
+    lateral = _unit(lateral - finger * (lateral @ finger))
+    normal = np.cross(finger, lateral)
+    palm = k0[[0, 5, 9, 13, 17]].mean(0)
+    tips = kps[-1][[8, 12, 16, 20]].mean(0)
+    if normal @ (tips - palm) < 0:
+        normal = -normal
+    lateral = np.cross(normal, finger)  # right-handed (lateral, finger, normal) frame
+    # Object axes (x longest, y, z shortest) → lateral, finger, normal, with a seeded twist
+    # about the normal and a random flip (which end points where).
+    flip = Rotation.from_rotvec([0.0, np.pi * rng.integers(2), 0.0]).as_matrix()
+    twist = Rotation.from_rotvec(normal * rng.uniform(-0.35, 0.35)).as_matrix()
+    R_mano_obj = twist @ np.stack([lateral, finger, normal], 1) @ flip
+    centre0 = palm + finger * 0.01  # a little towards the fingers, so they wrap the object
+    N_obj, b_obj = _hull_planes(mesh)
+    offsets = np.arange(0.0, 0.15, 0.0015)
+    best = None
+    m_dir = R_mano_obj.T @ normal  # the normal in object coordinates
+    for ci in range(nc):
+        q = (verts[ci] - centre0) @ R_mano_obj  # hand vertices in object coords at offset 0
+        sd_q = (q @ N_obj.T - b_obj).astype(np.float32)  # (V, P)
+        shift = (N_obj @ m_dir).astype(np.float32)  # (P,)
+        sd = np.max(sd_q[None] - offsets[:, None, None] * shift[None, None], axis=-1)  # (D, V)
+        pen = np.maximum(0.0, -sd.min(axis=1))
+        ok = pen <= _PEN_TOL_M
+        if not ok.any():
+            continue
+        contact = np.sum(sd < _CONTACT_M, axis=1)
+        di = int(np.argmax(np.where(ok, contact, -1)))
+        score = (int(contact[di]), -ci)
+        if best is None or score > best[0]:
+            best = (score, ci, di, float(pen[di]))
+    if best is None:
+        raise RuntimeError("no grasp without penetration found (object too large?)")
+    _, ci, di, pen = best
+    T = _se3(R_mano_obj, centre0 + offsets[di] * normal)
+    return _Grasp(closure=float(closures[ci]), T_mano_obj=T, normal=normal, finger=finger,
+                  penetration_m=pen, contact_verts=best[0][0])
+
+
+# ------------------------------------------------------------------------------------ render
+
+
+def _bilinear_background(rng, hf: int, wf: int, dim: int) -> np.ndarray:
+    """A smooth, static background feature field (Hf, Wf, C), unit norm per pixel."""
+    base = _unit(rng.normal(size=dim))
+    coarse = rng.normal(scale=0.6, size=(3, 3, dim))
+    ys, xs = np.linspace(0, 2, hf), np.linspace(0, 2, wf)
+    y0, x0 = np.minimum(ys.astype(int), 1), np.minimum(xs.astype(int), 1)
+    fy, fx = (ys - y0)[:, None, None], (xs - x0)[None, :, None]
+    c = (coarse[y0][:, x0] * (1 - fy) * (1 - fx) + coarse[y0 + 1][:, x0] * fy * (1 - fx)
+         + coarse[y0][:, x0 + 1] * (1 - fy) * fx + coarse[y0 + 1][:, x0 + 1] * fy * fx)
+    f = base + c
+    return (f / np.linalg.norm(f, axis=-1, keepdims=True)).astype(np.float32)
+
+
+@functools.partial(jax.jit, static_argnames=("settings", "settings_f", "with_rgb"))
+def _render_chunk(verts_hand, verts_obj, faces, face_mesh_id, K, K_f, feats, bg, colours,
+                  settings, settings_f, with_rgb):
+    """A chunk of frames (vmapped): mesh id, depth, soft object silhouette sums, feature map
+    (and RGB). Shapes depend only on the chunk size, the padded face count and the settings,
+    so one compilation serves every sequence length and every object of a size bucket."""
+
+    def one(vh, vo):
+        verts = jnp.concatenate([vh, vo])
+        r = render.rasterize(verts, faces, K, settings, face_mesh_id=face_mesh_id,
+                             num_meshes=2)
+        rf = render.rasterize(verts, faces, K_f, settings_f, face_mesh_id=face_mesh_id,
+                              num_meshes=2)
+        feat = render.interpolate(rf, feats, faces)
+        feat = jnp.where(rf.mask[..., None], feat, bg)
+        out = dict(mesh_id=r.mesh_id.astype(jnp.int8), depth=r.depth,
+                   sil_obj=jnp.sum(r.silhouette[1]), vis_obj=jnp.sum(r.visible[1]),
+                   feat=feat, overflow=r.overflow | rf.overflow)
+        if with_rgb:
+            out["rgb"] = render.interpolate(r, colours, faces, background=0.35)
+        return out
+
+    return jax.vmap(one)(verts_hand, verts_obj)
+
+
+def _render_all(verts_hand, verts_obj, static_args, settings, settings_f, chunk, with_rgb):
+    """Render every frame, ``chunk`` at a time (the last chunk padded by repetition); on
+    capacity overflow, retry with doubled pair capacity."""
+    n = verts_hand.shape[0]
+    pad = (-n) % chunk
+    idx = np.r_[np.arange(n), np.full(pad, n - 1)]
+    for _ in range(6):
+        outs = [_render_chunk(verts_hand[idx[i:i + chunk]], verts_obj[idx[i:i + chunk]],
+                              *static_args, settings=settings, settings_f=settings_f,
+                              with_rgb=with_rgb)
+                for i in range(0, n + pad, chunk)]
+        out = {k: np.concatenate([np.asarray(o[k]) for o in outs])[:n] for k in outs[0]}
+        if not out["overflow"].any():
+            return out
+        settings, settings_f = settings.doubled(), settings_f.doubled()
+    raise RuntimeError("rasterizer capacity still exceeded after 6 doublings")
+
+
+def _bucket(x: int, smallest: int) -> int:
+    """The next power-of-two multiple of ``smallest`` that holds ``x``."""
+    b = smallest
+    while b < x:
+        b *= 2
+    return b
+
+
+# --------------------------------------------------------------------------------- generator
+
+
+def _object_trimesh(config: SyntheticConfig):
+    import trimesh
+
+    if config.object_mesh is not None:
+        mesh = config.object_mesh.copy()
+        if not isinstance(mesh, trimesh.Trimesh):
+            raise TypeError("object_mesh must be a trimesh.Trimesh")
+        mesh.apply_translation(-mesh.bounds.mean(0))
+        return mesh
+    if config.object_kind not in OBJECT_KINDS:
+        raise ValueError(f"unknown object kind {config.object_kind!r}; one of {OBJECT_KINDS}")
+    return make_object_trimesh(config.object_kind, config.seed)
+
+
+def _view_rotation(level: str, normal, finger, rng) -> np.ndarray:
+    """R_cam_mano: the palm normal at angle α from the viewing ray, fingers roughly up."""
+    alpha = np.deg2rad(_VIEW_ANGLE_DEG[level] + rng.uniform(-8, 8)) * rng.choice([-1, 1])
+    n_c = np.array([np.sin(alpha), 0.0, np.cos(alpha)])
+    f_c = np.array([0.0, -1.0, 0.0])
+    src = np.stack([finger, normal, np.cross(finger, normal)], 1)
+    dst = np.stack([f_c, n_c, np.cross(f_c, n_c)], 1)
+    roll = Rotation.from_rotvec([0.0, 0.0, rng.uniform(-0.5, 0.5)]).as_matrix()
+    return roll @ dst @ src.T
+
+
+def generate_sequence(config: SyntheticConfig = SyntheticConfig()) -> Sequence:
+    """One synthetic hand-object sequence (see the module docstring for what it shows)."""
+    n = int(config.num_frames)
+    if n < 1:
+        raise ValueError("num_frames must be >= 1")
+    H, W = config.image_size
+    s = config.feature_stride
+    if H % s or W % s:
+        raise ValueError(f"image size {config.image_size} must be divisible by "
+                         f"feature_stride={s}")
+    model, fwd = _mano_fns(config.side)
+    seed = config.seed
+    rng_geo, rng_view, rng_motion = (_rng(seed, k) for k in ("geometry", "view", "motion"))
+
+    # Object (metric, centred) and hand shape.
+    mesh = _object_trimesh(config)
+    if config.occlusion == "heavy" and mesh.extents.max() > _HEAVY_MAX_EXTENT_M:
+        mesh = mesh.copy()
+        mesh.apply_scale(_HEAVY_MAX_EXTENT_M / mesh.extents.max())
+    obj_verts_m = np.asarray(mesh.vertices, np.float64)
+    obj_faces = np.asarray(mesh.faces, np.int32)
+    betas = rng_geo.normal(scale=0.5, size=10)
+
+    grasp = _find_grasp(model, fwd, betas, mesh, rng_geo)
+    grasp_pose = grasp.closure * np.asarray(model.hands_mean, np.float64)
+
+    # Hand pose at onset: view rotation, scene centred on the optical axis.
+    onset = int(np.clip(round(config.onset_fraction * n), 0, n - 1))
+    R_cam_mano = _view_rotation(config.occlusion, grasp.normal, grasp.finger, rng_view)
+    _, _, root = fwd(jnp.zeros((1, 3)), jnp.asarray(grasp_pose[None], jnp.float32),
+                     jnp.asarray(betas[None], jnp.float32), jnp.zeros((1, 3)))
+    root = np.asarray(root[0], np.float64)
+    T_cam_mano0 = _se3(R_cam_mano, np.zeros(3))
+    T_cam_obj0 = T_cam_mano0 @ grasp.T_mano_obj
+    obj_c = obj_verts_m @ T_cam_obj0[:3, :3].T + T_cam_obj0[:3, 3]
+    centre = obj_c.mean(0)
+    shift = np.array([0.0, 0.0, config.distance_m]) - centre
+    T_cam_mano0[:3, 3] += shift
+    T_cam_obj0[:3, 3] += shift
+    T_obj_mano = np.linalg.inv(grasp.T_mano_obj)
+
+    # Motion after onset: rotation about the object centre (camera axes) and translation.
+    freq = 0.01 * config.speed
+    phase = rng_motion.uniform(0, 2 * np.pi, size=(2, 3))
+    t_rel = np.arange(n) - onset
+    wave = np.sin(2 * np.pi * freq * np.maximum(t_rel, 0)[:, None, None] + phase) - np.sin(phase)
+    oop = _OUT_OF_PLANE_RAD[config.occlusion]
+    rotvec = wave[:, 0] * np.array([oop, oop, 0.6])
+    dpos = wave[:, 1] * np.array([0.025, 0.025, 0.04])
+    T_cam_obj = np.stack([_se3(Rotation.from_rotvec(rv).as_matrix() @ T_cam_obj0[:3, :3],
+                               T_cam_obj0[:3, 3] + dp) for rv, dp in zip(rotvec, dpos)])
+    T_cam_mano = T_cam_obj @ T_obj_mano
+
+    # Approach before onset: from 10 cm back (away from the object) and rotated, fingers open.
+    back = -R_cam_mano @ grasp.normal * 0.1 + rng_motion.normal(scale=0.02, size=3)
+    R_start = _random_rotation(rng_motion, 0.25)
+    closure = np.full(n, 1.0)
+    for t in range(onset):
+        w = _smoothstep(t / max(onset, 1))  # 0 at frame 0, → 1 at onset
+        R_off = Rotation.from_matrix(R_start).as_rotvec() * (1 - w)
+        T = T_cam_mano[onset].copy()
+        T[:3, :3] = Rotation.from_rotvec(R_off).as_matrix() @ T[:3, :3]
+        T[:3, 3] = T[:3, 3] + back * (1 - w)
+        T_cam_mano[t] = T
+        closure[t] = 0.2 + 0.8 * w
+    hand_pose = closure[:, None] * grasp_pose[None]
+    global_orient = Rotation.from_matrix(T_cam_mano[:, :3, :3]).as_rotvec()
+    # MANO rotates about the root joint: verts = R (v - J0) + J0 + transl.
+    transl = T_cam_mano[:, :3, 3] + np.einsum("nij,j->ni", T_cam_mano[:, :3, :3], root) - root
+
+    f32 = lambda x: jnp.asarray(x, jnp.float32)  # noqa: E731
+    verts_h, kps, _ = fwd(f32(global_orient), f32(hand_pose), f32(np.tile(betas, (n, 1))),
+                          f32(transl))
+    verts_obj_cam = (np.einsum("nij,vj->nvi", T_cam_obj[:, :3, :3], obj_verts_m)
+                     + T_cam_obj[:, None, :3, 3])
+
+    # Camera and rendering.
+    f = config.focal_factor * W
+    K = np.array([[f, 0, (W - 1) / 2], [0, f, (H - 1) / 2], [0, 0, 1.0]])
+    # Feature pixel (r, c) covers image pixels s·r … s·r + s − 1: centre at s·c + (s − 1)/2.
+    K_f = np.array([[f / s, 0, (K[0, 2] - (s - 1) / 2) / s],
+                    [0, f / s, (K[1, 2] - (s - 1) / 2) / s], [0, 0, 1.0]])
+    hand_faces = np.asarray(model.faces, np.int32)
+    nvh = verts_h.shape[1]
+    # Pad the object to a size bucket with culled (0, 0, 0)-style faces: fewer compilations.
+    vo_pad = _bucket(len(obj_verts_m), 1024) - len(obj_verts_m)
+    fo_pad = _bucket(len(obj_faces), 2048) - len(obj_faces)
+    faces = np.concatenate([hand_faces, obj_faces + nvh, np.full((fo_pad, 3), nvh, np.int32)])
+    face_mesh_id = np.r_[np.zeros(len(hand_faces), np.int32),
+                         np.ones(len(obj_faces) + fo_pad, np.int32)]
+    C = config.feature_dim
+    obj_feats = vertex_features(obj_verts_m, C, seed=seed)
+    hand_feats = vertex_features(np.asarray(model.v_template), C, seed=seed + 7919)
+    feats = np.concatenate([hand_feats, obj_feats, np.zeros((vo_pad, C), np.float32)])
+    colours = np.concatenate([np.tile([[0.85, 0.65, 0.55]], (len(hand_feats), 1)),
+                              0.5 + 0.45 * obj_feats[:, :3] / np.abs(obj_feats[:, :3]).max(),
+                              np.zeros((vo_pad, 3))])
+    rng_noise = _rng(seed, "noise")
+    bg = _bilinear_background(rng_noise, H // s, W // s, C)
+    settings = render.RasterSettings(height=H, width=W)
+    settings_f = render.RasterSettings(height=H // s, width=W // s, tile_size=2)
+    verts_obj_pad = np.concatenate([verts_obj_cam, np.repeat(verts_obj_cam[:, :1], vo_pad, 1)],
+                                   axis=1)
+    out = _render_all(
+        np.asarray(verts_h, np.float32), verts_obj_pad.astype(np.float32),
+        (jnp.asarray(faces), jnp.asarray(face_mesh_id), f32(K), f32(K_f), f32(feats), f32(bg),
+         f32(colours)),
+        settings, settings_f, max(1, int(config.chunk_size)), bool(config.with_rgb))
+    mesh_id = np.asarray(out["mesh_id"])
+    hand_mask, object_mask = mesh_id == 0, mesh_id == 1
+    depth = np.asarray(out["depth"], np.float64)
+    sil, vis = np.asarray(out["sil_obj"]), np.asarray(out["vis_obj"])
+    occlusion_ratio = np.where(sil > 1e-3, 1 - vis / np.maximum(sil, 1e-3), 0.0).clip(0, 1)
+
+    # Noise (its own stream: the noise levels do not change the geometry).
+    if config.depth_noise_m > 0:
+        depth = np.where(depth > 0, depth + rng_noise.normal(scale=config.depth_noise_m,
+                                                             size=depth.shape), 0.0)
+    feat_maps = np.asarray(out["feat"], np.float64)
+    if config.feature_noise > 0:
+        feat_maps = feat_maps + rng_noise.normal(scale=config.feature_noise, size=feat_maps.shape)
+
+    # Keypoints: projected ground truth, occlusion-aware confidence, noise, dropouts.
+    joints = np.asarray(kps, np.float64)
+    uv_f32 = np.asarray(geometry.project(f32(K), f32(joints)), np.float64)
+    cols, rows = np.round(uv_f32[..., 0]).astype(int), np.round(uv_f32[..., 1]).astype(int)
+    inside = (cols >= 0) & (cols < W) & (rows >= 0) & (rows < H) & (joints[..., 2] > 0)
+    fr = np.arange(n)[:, None]
+    rc, cc = rows.clip(0, H - 1), cols.clip(0, W - 1)
+    d_at = np.asarray(out["depth"])[fr, rc, cc]
+    covering = mesh_id[fr, rc, cc]
+    occluded = inside & (((covering == 1) & (d_at < joints[..., 2]))
+                         | ((d_at > 0) & (d_at < joints[..., 2] - 0.02)))
+    rng_kp = _rng(seed, "keypoints")
+    conf = np.where(occluded, rng_kp.uniform(0.25, 0.6, size=occluded.shape),
+                    rng_kp.uniform(0.7, 1.0, size=occluded.shape))
+    sigma = config.keypoint_noise_px * np.where(occluded, 2.0, 1.0)[..., None]
+    uv = uv_f32 + sigma * rng_kp.normal(size=uv_f32.shape)
+    missed = rng_kp.random(size=conf.shape) < config.keypoint_dropout
+    drop = missed | ~inside
+    conf = np.where(drop, 0.0, conf)
+    uv = np.where(drop[..., None], 0.0, uv)
+
+    # Initial estimates, as a detector errs.
+    d = config.init_difficulty
+    rng_init = _rng(seed, "init")
+    comps = np.asarray(model.hands_components, np.float64)[:12]
+    pca_err = (rng_init.normal(scale=config.pose_pca_noise, size=12)
+               + rng_init.normal(scale=config.pose_pca_noise / 3, size=(n, 12)))
+    pose_init = hand_pose + d * pca_err @ comps
+    R_bias = _random_rotation(rng_init, d * np.deg2rad(config.orient_noise_deg))
+    R_init = np.stack([_random_rotation(rng_init, d * np.deg2rad(config.orient_noise_deg) / 3)
+                       @ R_bias @ R for R in T_cam_mano[:, :3, :3]])
+    betas_init = betas + d * rng_init.normal(scale=config.betas_noise, size=10)
+    ray = _unit(T_cam_mano[onset, :3, 3] + T_cam_mano[onset, :3, :3] @ root)
+    t_bias = (ray * rng_init.normal(scale=config.depth_bias_m)
+              + rng_init.normal(scale=config.depth_bias_m / 4, size=3))
+    transl_init = transl + d * (t_bias + rng_init.normal(scale=0.005, size=(n, 3)))
+    hand_init = HandParams(betas=f32(np.tile(betas_init, (n, 1))), hand_pose=f32(pose_init),
+                           global_orient=f32(Rotation.from_matrix(R_init).as_rotvec()),
+                           transl=f32(transl_init))
+
+    # The mesh handed to the tracker (metric, or unit-diagonal with the scale in gt).
+    scale = 1.0
+    if config.normalize_object_scale:
+        scale = float(np.linalg.norm(mesh.extents))
+    T_init = None
+    if config.object_init:
+        T_init = T_cam_obj[onset].copy()
+        T_init[:3, :3] = _random_rotation(
+            rng_init, d * np.deg2rad(config.object_init_rot_deg)) @ T_init[:3, :3]
+        T_init[:3, 3] += d * rng_init.normal(scale=config.object_init_trans_m / np.sqrt(3),
+                                             size=3)
+    obj_mesh = ObjectMesh(vertices=f32(obj_verts_m / scale), faces=jnp.asarray(obj_faces),
+                          face_valid=jnp.ones(len(obj_faces), bool),
+                          vertex_features=f32(obj_feats))
+    gt = GroundTruth(
+        hand=HandParams(betas=f32(np.tile(betas, (n, 1))), hand_pose=f32(hand_pose),
+                        global_orient=f32(global_orient), transl=f32(transl)),
+        joints_cam=f32(joints), verts_cam=jnp.asarray(verts_h, jnp.float32),
+        T_cam_obj=f32(T_cam_obj), obj_scale=f32(np.full(3, scale)),
+        onset_frame=jnp.asarray(onset, jnp.int32), occlusion_ratio=f32(occlusion_ratio))
+    return Sequence(
+        K=f32(K), valid=jnp.ones(n, bool), hand_mask=jnp.asarray(hand_mask),
+        object_mask=jnp.asarray(object_mask), keypoints_px=f32(uv), keypoints_conf=f32(conf),
+        hand_init=hand_init, mesh=obj_mesh,
+        depth_m=f32(depth) if config.with_depth else None,
+        features=f32(feat_maps) if config.with_features else None,
+        rgb=(jnp.asarray(np.round(np.asarray(out["rgb"]) * 255).clip(0, 255), jnp.uint8)
+             if config.with_rgb else None),
+        T_cam_obj_init=None if T_init is None else f32(T_init),
+        init_frame=None if T_init is None else jnp.asarray(onset, jnp.int32),
+        gt=gt, side=config.side)
+
+
+def default_benchmark_configs(n: int, seed: int = 0, **overrides) -> list[SyntheticConfig]:
+    """``n`` configs cycling through object kinds and occlusion levels, seeds ``seed + i``."""
+    levels = ("light", "medium", "heavy")
+    return [SyntheticConfig(seed=seed + i, object_kind=OBJECT_KINDS[i % len(OBJECT_KINDS)],
+                            occlusion=levels[(i // len(OBJECT_KINDS)) % 3], **overrides)
+            for i in range(n)]
+
+
+def write_benchmark(out_dir: str | Path,
+                    configs: list[SyntheticConfig] | tuple[int, int], *,
+                    mesh_file: str = "object.ply") -> list[Path]:
+    """Generate and save sequences under ``out_dir`` (``seq_000``, ``seq_001``, ...).
+
+    ``configs`` is a list of :class:`SyntheticConfig` or ``(n, seed)`` for
+    :func:`default_benchmark_configs`. Each manifest's ``meta`` holds the config, the onset
+    frame and the mean occlusion after onset. Returns the sequence directories.
+    """
+    from hoijax.data._format import save_sequence
+
+    if isinstance(configs, tuple):
+        configs = default_benchmark_configs(*configs)
+    out_dir = Path(out_dir)
+    paths = []
+    for i, cfg in enumerate(configs):
+        seq = generate_sequence(cfg)
+        onset = int(seq.gt.onset_frame)
+        occ = np.asarray(seq.gt.occlusion_ratio)[onset:]
+        meta = {"generator": "hoijax.data.generate_sequence", "config": cfg.to_json(),
+                "onset_frame": onset, "mean_occlusion_after_onset": float(occ.mean())}
+        paths.append(save_sequence(seq, out_dir / f"seq_{i:03d}", mesh_file=mesh_file,
+                                   meta=meta))
+    return paths
+
+
+__all__ = ["OcclusionLevel", "SyntheticConfig", "default_benchmark_configs",
+           "generate_sequence", "write_benchmark"]
