@@ -1,6 +1,34 @@
 """Hand-object sequences: the in-memory pytree, the on-disk format, the synthetic benchmark
 generator and converters from public datasets (HO3D-v3, DexYCB)."""
 
+from hoijax.data._batch import load_batch, stack_sequences
+from hoijax.data._errors import (
+    EmptyMaskError,
+    FrameCountError,
+    ManifestError,
+    MeshError,
+    MissingFileError,
+    NonFiniteError,
+    NonWatertightMeshWarning,
+    SequenceFormatError,
+    ShapeError,
+    VersionError,
+)
+from hoijax.data._objects import (
+    OBJECT_KINDS,
+    ObjectKind,
+    make_object_trimesh,
+    object_mesh_from_trimesh,
+    vertex_features,
+)
+from hoijax.data._format import load_object_mesh, load_sequence, read_manifest, save_sequence
+from hoijax.data._synthetic import (
+    OcclusionLevel,
+    SyntheticConfig,
+    default_benchmark_configs,
+    generate_sequence,
+    write_benchmark,
+)
 from hoijax.data._sequence import (
     FORMAT_VERSION,
     GroundTruth,
@@ -10,4 +38,12 @@ from hoijax.data._sequence import (
     Side,
 )
 
-__all__ = ["FORMAT_VERSION", "GroundTruth", "HandParams", "ObjectMesh", "Sequence", "Side"]
+__all__ = [
+    "FORMAT_VERSION", "OBJECT_KINDS", "EmptyMaskError", "FrameCountError", "GroundTruth", "HandParams",
+    "ManifestError", "MeshError", "MissingFileError", "NonFiniteError",
+    "NonWatertightMeshWarning", "ObjectMesh", "Sequence", "SequenceFormatError", "ShapeError",
+    "Side", "VersionError", "load_batch", "load_object_mesh", "load_sequence", "read_manifest",
+    "save_sequence", "stack_sequences", "ObjectKind", "OcclusionLevel", "SyntheticConfig",
+    "default_benchmark_configs", "generate_sequence", "make_object_trimesh",
+    "object_mesh_from_trimesh", "vertex_features", "write_benchmark",
+]

@@ -1,0 +1,181 @@
+"""DexYCB converter: fixture files in the public layout whose hand is computed independently with
+smplx in manopth's convention (PCA-45, flat_hand_mean=False), converted and compared."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+from scipy.spatial.transform import Rotation
+
+from hoijax import mano
+from hoijax.data import _dexycb
+from hoijax.data._errors import SequenceFormatError
+
+H, W = 40, 56
+SEQ = "20200709-weiy/20200709_141754"
+SERIAL = "836212060125"
+MANOPTH_TIPS = [745, 317, 444, 556, 673]
+
+
+def _manopth_reference(mano_dir, pose_m, betas):
+    """manopth's ManoLayer(flat_hand_mean=False, ncomps=45, use_pca=True) in metres, via smplx's
+    identical PCA convention: vertices and 21 keypoints (manopth tips, OpenPose order)."""
+    import smplx
+    import torch
+
+    # smplx silently turns PCA off at num_pca_comps=45 (then hand_pose is axis-angle), so the
+    # coefficients go through smplx's own copy of the components; smplx adds hands_mean.
+    layer = smplx.MANO(str(mano_dir), is_rhand=True, use_pca=True, num_pca_comps=45,
+                       flat_hand_mean=False, dtype=torch.float64)
+    assert not layer.use_pca
+    t = lambda x: torch.as_tensor(np.asarray(x, np.float64)[None])  # noqa: E731
+    articulation = np.asarray(pose_m[3:48], np.float64) @ np.asarray(layer.np_hand_components)
+    out = layer(global_orient=t(pose_m[:3]), hand_pose=t(articulation), betas=t(betas),
+                transl=t(pose_m[48:51]))
+    v, j = out.vertices[0].detach().numpy(), out.joints[0].detach().numpy()[:16]
+    return v, np.concatenate([j, v[MANOPTH_TIPS]])[np.array(mano.OPENPOSE_FROM_MANO)]
+
+
+@pytest.fixture(scope="module")
+def dexycb(tmp_path_factory, synthetic_mano_dir):
+    root = tmp_path_factory.mktemp("dexycb")
+    seq = root / SEQ
+    cam = seq / SERIAL
+    cam.mkdir(parents=True)
+    (seq / "meta.yml").write_text(
+        "ycb_ids: [2, 14]\nycb_grasp_ind: 1\nmano_sides: [right]\n"
+        "mano_calib: [20200709-weiy]\nnum_frames: 4\n")
+    calib = root / "calibration"
+    (calib / "intrinsics").mkdir(parents=True)
+    (calib / "intrinsics" / f"{SERIAL}_640x480.yml").write_text(
+        "color: {fx: 60.5, fy: 61.0, ppx: 27.3, ppy: 19.8}\n"
+        "depth: {fx: 1.0, fy: 1.0, ppx: 0.0, ppy: 0.0}\n")
+    (calib / "mano_20200709-weiy").mkdir()
+    rng = np.random.default_rng(0)
+    betas = rng.normal(size=10) * 0.5
+    (calib / "mano_20200709-weiy" / "mano.yml").write_text(
+        "betas: [" + ", ".join(f"{b:.17g}" for b in betas) + "]\n")
+    (root / "models" / "025_mug").mkdir(parents=True)
+    (root / "models" / "025_mug" / "textured_simple.obj").write_text(
+        "v 0 0 0\nv 0.05 0 0\nv 0 0.05 0\nv 0 0 0.05\nf 1 3 2\nf 1 2 4\nf 1 4 3\nf 2 3 4\n")
+    frames = {}
+    for f in range(4):
+        pose_m = np.concatenate([Rotation.random(random_state=rng).as_rotvec() * 0.4,
+                                 rng.normal(size=45) * 0.5, [0.02 * f, -0.01, 0.45]])
+        if f == 0:
+            pose_m[:] = 0.0  # no hand annotation: dropped
+        pose_y = np.zeros((2, 3, 4), np.float32)
+        for o in range(2):
+            pose_y[o, :, :3] = Rotation.random(random_state=rng).as_matrix()
+            pose_y[o, :, 3] = [0.01 * o, 0.02, 0.5 + 0.01 * f]
+        verts, joint_3d = _manopth_reference(synthetic_mano_dir, pose_m, betas)
+        seg = np.zeros((H, W), np.uint8)
+        seg[5:15, 5:20] = 255
+        seg[20:30, 30:50] = 14
+        seg[30:35, 0:10] = 2  # the other object
+        np.savez(cam / f"labels_{f:06d}.npz", seg=seg, pose_y=pose_y,
+                 pose_m=pose_m[None].astype(np.float32),
+                 joint_3d=(joint_3d[None] if f else -np.ones((1, 21, 3))).astype(np.float32),
+                 joint_2d=np.zeros((1, 21, 2), np.float32))
+        Image.fromarray(rng.integers(0, 255, (H, W, 3), dtype=np.uint8)).save(
+            cam / f"color_{f:06d}.jpg", quality=95)
+        depth_mm = rng.integers(300, 1200, (H, W)).astype(np.uint16)
+        Image.fromarray(depth_mm).save(cam / f"aligned_depth_to_color_{f:06d}.png")
+        frames[f] = {"pose_m": pose_m.astype(np.float32).astype(np.float64), "pose_y": pose_y,
+                     "depth_mm": depth_mm}
+    return {"root": root, "cam": cam, "frames": frames, "betas": betas,
+            "mano_dir": synthetic_mano_dir}
+
+
+def test_conversion_matches_manopth_convention(dexycb):
+    conv = _dexycb.load_dexycb(dexycb["root"], SEQ, SERIAL, dexycb["mano_dir"])
+    seq = conv.sequence
+    assert conv.frame_ids == ["000001", "000002", "000003"] and conv.meta["object"] == "025_mug"
+    np.testing.assert_allclose(np.asarray(seq.K),
+                               [[60.5, 0, 27.3], [0, 61.0, 19.8], [0, 0, 1]], atol=1e-6)
+    model = mano.load_mano(dexycb["mano_dir"] / "MANO_RIGHT.pkl")
+    for n, f in enumerate((1, 2, 3)):
+        fr = dexycb["frames"][f]
+        verts, kp_manopth = _manopth_reference(dexycb["mano_dir"], fr["pose_m"], dexycb["betas"])
+        np.testing.assert_allclose(np.asarray(seq.gt.verts_cam[n]), verts, atol=2e-6)
+        # Our keypoints use smplx's fingertips; joints 0..15 agree with manopth's.
+        kp = np.asarray(seq.gt.joints_cam[n])
+        tips = np.array([4, 8, 12, 16, 20])
+        np.testing.assert_allclose(np.delete(kp, tips, 0), np.delete(kp_manopth, tips, 0),
+                                   atol=2e-6)
+        np.testing.assert_allclose(kp[tips], verts[[744, 320, 443, 554, 671]], atol=2e-6)
+        # Absolute articulation = PCA coefficients @ components + hands_mean.
+        absolute = fr["pose_m"][3:48] @ np.asarray(model.hands_components, np.float64) \
+            + np.asarray(model.hands_mean, np.float64)
+        np.testing.assert_allclose(np.asarray(seq.gt.hand.hand_pose[n]), absolute, atol=2e-6)
+        np.testing.assert_allclose(np.asarray(seq.gt.hand.transl[n]), fr["pose_m"][48:], atol=1e-7)
+        np.testing.assert_allclose(np.asarray(seq.gt.T_cam_obj[n, :3]), fr["pose_y"][1], atol=1e-7)
+        np.testing.assert_allclose(np.asarray(seq.depth_m[n]), fr["depth_mm"] / 1000.0, rtol=1e-6)
+    assert np.asarray(seq.hand_mask).sum() == 3 * 150
+    assert np.asarray(seq.object_mask).sum() == 3 * 200  # id 14 only, not the other object
+    assert seq.rgb.shape == (3, H, W, 3)
+
+
+def test_save_load_round_trip(dexycb, tmp_path):
+    fmt = pytest.importorskip("hoijax.data._format")
+    conv = _dexycb.convert_dexycb(dexycb["root"], SEQ, SERIAL, dexycb["mano_dir"],
+                                  tmp_path / "out", frames=[2, 3])
+    back = fmt.load_sequence(tmp_path / "out")
+    seq = conv.sequence
+    for name in ("K", "hand_mask", "object_mask", "keypoints_px", "rgb", "depth_m"):
+        np.testing.assert_array_equal(np.asarray(getattr(back, name)),
+                                      np.asarray(getattr(seq, name)))
+    for name in ("verts_cam", "joints_cam", "T_cam_obj"):
+        np.testing.assert_allclose(np.asarray(getattr(back.gt, name)),
+                                   np.asarray(getattr(seq.gt, name)), atol=1e-7)
+    np.testing.assert_allclose(np.asarray(back.gt.hand.hand_pose),
+                               np.asarray(seq.gt.hand.hand_pose))
+
+
+def test_pca_convention_error_is_caught_by_joint_3d(dexycb, tmp_path):
+    """Treating pose_m's 45 values as axis-angle (or dropping hands_mean) moves the joints by
+    centimetres; the joint_3d check names the label file and field."""
+    bad = _dexycb.manopth_to_absolute
+    model = mano.load_mano(dexycb["mano_dir"] / "MANO_RIGHT.pkl")
+    ok = bad(model, dexycb["frames"][1]["pose_m"][None])["hand_pose"]
+    assert np.abs(ok - dexycb["frames"][1]["pose_m"][3:48]).max() > 0.1
+    lab = dict(np.load(dexycb["cam"] / "labels_000002.npz"))
+    lab["joint_3d"] = lab["joint_3d"] + np.float32(0.02)
+    root = tmp_path / "copy"
+    import shutil
+
+    shutil.copytree(dexycb["root"], root)
+    np.savez(root / SEQ / SERIAL / "labels_000002.npz", **lab)
+    with pytest.raises(SequenceFormatError, match=r"labels_000002\.npz.*'joint_3d'"):
+        _dexycb.load_dexycb(root, SEQ, SERIAL, dexycb["mano_dir"], frames=[1, 2],
+                            load_rgb=False, load_depth=False)
+
+
+@pytest.mark.parametrize("edit, field", [
+    (lambda lab: lab.pop("pose_m"), "pose_m"),
+    (lambda lab: lab.update(pose_m=np.zeros((1, 48))), "pose_m"),
+    (lambda lab: lab.update(pose_y=np.zeros((3, 3, 4))), "pose_y"),
+])
+def test_bad_label_names_file_and_field(tmp_path, edit, field):
+    lab = {"pose_m": np.zeros((1, 51)), "pose_y": np.zeros((2, 3, 4)),
+           "joint_3d": np.zeros((1, 21, 3)), "seg": np.zeros((4, 4), np.uint8)}
+    edit(lab)
+    np.savez(tmp_path / "labels_000009.npz", **lab)
+    with pytest.raises(SequenceFormatError, match=rf"labels_000009\.npz.*'{field}'") as e:
+        _dexycb.read_dexycb_label(tmp_path / "labels_000009.npz", 2)
+    assert e.value.field == field
+
+
+def test_bad_meta_and_intrinsics_name_file_and_key(dexycb, tmp_path):
+    import shutil
+
+    root = tmp_path / "copy"
+    shutil.copytree(dexycb["root"], root)
+    (root / SEQ / "meta.yml").write_text("ycb_ids: [2, 14]\nmano_sides: [right]\n")
+    with pytest.raises(SequenceFormatError, match=r"meta\.yml.*'ycb_grasp_ind'.*missing"):
+        _dexycb.load_dexycb(root, SEQ, SERIAL, dexycb["mano_dir"])
+    path = tmp_path / "intr.yml"
+    path.write_text("color: {fx: 1.0, fy: 1.0, ppx: 0.5}\n")
+    with pytest.raises(SequenceFormatError, match=r"intr\.yml.*'ppy'"):
+        _dexycb.read_intrinsics(path)
