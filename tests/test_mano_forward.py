@@ -240,3 +240,12 @@ def test_forward_batch_matches_vmap(right, chunk_size):
     g_out = jax.grad(loss(via_batch), argnums=(0, 1, 2, 3))(*args)
     for a, r in zip(g_out, g_ref):
         np.testing.assert_allclose(a, r, rtol=1e-4, atol=1e-4)
+
+
+def test_forward_accepts_numpy_inputs_with_flat_hand_mean():
+    """NumPy inputs give the same result as JAX ones (and satisfy the return annotation)."""
+    right = mano.synthetic_mano("right")
+    pose = np.linspace(-0.3, 0.3, 45)
+    a = mano.forward(right, np.zeros(3), pose, np.zeros(10), flat_hand_mean=True)
+    b = mano.forward(right, jnp.zeros(3), jnp.asarray(pose), jnp.zeros(10), flat_hand_mean=True)
+    np.testing.assert_allclose(a.vertices, b.vertices, atol=1e-7)

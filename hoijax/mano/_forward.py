@@ -106,6 +106,7 @@ def articulation(
     ``pose_space="pca"`` reads ``hand_pose`` as coefficients of the first ``P`` PCA components
     (smplx ``use_pca=True, num_pca_comps=P``); ``"axis_angle"`` needs ``P == 45``.
     """
+    hand_pose = jnp.asarray(hand_pose)
     if pose_space == "pca":
         ncomps = hand_pose.shape[-1]
         if ncomps > model.hands_components.shape[0]:
