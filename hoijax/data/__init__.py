@@ -21,6 +21,8 @@ from hoijax.data._objects import (
     object_mesh_from_trimesh,
     vertex_features,
 )
+from hoijax.data._dexycb import convert_dexycb, load_dexycb
+from hoijax.data._ho3d import Converted, convert_ho3d, load_ho3d
 from hoijax.data._format import load_object_mesh, load_sequence, read_manifest, save_sequence
 from hoijax.data._synthetic import (
     OcclusionLevel,
@@ -46,4 +48,5 @@ __all__ = [
     "save_sequence", "stack_sequences", "ObjectKind", "OcclusionLevel", "SyntheticConfig",
     "default_benchmark_configs", "generate_sequence", "make_object_trimesh",
     "object_mesh_from_trimesh", "vertex_features", "write_benchmark",
+    "Converted", "convert_dexycb", "convert_ho3d", "load_dexycb", "load_ho3d",
 ]
