@@ -1,0 +1,56 @@
+"""The order in which frames are processed: from the onset frame forward, then backward.
+
+AGILE §3.3 propagates from the IOF to the end and from the IOF to the start, each frame starting
+from the previous *processed* frame, every ``stride``-th frame. With a traced onset frame the
+number of steps each way varies, so the schedule has a static length ``L = ⌈N/stride⌉ + 1`` (the
+most any onset can need) and marks unused steps; one ``lax.scan`` runs it.
+"""
+
+from __future__ import annotations
+
+import equinox as eqx
+import jax.numpy as jnp
+from jaxtyping import Array, Bool, Int
+
+
+class Schedule(eqx.Module):
+    """Per scan step: which frame, whether the step is real, and where its start comes from."""
+
+    frame: Int[Array, " L"]
+    """Frame index processed at this step (clamped into range on unused steps)."""
+    active: Bool[Array, " L"]
+    """The step processes a real (valid, on-stride) frame."""
+    from_onset: Bool[Array, " L"]
+    """The step starts from the onset frame's result (first backward step, and the onset itself)
+    rather than from the previous step."""
+    is_onset: Bool[Array, " L"]
+    """The step is the onset frame itself (the joint hand/object/scale stage)."""
+
+
+def num_steps(num_frames: int, stride: int) -> int:
+    """Static schedule length for ``num_frames`` frames at ``stride``."""
+    return -(-num_frames // stride) + 1
+
+
+def bidirectional_schedule(
+    onset: Int[Array, ""], num_valid: Int[Array, ""], num_frames: int, stride: int
+) -> Schedule:
+    """Frames ``onset, onset+s, …`` (< num_valid), then ``onset−s, onset−2s, …`` (≥ 0).
+
+    Forward frames occupy the first steps, backward frames follow immediately; the tail is unused.
+    Processed frames are those congruent to ``onset`` modulo ``stride``.
+    """
+    L = num_steps(num_frames, stride)
+    k = jnp.arange(L)
+    n_fwd = (num_valid - 1 - onset) // stride + 1  # onset itself included
+    n_bwd = onset // stride
+    is_fwd = k < n_fwd
+    j = k - n_fwd + 1  # 1, 2, … on backward steps
+    frame = jnp.where(is_fwd, onset + k * stride, onset - j * stride)
+    active = is_fwd | ((j >= 1) & (j <= n_bwd))
+    return Schedule(
+        frame=jnp.clip(frame, 0, num_frames - 1).astype(jnp.int32),
+        active=active,
+        from_onset=(k == 0) | (k == n_fwd),
+        is_onset=k == 0,
+    )

@@ -1,0 +1,130 @@
+"""The tracker's building blocks: early-stopping Adam, the onset frame (Eq. 8), the schedule."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from hoijax import tracking
+
+
+def _quadratic(center):
+    def loss(p):
+        d = p["t"] - center
+        return jnp.sum(d**2), {"sq": jnp.sum(d**2)}
+    return loss
+
+
+def test_minimize_matches_optax_adam_step_by_step():
+    center = jnp.array([0.3, -0.2, 0.1])
+    loss = _quadratic(center)
+    res = tracking.minimize(loss, {"t": jnp.zeros(3)}, {"t": 1e-2}, max_iters=25, tol=0.0)
+    opt = optax.adam(1e-2)
+    p, s = {"t": jnp.zeros(3)}, opt.init({"t": jnp.zeros(3)})
+    for _ in range(25):
+        g = jax.grad(lambda q: loss(q)[0])(p)
+        u, s = opt.update(g, s, p)
+        p = optax.apply_updates(p, u)
+    np.testing.assert_allclose(res.params["t"], p["t"], rtol=1e-5, atol=1e-7)
+    assert int(res.num_iters) == 25 and not bool(res.converged)
+    # The trace holds the loss before each step, decreasing on this convex problem.
+    assert res.trace.shape == (25, 2)
+    assert np.all(np.diff(np.asarray(res.trace[:, 0])) < 0)
+    np.testing.assert_allclose(res.trace[:, 0], res.trace[:, 1])
+
+
+def test_minimize_per_group_learning_rates():
+    """Separate step sizes per leaf (AGILE: rotation 2e-3, translation 1e-3): Adam's first step
+    moves each coordinate by exactly its learning rate."""
+    loss = lambda p: (jnp.sum(p["r"]) + jnp.sum(p["t"]), {})  # noqa: E731
+    res = tracking.minimize(loss, {"r": jnp.zeros(3), "t": jnp.zeros(3)},
+                            {"r": 2e-3, "t": 1e-3}, max_iters=1, tol=0.0)
+    np.testing.assert_allclose(res.params["r"], -2e-3, rtol=1e-4)
+    np.testing.assert_allclose(res.params["t"], -1e-3, rtol=1e-4)
+
+
+def test_early_stop_is_per_problem_under_vmap():
+    """Under vmap each problem stops on its own criterion: a problem starting at its optimum
+    stops after `window` steps, a far one keeps going, and the results equal solo runs."""
+    centers = jnp.array([[0.0, 0.0, 0.0], [5.0, 5.0, 5.0]])
+
+    def solve(c):
+        return tracking.minimize(_quadratic(c), {"t": jnp.zeros(3)}, {"t": 1e-2},
+                                 max_iters=300, tol=1e-4, window=5)
+
+    batched = jax.jit(jax.vmap(solve))(centers)
+    iters = np.asarray(batched.num_iters)
+    assert iters[0] == 5 and bool(batched.converged[0])
+    assert iters[1] == 300 and not bool(batched.converged[1])
+    for b in range(2):
+        solo = jax.jit(solve)(centers[b])
+        assert int(solo.num_iters) == iters[b]
+        np.testing.assert_allclose(solo.params["t"], batched.params["t"][b], rtol=1e-6)
+        # Steps after the stop are not recorded.
+        assert np.all(np.asarray(batched.trace[b, iters[b]:]) == 0)
+
+
+def test_minimize_stops_on_non_finite_loss_without_applying_it():
+    def loss(p):
+        val = jnp.where(p["t"][0] < -0.0025, jnp.nan, jnp.sum(p["t"]))
+        return val, {}
+    res = tracking.minimize(loss, {"t": jnp.zeros(2)}, {"t": 1e-3}, max_iters=50, tol=0.0)
+    assert not bool(res.finite)
+    assert np.all(np.isfinite(np.asarray(res.params["t"])))
+    assert int(res.num_iters) == 4  # three good steps reach -0.003, the fourth evaluates NaN
+
+
+def _disk(h, w, cy, cx, r):
+    yy, xx = np.mgrid[:h, :w]
+    return (yy - cy) ** 2 + (xx - cx) ** 2 <= r**2
+
+
+def test_onset_frame_eq8():
+    """Static object for 4 frames, then it moves: the onset is the frame before the first move
+    (r_i compares i and i+1). A hand covering the moving part hides the motion."""
+    h, w = 40, 40
+    centers = [20, 20, 20, 20, 23, 26, 29, 32]
+    mo = np.stack([_disk(h, w, 20, c, 6) for c in centers])
+    mh = np.zeros_like(mo)
+    iof, found = tracking.onset_frame(mo, mh)
+    assert bool(found) and int(iof) == 3
+    r = np.asarray(tracking.motion_ratio(mo, mh))
+    expected = np.abs(mo[4].astype(float) - mo[3]).sum() / mo[3].sum()
+    np.testing.assert_allclose(r[3], expected, rtol=1e-6)
+    assert np.all(r[:3] == 0)
+    # A hand over the object in frame 3 hides the pairs (2, 3) and (3, 4): the onset moves on.
+    mh[3] = _disk(h, w, 20, 22, 10)
+    assert int(tracking.onset_frame(mo, mh)[0]) == 4
+    # A threshold above every ratio: not found, fallback to the largest untruncated object.
+    iof, found = tracking.onset_frame(mo, np.zeros_like(mo), tau=10.0)
+    assert not bool(found) and mo[int(iof)].sum() == mo.sum((1, 2)).max()
+
+
+def test_onset_frame_skips_truncated_and_padded_frames():
+    h, w = 30, 30
+    mo = np.stack([_disk(h, w, 15, c, 5) for c in [3, 8, 13, 18, 23, 23]])  # frame 0 on border
+    iof, found = tracking.onset_frame(mo, np.zeros_like(mo))
+    assert bool(found) and int(iof) == 1
+    # With only the first frame valid, no pair qualifies.
+    valid = np.array([True, False, False, False, False, False])
+    assert not bool(tracking.onset_frame(mo, np.zeros_like(mo), valid)[1])
+
+
+@pytest.mark.parametrize("n,stride", [(10, 1), (23, 5), (7, 3), (1, 5)])
+def test_bidirectional_schedule_covers_each_strided_frame_once(n, stride):
+    for onset in range(n):
+        for num_valid in {n, max(onset + 1, n - 2)}:
+            s = tracking.bidirectional_schedule(jnp.int32(onset), jnp.int32(num_valid), n, stride)
+            assert s.frame.shape == (tracking.num_steps(n, stride),)
+            frames = np.asarray(s.frame)[np.asarray(s.active)]
+            expected_fwd = list(range(onset, num_valid, stride))
+            expected_bwd = list(range(onset - stride, -1, -stride))
+            assert frames.tolist() == expected_fwd + expected_bwd
+            # Active steps are a prefix; the onset and the first backward step restart.
+            act = np.asarray(s.active)
+            assert act[: act.sum()].all()
+            restarts = np.flatnonzero(np.asarray(s.from_onset) & act).tolist()
+            assert restarts == ([0, len(expected_fwd)] if expected_bwd else [0])
