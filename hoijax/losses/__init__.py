@@ -1,1 +1,39 @@
-"""AGILE tracking objectives and the losses of the learned models (pure JAX)."""
+"""AGILE tracking objectives and the losses of the learned models (pure JAX).
+
+Every loss acts on one unbatched frame, works under ``jit``/``vmap``/``grad``, takes its weights
+and thresholds as traced arrays, and returns ``(value, terms)`` where ``terms`` is a dict of
+named scalars for logging. Combine with :func:`combine_losses` and :class:`LossWeights`.
+"""
+
+from hoijax.losses._dino import (
+    DEFAULT_DEPTH_TOL_M as DEFAULT_DEPTH_TOL_M,
+    DinoForm as DinoForm,
+    SurfacePoints as SurfacePoints,
+    dino_loss as dino_loss,
+    interpolate_at as interpolate_at,
+    sample_surface as sample_surface,
+    select_visible_points as select_visible_points,
+)
+from hoijax.losses._frames import cam_to_obj as cam_to_obj, obj_to_cam as obj_to_cam
+from hoijax.losses._interact import (
+    DEFAULT_CONTACT_BAND_M as DEFAULT_CONTACT_BAND_M,
+    DEFAULT_MAX_DIST_M as DEFAULT_MAX_DIST_M,
+    contact_loss as contact_loss,
+    interaction_loss as interaction_loss,
+)
+from hoijax.losses._joint import joint_loss as joint_loss
+from hoijax.losses._learned import (
+    chamfer_distance as chamfer_distance,
+    mano_param_loss as mano_param_loss,
+    vertex_loss as vertex_loss,
+)
+from hoijax.losses._mask import MaskOcclusion as MaskOcclusion, mask_loss as mask_loss
+from hoijax.losses._weights import LossWeights as LossWeights, combine_losses as combine_losses
+
+__all__ = [
+    "DEFAULT_CONTACT_BAND_M", "DEFAULT_DEPTH_TOL_M", "DEFAULT_MAX_DIST_M", "DinoForm",
+    "LossWeights", "MaskOcclusion", "SurfacePoints", "cam_to_obj", "chamfer_distance",
+    "combine_losses", "contact_loss", "dino_loss", "interaction_loss", "interpolate_at",
+    "joint_loss", "mano_param_loss", "mask_loss", "obj_to_cam", "sample_surface",
+    "select_visible_points", "vertex_loss",
+]

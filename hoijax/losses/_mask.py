@@ -1,0 +1,59 @@
+"""Occlusion-aware silhouette loss (AGILE Eq. 3)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import jax.numpy as jnp
+from jaxtyping import Array, ArrayLike, Float, Shaped
+
+from hoijax.losses._frames import safe_mean
+from hoijax.render import Rendering
+
+MaskOcclusion = Literal["hand_mask", "render"]
+"""How the hand's occlusion of the object is handled in :func:`mask_loss`."""
+
+
+def mask_loss(
+    rendering: Rendering,
+    object_mask: Shaped[ArrayLike, "H W"],
+    hand_mask: Shaped[ArrayLike, "H W"] | None = None,
+    *,
+    object_id: int = 0,
+    occlusion: MaskOcclusion = "hand_mask",
+) -> tuple[Float[Array, ""], dict[str, Array]]:
+    """Mean squared difference between the rendered object alpha and its mask (AGILE Eq. 3).
+
+    Eq. 3 is ``||A_ren - M_gt||²``; we average over the counted pixels instead of summing so
+    the value (and the weight λ_mask = 5) does not depend on the image size.
+
+    ``occlusion`` (static) chooses what the observed object mask is compared with, since the
+    mask only shows the object where the hand does not hide it:
+
+    * ``"hand_mask"``: ``A_ren = rendering.silhouette[object_id]`` (the object alone), and pixels
+      covered by the observed hand mask are left out: ``L = Σ (1-M_h)(A - M_o)² / Σ (1-M_h)``.
+      The rendering may hold only the object.
+    * ``"render"``: the rendering holds hand and object together and ``A_ren =
+      rendering.visible[object_id]`` (the object as the rendered hand lets it through); every
+      pixel counts and ``hand_mask`` may be None.
+
+    ``object_mask`` and ``hand_mask`` are 0/1 (bool or float). An empty object mask gives the
+    mean of ``A²`` (drives the silhouette to vanish); an image entirely covered by the hand mask
+    gives 0 with a zero gradient.
+
+    Returns the loss and ``{"mask": loss, "num_pixels": counted pixels}``.
+    """
+    target = jnp.asarray(object_mask)
+    if occlusion == "hand_mask":
+        if hand_mask is None:
+            raise ValueError('occlusion="hand_mask" needs the observed hand_mask')
+        alpha = rendering.silhouette[object_id]
+        weight = 1.0 - jnp.asarray(hand_mask, alpha.dtype)
+    elif occlusion == "render":
+        alpha = rendering.visible[object_id]
+        weight = jnp.ones_like(alpha)
+    else:
+        raise ValueError(f"occlusion must be 'hand_mask' or 'render', got {occlusion!r}")
+    err2 = (alpha - target.astype(alpha.dtype)) ** 2
+    loss = safe_mean(err2, weight)
+    return loss, {"mask": loss, "num_pixels": jnp.sum(weight)}
