@@ -17,6 +17,7 @@ from hoijax.losses._dino import (
 from hoijax.losses._frames import cam_to_obj as cam_to_obj, obj_to_cam as obj_to_cam
 from hoijax.losses._interact import (
     DEFAULT_CONTACT_BAND_M as DEFAULT_CONTACT_BAND_M,
+    DEFAULT_CONTACT_SOFTMIN_M as DEFAULT_CONTACT_SOFTMIN_M,
     DEFAULT_MAX_DIST_M as DEFAULT_MAX_DIST_M,
     contact_loss as contact_loss,
     interaction_loss as interaction_loss,
@@ -31,7 +32,7 @@ from hoijax.losses._mask import MaskOcclusion as MaskOcclusion, mask_loss as mas
 from hoijax.losses._weights import LossWeights as LossWeights, combine_losses as combine_losses
 
 __all__ = [
-    "DEFAULT_CONTACT_BAND_M", "DEFAULT_DEPTH_TOL_M", "DEFAULT_MAX_DIST_M", "DinoForm",
+    "DEFAULT_CONTACT_BAND_M", "DEFAULT_CONTACT_SOFTMIN_M", "DEFAULT_DEPTH_TOL_M", "DEFAULT_MAX_DIST_M", "DinoForm",
     "LossWeights", "MaskOcclusion", "SurfacePoints", "cam_to_obj", "chamfer_distance",
     "combine_losses", "contact_loss", "dino_loss", "interaction_loss", "interpolate_at",
     "joint_loss", "mano_param_loss", "mask_loss", "obj_to_cam", "sample_surface",
