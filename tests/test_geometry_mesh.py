@@ -45,3 +45,21 @@ def test_finite_difference_gradient_float64():
         probe = jnp.asarray(np.random.default_rng(0).normal(size=v.shape))
         check_grads(lambda v: jnp.sum(vertex_normals(v, f) * probe), (v,), order=1,
                     modes=("rev",), eps=1e-6, atol=1e-6, rtol=1e-6)
+
+
+def test_sample_surface_is_area_weighted_and_skips_padding():
+    """Two triangles, one 3× the area of the other, plus a padded face: face counts follow the
+    areas, padding is never drawn, and barycentrics lie on the simplex."""
+    from hoijax.geometry import sample_surface
+
+    v = jnp.array([[0.0, 0, 0], [1, 0, 0], [0, 1, 0], [3, 0, 0], [0, 3, 0], [9, 9, 9]])
+    f = jnp.array([[0, 1, 2], [0, 3, 4], [5, 5, 5], [0, 1, 5]])
+    valid = jnp.array([True, True, True, False])
+    face, bary = sample_surface(jax.random.PRNGKey(0), v, f, 20000, valid)
+    counts = np.bincount(np.asarray(face), minlength=4)
+    assert counts[2] == 0 and counts[3] == 0
+    np.testing.assert_allclose(counts[1] / counts[0], 9.0, rtol=0.1)
+    assert np.all(np.asarray(bary) >= 0)
+    np.testing.assert_allclose(np.asarray(bary).sum(-1), 1.0, atol=1e-6)
+    # Uniform on the triangle: the mean barycentric is the centroid.
+    np.testing.assert_allclose(np.asarray(bary).mean(0), 1 / 3, atol=0.01)

@@ -13,7 +13,10 @@ from hoijax.geometry._camera import (
     unproject as unproject,
 )
 from hoijax.geometry._icp import IcpResult as IcpResult, constrained_icp as constrained_icp
-from hoijax.geometry._mesh import vertex_normals as vertex_normals
+from hoijax.geometry._mesh import (
+    sample_surface as sample_surface,
+    vertex_normals as vertex_normals,
+)
 from hoijax.geometry._pnp import PnpResult as PnpResult, translation_pnp as translation_pnp
 from hoijax.geometry._procrustes import (
     procrustes_align as procrustes_align,
@@ -40,6 +43,7 @@ __all__ = [
     "procrustes_align",
     "project",
     "safe_norm",
+    "sample_surface",
     "safe_sqrt",
     "se3_from_rotation_translation",
     "similarity_transform",

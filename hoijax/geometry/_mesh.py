@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, ArrayLike, Float, Int
+from jaxtyping import Array, ArrayLike, Bool, Float, Int
 
 from hoijax.geometry._safe import safe_norm
 
@@ -25,3 +25,31 @@ def vertex_normals(
                                  num_segments=verts.shape[0])
     norm = safe_norm(summed)
     return summed / jnp.where(norm > 0, norm, 1.0)[:, None]
+
+
+def sample_surface(
+    key: Array,
+    vertices: Float[ArrayLike, "V 3"],
+    faces: Int[ArrayLike, "F 3"],
+    num_points: int,
+    face_valid: Bool[ArrayLike, " F"] | None = None,
+) -> tuple[Int[Array, " P"], Float[Array, "P 3"]]:
+    """``num_points`` (static) points uniform over the surface area, as (face, barycentrics).
+
+    Faces are drawn with probability proportional to their area (padding faces, ``face_valid``
+    False, and zero-area faces never); barycentrics are uniform on the triangle
+    (``1-√r1, √r1(1-r2), √r1 r2``), like open3d's ``sample_points_uniformly``. Returned as
+    (face, barycentric) pairs so the same points can follow the mesh into any pose."""
+    v = jnp.asarray(vertices)
+    f = jnp.asarray(faces, jnp.int32)
+    tri = v[f]
+    area = 0.5 * jnp.linalg.norm(jnp.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=-1)
+    if face_valid is not None:
+        area = jnp.where(jnp.asarray(face_valid, bool), area, 0.0)
+    logits = jnp.where(area > 0, jnp.log(jnp.where(area > 0, area, 1.0)), -jnp.inf)
+    k_face, k_bary = jax.random.split(key)
+    face = jax.random.categorical(k_face, logits, shape=(num_points,)).astype(jnp.int32)
+    r = jax.random.uniform(k_bary, (num_points, 2), v.dtype)
+    s = jnp.sqrt(r[:, 0])
+    bary = jnp.stack([1 - s, s * (1 - r[:, 1]), s * r[:, 1]], axis=-1)
+    return face, bary

@@ -15,6 +15,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Bool, Float, Int, PRNGKeyArray, Shaped
 
 from hoijax.features import image_to_feature_uv, sample_similarity
+from hoijax import geometry
 from hoijax.geometry import project
 from hoijax.losses._frames import obj_to_cam, safe_mean
 from hoijax.render import Rendering
@@ -55,24 +56,10 @@ def sample_surface(
     num_points: int,
     face_valid: Bool[ArrayLike, " F"] | None = None,
 ) -> SurfacePoints:
-    """``num_points`` (static) points uniformly distributed over the surface area.
-
-    Faces are drawn with probability proportional to their area (padding faces and zero-area
-    faces never), barycentrics uniformly on the triangle (``1-√r1, √r1(1-r2), √r1 r2``)."""
-    vertices = jnp.asarray(vertices)
-    faces = jnp.asarray(faces)
-    tri = vertices[faces]
-    area = 0.5 * jnp.linalg.norm(jnp.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=-1)
-    if face_valid is not None:
-        area = jnp.where(jnp.asarray(face_valid), area, 0.0)
-    k_face, k_bary = jax.random.split(key)
-    logits = jnp.where(area > 0, jnp.log(jnp.where(area > 0, area, 1.0)), -jnp.inf)
-    face = jax.random.categorical(k_face, logits, shape=(num_points,))
-    r = jax.random.uniform(k_bary, (num_points, 2), vertices.dtype)
-    s = jnp.sqrt(r[:, 0])
-    bary = jnp.stack([1 - s, s * (1 - r[:, 1]), s * r[:, 1]], axis=-1)
-    return SurfacePoints(face=face.astype(jnp.int32), bary=bary,
-                         valid=jnp.ones((num_points,), bool))
+    """``num_points`` (static) points uniformly distributed over the surface area
+    (:func:`hoijax.geometry.sample_surface`), as :class:`SurfacePoints`."""
+    face, bary = geometry.sample_surface(key, vertices, faces, num_points, face_valid)
+    return SurfacePoints(face=face, bary=bary, valid=jnp.ones((num_points,), bool))
 
 
 def _pixel_lookup(image: Shaped[Array, "H W"], uv_px: Float[Array, "P 2"]):

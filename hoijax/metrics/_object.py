@@ -35,6 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Bool, Float, Int, PRNGKeyArray
 
+from hoijax import geometry
 from hoijax.geometry import similarity_transform
 from hoijax.metrics._chamfer import CloudComparison, compare_clouds
 from hoijax.metrics._nn import DEFAULT_CHUNK, nearest_neighbors
@@ -80,19 +81,9 @@ def sample_surface(
     Padded faces (``face_valid`` False, or zero area) are never chosen. Sampling in the object
     frame and then posing keeps the same surface points in every frame.
     """
-    v = jnp.asarray(vertices)
-    f = jnp.asarray(faces, jnp.int32)
-    a, b, c = v[f[:, 0]], v[f[:, 1]], v[f[:, 2]]
-    area = 0.5 * jnp.linalg.norm(jnp.cross(b - a, c - a), axis=-1)
-    if face_valid is not None:
-        area = jnp.where(jnp.asarray(face_valid, bool), area, 0.0)
-    logits = jnp.where(area > 0, jnp.log(jnp.where(area > 0, area, 1.0)), -jnp.inf)
-    k_face, k_bary = jax.random.split(key)
-    idx = jax.random.categorical(k_face, logits, shape=(num_points,))
-    u = jax.random.uniform(k_bary, (num_points, 2), dtype=v.dtype)
-    su = jnp.sqrt(u[:, 0])
-    w0, w1, w2 = 1.0 - su, su * (1.0 - u[:, 1]), su * u[:, 1]
-    return w0[:, None] * a[idx] + w1[:, None] * b[idx] + w2[:, None] * c[idx]
+    face, bary = geometry.sample_surface(key, vertices, faces, num_points, face_valid)
+    tri = jnp.asarray(vertices)[jnp.asarray(faces, jnp.int32)[face]]
+    return jnp.einsum("pk,pkc->pc", bary, tri)
 
 
 def bbox_center(

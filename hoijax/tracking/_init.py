@@ -57,18 +57,12 @@ def surface_samples(
     mesh: ObjectMesh, key: Array, num_points: int
 ) -> tuple[Float[Array, "P 3"], Float[Array, "P 3"]]:
     """Area-uniform random points on the mesh's real faces, with those faces' unit normals."""
-    v = jnp.asarray(mesh.vertices)
-    tri = v[mesh.faces]
+    face, bary = geometry.sample_surface(key, mesh.vertices, mesh.faces, num_points,
+                                         mesh.face_valid)
+    tri = jnp.asarray(mesh.vertices)[mesh.faces[face]]
+    points = jnp.einsum("pk,pkc->pc", bary, tri)
     cross = jnp.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
-    area2 = jnp.where(mesh.face_valid, geometry.safe_norm(cross), 0.0)
-    k_face, k_bary = jax.random.split(key)
-    face = jax.random.categorical(k_face, jnp.log(area2 + _TINY * 1e-12), shape=(num_points,))
-    r1, r2 = jax.random.uniform(k_bary, (2, num_points), v.dtype)
-    sq = jnp.sqrt(r1)
-    bary = jnp.stack([1 - sq, sq * (1 - r2), sq * r2], -1)
-    points = jnp.einsum("pk,pkc->pc", bary, tri[face])
-    normals = cross[face] / jnp.maximum(area2[face], _TINY)[:, None]
-    return points, normals
+    return points, cross / jnp.maximum(geometry.safe_norm(cross), _TINY)[:, None]
 
 
 class HandInit(eqx.Module):
@@ -256,6 +250,8 @@ def search_object_pose(
         a = jnp.maximum(jnp.sum(img), _TINY)
         return jnp.stack([jnp.sum(cols_l * img), jnp.sum(rows_l * img)]) / a
 
+    target_centroid = centroid(target)
+
     def one(R):
         s = jnp.asarray(init_scale, dtype)
         # Place the centre on the ray (the visible surface near the observed median depth).
@@ -275,7 +271,7 @@ def search_object_pose(
             z = jnp.where(has_depth, z_new, z / ratio)
         t = ray * z
         sil, _, _ = silhouette(R, s, t)
-        duv = (centroid(target) - centroid(sil)) * downsample  # full-resolution pixels
+        duv = (target_centroid - centroid(sil)) * downsample  # full-resolution pixels
         t = t + jnp.stack([duv[0] / K[0, 0], duv[1] / K[1, 1], 0.0]).astype(dtype) * z
         sil, _, _ = silhouette(R, s, t)
         inter = jnp.sum(sil * target)
