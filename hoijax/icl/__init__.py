@@ -1,0 +1,1 @@
+"""EgoHandICL: masked in-context learning for MANO refinement (in progress)."""
