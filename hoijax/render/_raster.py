@@ -7,12 +7,15 @@ faces' screen footprints and never H·W·F.
 
 from __future__ import annotations
 
+import os
+from typing import Literal
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Bool, Float, Int
 
-from hoijax.render._binning import enumerate_pairs
+from hoijax.render._binning import Pairs, enumerate_pairs
 from hoijax.render._faces import (
     ScreenFaces,
     edge_weights,
@@ -28,6 +31,8 @@ DEFAULT_PROB_EPS = 1e-4
 """Default cut-off: faces farther than where ``p < eps`` do not contribute (as PyTorch3D)."""
 DEFAULT_NEAR_M = 1e-3
 """Default near plane, metres: faces with a corner at or behind it are culled."""
+BACKEND_ENV = "HOIJAX_RASTER_BACKEND"
+"""Environment variable that decides ``rasterize(backend="auto")``: ``jax`` or ``pallas``."""
 
 
 class Rendering(eqx.Module):
@@ -95,6 +100,7 @@ def rasterize(
     sigma_px2: Float[ArrayLike, ""] | float = DEFAULT_SIGMA_PX2,
     prob_eps: Float[ArrayLike, ""] | float = DEFAULT_PROB_EPS,
     near_m: Float[ArrayLike, ""] | float = DEFAULT_NEAR_M,
+    backend: Literal["auto", "jax", "pallas"] = "auto",
 ) -> Rendering:
     """Rasterize triangle meshes seen by a pinhole camera: soft and hard, binned to tiles.
 
@@ -117,6 +123,13 @@ def rasterize(
       prob_eps: probability cut-off defining the blur radius (traced).
       near_m: near plane, metres; faces with a corner at or behind it are culled, not
         clipped (traced).
+      backend: the fine stage's implementation. ``"jax"``: segment reductions over pairs (the
+        reference; the CPU path). ``"pallas"``: the kernels of :mod:`hoijax.kernels`, one
+        program per tile (on a CPU they run in Pallas' interpreter: slow, for tests).
+        ``"auto"``: the environment variable ``HOIJAX_RASTER_BACKEND`` (``jax`` or
+        ``pallas``) if set, else ``"pallas"`` on a GPU when the kernels support the case
+        (``hoijax.kernels.unsupported_reason``) and ``"jax"`` otherwise. Both give the same
+        ``Rendering`` up to float rounding.
 
     Work: every (face, tile) pair whose boxes overlap is evaluated on the tile's
     ``tile_size²`` pixels and reduced into pixels with segment sums and maxima. Depth and
@@ -140,46 +153,29 @@ def rasterize(
     sf = screen_faces(verts_cam, faces, K, face_mesh_id, jnp.asarray(near_m, dtype), M)
     pairs = enumerate_pairs(sf, settings, default_blur_radius_px(sigma_px2, prob_eps))
     ntiles = settings.num_tiles
-    pix = _tile_pixels(pairs.tile, settings, dtype)  # (P, T², 2)
+    if _use_pallas(backend, settings, dtype):
+        from hoijax.kernels import raster_tiles  # GPU kernels; imported only when used
 
-    # Soft part on the live graph: every pair on every pixel of its tile.
-    # Values that need no gradient (inside test, 1/z) come from pixel_face under stop_gradient;
-    # log(1 - p) has a hand-written backward pass (soft_log_t).
-    pf = pixel_face(pix, jax.lax.stop_gradient(sf.uv[pairs.face])[:, None],
-                    jax.lax.stop_gradient(sf.inv_z[pairs.face])[:, None],
-                    jax.lax.stop_gradient(sf.area2[pairs.face])[:, None])
-    log_t = soft_log_t(pix, sf.uv[pairs.face][:, None], sigma_px2, cutoff_px2)  # (P, T²)
-    inside, pair_inv_z = pf.inside, pf.inv_z
-    pair_mesh = jnp.maximum(sf.mesh_id[pairs.face], 0)
-    seg = pairs.tile * M + pair_mesh  # unused slots fall into the dropped last tile
-    n_seg = (ntiles + 1) * M
-    log_t_mesh = jax.ops.segment_sum(log_t, seg, n_seg).reshape(ntiles + 1, M, -1)[:ntiles]
+        tiles = raster_tiles(sf.uv, sf.inv_z, sf.area2, sf.mesh_id, pairs.face, pairs.tile,
+                             tile_size=settings.tile_size, tiles_x=settings.tiles_x,
+                             tiles_y=settings.tiles_y, num_meshes=M, sigma_px2=sigma_px2,
+                             cutoff_px2=cutoff_px2)
+        log_t_mesh, mesh_inv_z, face_sel = tiles.log_t, tiles.mesh_inv_z, tiles.face
+        covered = face_sel < F
+    else:
+        log_t_mesh, mesh_inv_z, face_sel, covered = _fine_stage(
+            sf, pairs, settings, M, sigma_px2, cutoff_px2)
     sil = -jnp.expm1(log_t_mesh)  # (tiles, M, T²)
     alpha = -jnp.expm1(jnp.sum(log_t_mesh, axis=1))
 
     # Mesh-level compositing for the visible silhouettes (ordering carries no gradient).
-    # A face's depth at a pixel: its plane's, clipped to the face's own depth range (outside
-    # the triangle the plane extrapolates). A mesh's depth: that of its nearest such face.
-    corner_inv_z = jax.lax.stop_gradient(sf.inv_z[pairs.face])[:, None, :]
-    plane_inv_z = jnp.clip(jax.lax.stop_gradient(pair_inv_z), jnp.min(corner_inv_z, -1),
-                           jnp.max(corner_inv_z, -1))
-    reach = jnp.where(log_t < 0, plane_inv_z, -jnp.inf)
-    mesh_inv_z = jax.ops.segment_max(reach, seg, n_seg).reshape(ntiles + 1, M, -1)[:ntiles]
     order = jnp.arange(M)
     nearer = (mesh_inv_z[:, None, :, :] > mesh_inv_z[:, :, None, :]) | (
         (mesh_inv_z[:, None, :, :] == mesh_inv_z[:, :, None, :])
         & (order[None, :] < order[:, None])[None, :, :, None])  # [t, m, m', p]: m' before m
     vis = sil * jnp.exp(jnp.einsum("tnmp,tmp->tnp", nearer.astype(dtype), log_t_mesh))
 
-    # Hard part: the nearest covering face per pixel (the choice has no gradient).
-    inside_inv_z = jnp.where(inside, jax.lax.stop_gradient(pair_inv_z), -jnp.inf)
-    best = jax.ops.segment_max(inside_inv_z, pairs.tile, ntiles + 1)  # (tiles+1, T²)
-    P = pairs.face.shape[0]
-    is_best = inside & (inside_inv_z == best[pairs.tile]) & (inside_inv_z > -jnp.inf)
-    winner = jax.ops.segment_min(jnp.where(is_best, jnp.arange(P)[:, None], P), pairs.tile,
-                                 ntiles + 1)[:ntiles]  # (tiles, T²); P where uncovered
-    covered = winner < P
-    face_sel = jnp.where(covered, pairs.face[jnp.minimum(winner, P - 1)], F)  # F: sentinel
+    # Depth and barycentrics from the chosen face with live vertices (differentiable).
     pix_all = _tile_pixels(jnp.arange(ntiles), settings, dtype)  # (tiles, T², 2)
     w = jnp.stack(edge_weights(pix_all, sf.uv[face_sel]), -1)
     persp = (w / sf.area2[face_sel][..., None]) * sf.inv_z[face_sel]
@@ -200,6 +196,66 @@ def rasterize(
         overflow=pairs.overflow,
         num_pairs=pairs.needed,
     )
+
+
+def _fine_stage(sf: ScreenFaces, pairs: Pairs, settings: RasterSettings, M: int, sigma_px2,
+                cutoff_px2):
+    """The fine stage in pure JAX: per tile and pixel, per-mesh ``Σ log(1 - p)`` (tiles, M, T²),
+    per-mesh nearest clipped plane 1/z (tiles, M, T²), the nearest covering face (tiles, T²;
+    ``F`` where none) and its coverage mask. ``hoijax.kernels.raster_tiles`` is the GPU twin."""
+    ntiles = settings.num_tiles
+    F = sf.uv.shape[0] - 1
+    pix = _tile_pixels(pairs.tile, settings, sf.uv.dtype)  # (P, T², 2)
+
+    # Soft part on the live graph: every pair on every pixel of its tile.
+    # Values that need no gradient (inside test, 1/z) come from pixel_face under stop_gradient;
+    # log(1 - p) has a hand-written backward pass (soft_log_t).
+    pf = pixel_face(pix, jax.lax.stop_gradient(sf.uv[pairs.face])[:, None],
+                    jax.lax.stop_gradient(sf.inv_z[pairs.face])[:, None],
+                    jax.lax.stop_gradient(sf.area2[pairs.face])[:, None])
+    log_t = soft_log_t(pix, sf.uv[pairs.face][:, None], sigma_px2, cutoff_px2)  # (P, T²)
+    inside, pair_inv_z = pf.inside, pf.inv_z
+    pair_mesh = jnp.maximum(sf.mesh_id[pairs.face], 0)
+    seg = pairs.tile * M + pair_mesh  # unused slots fall into the dropped last tile
+    n_seg = (ntiles + 1) * M
+    log_t_mesh = jax.ops.segment_sum(log_t, seg, n_seg).reshape(ntiles + 1, M, -1)[:ntiles]
+
+    # A face's depth at a pixel: its plane's, clipped to the face's own depth range (outside
+    # the triangle the plane extrapolates). A mesh's depth: that of its nearest such face.
+    corner_inv_z = jax.lax.stop_gradient(sf.inv_z[pairs.face])[:, None, :]
+    plane_inv_z = jnp.clip(jax.lax.stop_gradient(pair_inv_z), jnp.min(corner_inv_z, -1),
+                           jnp.max(corner_inv_z, -1))
+    reach = jnp.where(log_t < 0, plane_inv_z, -jnp.inf)
+    mesh_inv_z = jax.ops.segment_max(reach, seg, n_seg).reshape(ntiles + 1, M, -1)[:ntiles]
+
+    # Hard part: the nearest covering face per pixel (the choice has no gradient).
+    inside_inv_z = jnp.where(inside, jax.lax.stop_gradient(pair_inv_z), -jnp.inf)
+    best = jax.ops.segment_max(inside_inv_z, pairs.tile, ntiles + 1)  # (tiles+1, T²)
+    P = pairs.face.shape[0]
+    is_best = inside & (inside_inv_z == best[pairs.tile]) & (inside_inv_z > -jnp.inf)
+    winner = jax.ops.segment_min(jnp.where(is_best, jnp.arange(P)[:, None], P), pairs.tile,
+                                 ntiles + 1)[:ntiles]  # (tiles, T²); P where uncovered
+    covered = winner < P
+    face_sel = jnp.where(covered, pairs.face[jnp.minimum(winner, P - 1)], F)  # F: sentinel
+    return log_t_mesh, mesh_inv_z, face_sel, covered
+
+
+def _use_pallas(backend: str, settings: RasterSettings, dtype) -> bool:
+    """Resolve ``rasterize(backend=...)``: explicit > ``HOIJAX_RASTER_BACKEND`` > auto."""
+    choice = backend
+    if backend == "auto":
+        choice = os.environ.get(BACKEND_ENV, "").strip().lower() or "auto"
+    if choice not in ("auto", "jax", "pallas"):
+        raise ValueError(f"rasterize backend must be 'auto', 'jax' or 'pallas' (argument or "
+                         f"${BACKEND_ENV}), got {choice!r}")
+    if choice == "jax" or (choice == "auto" and jax.default_backend() != "gpu"):
+        return False
+    from hoijax.kernels import unsupported_reason
+
+    why = unsupported_reason(settings.tile_size, dtype)
+    if why is not None and choice == "pallas":
+        raise ValueError(f"rasterize backend 'pallas' cannot render this case: {why}")
+    return why is None
 
 
 def screen_space(verts_cam, faces, K, near_m=DEFAULT_NEAR_M) -> ScreenFaces:
