@@ -17,7 +17,7 @@ from hoijax.cli.main import main
 
 
 def test_demo_writes_results_and_recovers_the_hand(tmp_path):
-    rc = main(["demo", "--out", str(tmp_path), "--frames", "8", "--depth-points", "300"])
+    rc = main(["init-demo", "--out", str(tmp_path), "--frames", "8", "--depth-points", "300"])
     assert rc == 0
     summary = json.loads((tmp_path / "summary.json").read_text())
     m = summary["metrics"]
@@ -67,7 +67,7 @@ def test_mano_info_names_the_bad_file_and_field(tmp_path, capsys):
 def test_installed_command_help():
     out = subprocess.run([sys.executable, "-m", "hoijax.cli.main", "--help"],
                          capture_output=True, text=True, check=True).stdout
-    for sub in ("demo", "mano-export", "mano-info"):
+    for sub in ("demo", "track", "ablate", "eval", "init-demo", "mano-export", "mano-info"):
         assert sub in out
     with pytest.raises(SystemExit):
         main(["no-such-command"])

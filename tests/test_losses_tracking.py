@@ -494,3 +494,48 @@ def test_combine_losses_rejects_unknown_terms_and_has_agile_defaults():
     assert float(losses.LossWeights.dexycb().interact) == 200.0
     with pytest.raises(KeyError, match="nope"):
         losses.combine_losses({"nope": jnp.ones(())}, w)
+
+
+def test_mask_loss_object_normalization_is_the_pixel_mean_rescaled(scene):
+    rend = _render_obj(scene, jnp.asarray(AA_GT), jnp.asarray(T_GT_M) + jnp.array([0.004, 0, 0]),
+                       with_hand=False)
+    target = scene["obj_visible"] > 0.5
+    by_pixels, aux = losses.mask_loss(rend, target, scene["hand_mask"])
+    by_object, _ = losses.mask_loss(rend, target, scene["hand_mask"], normalize="object")
+    counted = float(aux["num_pixels"])
+    area = float(np.sum(target & ~scene["hand_mask"]))
+    assert float(by_object) == pytest.approx(float(by_pixels) * counted / area, rel=1e-5)
+    # An empty object mask divides by one pixel, not zero.
+    empty, _ = losses.mask_loss(rend, np.zeros_like(target), scene["hand_mask"],
+                                normalize="object")
+    assert np.isfinite(float(empty)) and float(empty) > 0
+
+
+def test_dino_fixed_support_keeps_points_that_move_under_the_hand(scene):
+    """Per-evaluation occlusion drops points that reach the hand mask (an escape route for an
+    optimizer); with a fixed support the same points keep counting."""
+    pts = _dino_points(scene, interior=True)
+    shift = jnp.asarray(T_GT_M) + jnp.asarray(HAND_OFFSET_M) * 0.5  # towards the hand
+
+    def loss(fixed):
+        return losses.dino_loss(pts, scene["verts_obj"], scene["faces_obj"], scene["feats"],
+                                _pose(jnp.asarray(AA_GT), shift), OBJ_SCALE, K, scene["fmap"],
+                                scene["hand_mask"], fixed_support=fixed)
+
+    (v_dyn, aux_dyn), (v_fix, aux_fix) = loss(False), loss(True)
+    assert int(aux_fix["num_points"]) == int(np.sum(pts.valid))
+    assert int(aux_dyn["num_points"]) < int(aux_fix["num_points"])
+    # The dropped points were badly matched, so dropping them flatters the pose.
+    assert float(v_fix) > float(v_dyn)
+    # With an exclusion mask, selection leaves out points under it.
+    T = _pose(jnp.asarray(AA_GT), jnp.asarray(T_GT_M))
+    pool = losses.sample_surface(jax.random.PRNGKey(0), scene["verts_obj"], scene["faces_obj"],
+                                 400)
+    half = np.zeros_like(scene["hand_mask"])
+    half[:, : W // 2] = True
+    sel = losses.select_visible_points(jax.random.PRNGKey(1), pool, scene["verts_obj"],
+                                       scene["faces_obj"], T, OBJ_SCALE, K, scene["rend"], 64,
+                                       object_id=1, exclude_mask=half)
+    uv = np.asarray(project(K, losses.obj_to_cam(T, OBJ_SCALE, sel.positions(
+        scene["verts_obj"], scene["faces_obj"]))))[np.asarray(sel.valid)]
+    assert len(uv) > 5 and np.all(np.round(uv[:, 0]) >= W // 2)

@@ -10,7 +10,7 @@ from pathlib import Path
 from tyro.conf import Positional
 
 
-def _demo(cfg) -> int:
+def _init_demo(cfg) -> int:
     from hoijax.cli._demo import run_demo
 
     summary = run_demo(cfg)
@@ -76,10 +76,15 @@ def _mano_info(cmd: ManoInfo) -> int:
 def main(argv: list[str] | None = None) -> int:
     import tyro
 
+    from hoijax.cli import _track
     from hoijax.cli._demo import DemoConfig
 
     commands = {
-        "demo": (DemoConfig, _demo),
+        "demo": (_track.Demo, _track.run_demo),
+        "track": (_track.Track, _track.run_track),
+        "ablate": (_track.Ablate, _track.run_ablate),
+        "eval": (_track.Eval, _track.run_eval),
+        "init-demo": (DemoConfig, _init_demo),
         "mano-export": (ManoExport, _mano_export),
         "mano-info": (ManoInfo, _mano_info),
     }

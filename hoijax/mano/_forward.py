@@ -167,7 +167,10 @@ def joint_frames(
     R, t = R_parent_joint, t_parent_joint  # becomes R_world_joint, t_world_joint level by level
     for idx in _levels(model.parents):
         p = parents[idx]
-        R = R.at[idx].set(R[p] @ R_parent_joint[idx])
+        # A broadcast product, not `@`: under two nested vmaps XLA:CPU (jax 0.10) failed its
+        # HLO verifier on this batched 3×3 dot (layout of the batch dimensions).
+        R = R.at[idx].set(jnp.sum(R[p][..., :, :, None] * R_parent_joint[idx][..., None, :, :],
+                                  axis=-2))
         t = t.at[idx].set(jnp.einsum("jab,jb->ja", R[p], t_parent_joint[idx]) + t[p])
     t_skin = t - jnp.einsum("jab,jb->ja", R, joints_rest)
     eye = jnp.eye(3, dtype=R_parent_joint.dtype)

@@ -305,6 +305,7 @@ def init_object_scale(
     num_model_points: int = 2048,
     icp_iters: int = 30,
     trim_fraction: float = 0.7,
+    anisotropic: bool = True,
 ) -> geometry.IcpResult:
     """Anisotropic object scale by constrained ICP, rotation fixed (AGILE §3.2).
 
@@ -321,7 +322,7 @@ def init_object_scale(
         model_pts, pts.reshape(-1, 3), jnp.asarray(R_cam_obj), target_valid=ok.reshape(-1),
         normals_model=model_normals, init_scale=jnp.asarray(init_scale),
         init_translation=jnp.asarray(t_cam_obj), num_iters=icp_iters,
-        trim_fraction=trim_fraction, anisotropic=True)
+        trim_fraction=trim_fraction, anisotropic=anisotropic)
 
 
 def frames_at_rest_before(onset: Int[Array, ""], valid: Bool[Array, " N"],

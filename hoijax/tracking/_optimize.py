@@ -53,6 +53,7 @@ def minimize(
     tol: Float[Array, ""] | float = 1e-4,
     window: int = 10,
     record_trace: bool = True,
+    active: Bool[Array, ""] | bool = True,
     b1: float = 0.9,
     b2: float = 0.999,
 ) -> MinimizeResult:
@@ -64,7 +65,8 @@ def minimize(
 
     Convergence: the parameter variation of a step is its largest absolute coordinate change; the
     loop stops once the mean variation over the last ``window`` steps is below ``tol`` (traced),
-    or after ``max_iters`` (static) steps. A step whose loss or gradient is non-finite is skipped
+    or after ``max_iters`` (static) steps. With ``active`` False (traced) no step is taken
+    (``num_iters`` 0): a padded frame of a batched scan costs one loss evaluation. A step whose loss or gradient is non-finite is skipped
     and ends the loop, with ``finite`` False in the result.
     """
     adam = optax.scale_by_adam(b1=b1, b2=b2)
@@ -75,11 +77,12 @@ def minimize(
     trace0 = jnp.zeros((max_iters if record_trace else 0, 1 + len(names)), dtype)
     ring0 = jnp.full((window,), jnp.inf, dtype)
     tol = jnp.asarray(tol, dtype)
+    active = jnp.asarray(active, bool)
     value_and_grad = jax.value_and_grad(loss_fn, has_aux=True)
 
     def cond(carry):
         i, _, _, ring, _, _, _, finite = carry
-        return (i < max_iters) & (jnp.mean(ring) >= tol) & finite
+        return (i < max_iters) & (jnp.mean(ring) >= tol) & finite & active
 
     def body(carry):
         i, p, state, ring, trace, _, _, _ = carry

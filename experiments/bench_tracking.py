@@ -1,0 +1,108 @@
+"""Per-frame cost of the batched tracker (AGILE §3.3 at its default iteration caps).
+
+For each batch size B: B synthetic sequences (copies of a few generated ones with their own
+initial poses; cost does not depend on content beyond early stopping) are tracked by
+``tracking.track_batch`` in one compiled program. Reports the first call (compilation included)
+and the median of warm repeats, then seconds per *processed* frame (the frames the optimizer
+runs on: every ``stride``-th frame from the anchor) for one sequence and amortized over the batch,
+and the iterations the early stop actually used. The reference is AGILE's 30–50 s per frame on
+an RTX 4090 (their paper); the ratio is quoted against that, since no PyTorch AGILE runs here.
+
+    python experiments/bench_tracking.py [--batches 1 8] [--frames 16] [--image-size 128]
+        [--repeats 2] [--object-iters 400 --hand-iters 200 --iof-iters 300]
+
+Writes ``experiments/results/bench_tracking_<backend>.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+from _common import package_versions
+
+from hoijax import data, mano, tracking
+from hoijax.cli._track import benchmark_configs
+
+RESULTS = Path(__file__).resolve().parent / "results"
+AGILE_S_PER_FRAME = (30.0, 50.0)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--batches", type=int, nargs="+", default=[1, 8])
+    ap.add_argument("--frames", type=int, default=16)
+    ap.add_argument("--image-size", type=int, default=128)
+    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--object-iters", type=int, default=400)
+    ap.add_argument("--hand-iters", type=int, default=200)
+    ap.add_argument("--iof-iters", type=int, default=300)
+    ap.add_argument("--stride", type=int, default=5)
+    ap.add_argument("--distinct", type=int, default=2, help="distinct sequences generated")
+    ap.add_argument("--out", type=Path, default=None)
+    args = ap.parse_args()
+
+    hw = (args.image_size, args.image_size)
+    config = tracking.TrackConfig(image_size=hw, stride=args.stride, hand_iters=args.hand_iters,
+                                  object_iters=args.object_iters, iof_iters=args.iof_iters)
+    base = [data.generate_sequence(c)
+            for c in benchmark_configs(args.distinct, args.frames, args.image_size)]
+    preps = [tracking.prepare(s, config) for s in base]
+    model = mano.synthetic_mano("right")
+    rows = []
+    for B in args.batches:
+        idx = [i % len(base) for i in range(B)]
+        batch = data.stack_sequences([base[i] for i in idx])
+        prep = tracking.stack_prepared([preps[i] for i in idx])
+
+        def run(batch=batch, prep=prep):
+            return tracking.track_batch(batch, prep, model, tracking.TrackHyper(), config,
+                                        jax.random.PRNGKey(0))
+
+        t0 = time.perf_counter()
+        res = jax.block_until_ready(run())
+        first = time.perf_counter() - t0
+        warm = []
+        for _ in range(args.repeats):
+            t0 = time.perf_counter()
+            res = jax.block_until_ready(run())
+            warm.append(time.perf_counter() - t0)
+        med = statistics.median(warm)
+        processed = int(np.sum(np.asarray(res.processed)))
+        oi = np.asarray(res.object_iters)[np.asarray(res.processed)]
+        hi = np.asarray(res.hand_iters)[np.asarray(res.processed)]
+        row = {
+            "batch": B, "frames_per_sequence": args.frames, "processed_frames": processed,
+            "first_call_s": first, "compile_s_estimate": first - med, "warm_median_s": med,
+            "warm_s": warm, "s_per_processed_frame_amortized": med / processed,
+            "s_per_processed_frame_one_sequence": med / (processed / B),
+            "object_iters_mean": float(oi.mean()), "hand_iters_mean": float(hi.mean()),
+            "speedup_vs_agile_30s": 30.0 / (med / processed),
+        }
+        rows.append(row)
+        print(f"B={B:3d}: first call {first:6.1f} s, warm {med:6.1f} s, "
+              f"{row['s_per_processed_frame_amortized']:.3f} s/frame amortized "
+              f"({processed} frames; step-2 iterations used {row['object_iters_mean']:.0f} of "
+              f"{args.object_iters}) → {row['speedup_vs_agile_30s']:.0f}× AGILE's 30 s")
+    out = args.out or RESULTS / f"bench_tracking_{jax.default_backend()}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({
+        "machine": {"platform": platform.platform(), "processor": platform.processor(),
+                    "backend": jax.default_backend(),
+                    "devices": [str(d) for d in jax.devices()]},
+        "versions": package_versions("jax", "jaxlib", "equinox", "optax"),
+        "settings": {**vars(args), "out": str(out)},
+        "reference": {"agile_s_per_frame_rtx4090": AGILE_S_PER_FRAME},
+        "rows": rows,
+    }, indent=2, default=str))
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
