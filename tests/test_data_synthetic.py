@@ -104,6 +104,10 @@ def test_ground_truth_is_self_consistent(clean):
         np.testing.assert_allclose(getattr(clean.hand_init, f), getattr(g, f), atol=1e-6)
     np.testing.assert_allclose(clean.T_cam_obj_init, clean.gt.T_cam_obj[clean.init_frame],
                                atol=1e-6)
+    # Object poses are proper rotations (a left-handed grasp frame once made every one a
+    # mirror image, det = -1, which no rotation parameterization can reach).
+    np.testing.assert_allclose(np.linalg.det(np.asarray(clean.gt.T_cam_obj)[:, :3, :3]), 1.0,
+                               atol=1e-4)
     # The normalized mesh has a unit diagonal; the true scale is in gt.obj_scale.
     v = np.asarray(clean.mesh.vertices)
     np.testing.assert_allclose(np.linalg.norm(v.max(0) - v.min(0)), 1.0, rtol=1e-5)

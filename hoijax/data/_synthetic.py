@@ -228,7 +228,7 @@ def _find_grasp(model, fwd, betas, mesh, rng) -> _Grasp:
     tips = kps[-1][[8, 12, 16, 20]].mean(0)
     if normal @ (tips - palm) < 0:
         normal = -normal
-    lateral = np.cross(normal, finger)  # right-handed (lateral, finger, normal) frame
+    lateral = np.cross(finger, normal)  # right-handed (lateral, finger, normal) frame
     # Object axes (x longest, y, z shortest) → lateral, finger, normal, with a seeded twist
     # about the normal and a random flip (which end points where).
     flip = Rotation.from_rotvec([0.0, np.pi * rng.integers(2), 0.0]).as_matrix()
