@@ -18,6 +18,7 @@ from typing import Literal
 import jax
 import jax.numpy as jnp
 import numpy as np
+from tyro.conf import Positional
 
 from hoijax import data, mano
 from hoijax.tracking import (
@@ -95,7 +96,7 @@ class Demo:
 class Track:
     """Track sequence directories (hoijax sequence format) and write results."""
 
-    sequences: list[Path]
+    sequences: Positional[list[Path]]
     """Sequence directories (see README, "Sequences on disk")."""
     out: Path = Path("results/track")
     """Output folder: one sub-folder per sequence."""
@@ -132,7 +133,7 @@ class Ablate:
 class Eval:
     """Score saved results (``track``/``demo`` outputs) against the sequences' ground truth."""
 
-    results: Path
+    results: Positional[Path]
     """Folder with one result sub-folder per sequence (as ``track`` writes)."""
     sequences: list[Path]
     """The sequence directories, in the same order as the sorted result sub-folders."""
