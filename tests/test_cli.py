@@ -67,7 +67,8 @@ def test_mano_info_names_the_bad_file_and_field(tmp_path, capsys):
 def test_installed_command_help():
     out = subprocess.run([sys.executable, "-m", "hoijax.cli.main", "--help"],
                          capture_output=True, text=True, check=True).stdout
-    for sub in ("demo", "track", "ablate", "eval", "init-demo", "mano-export", "mano-info"):
+    for sub in ("demo", "track", "ablate", "eval", "icl-train", "icl-eval", "init-demo",
+                "mano-export", "mano-info"):
         assert sub in out
     with pytest.raises(SystemExit):
         main(["no-such-command"])

@@ -78,12 +78,15 @@ def main(argv: list[str] | None = None) -> int:
 
     from hoijax.cli import _track
     from hoijax.cli._demo import DemoConfig
+    from hoijax.icl.cli import IclEval, IclTrain, run_icl_eval, run_icl_train
 
     commands = {
         "demo": (_track.Demo, _track.run_demo),
         "track": (_track.Track, _track.run_track),
         "ablate": (_track.Ablate, _track.run_ablate),
         "eval": (_track.Eval, _track.run_eval),
+        "icl-train": (IclTrain, run_icl_train),
+        "icl-eval": (IclEval, run_icl_eval),
         "init-demo": (DemoConfig, _init_demo),
         "mano-export": (ManoExport, _mano_export),
         "mano-info": (ManoInfo, _mano_info),

@@ -1,0 +1,150 @@
+"""EgoHandICL inference over a dataset and its evaluation with :mod:`hoijax.metrics`.
+
+Metrics per present hand (ARCTIC / HO-3D conventions, as the paper reports them): P-MPJPE on
+the 21 keypoints and P-MPVPE on the 778 vertices (mm, after Procrustes alignment), F@5 and F@15
+(fractions) of the aligned vertices; per two-hand frame: MRRPE (mm, right-to-left wrist vector)
+and the two-hand P-MPVPE (mean of the frame's two hands). Averages are over present hands
+(resp. two-hand frames), via :func:`hoijax.metrics.aggregate`.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Float
+
+from hoijax import mano, metrics
+from hoijax.icl._data import IclData, gather_examples
+from hoijax.icl._model import IclConfig, refine
+from hoijax.icl._params import hands_forward_batch
+
+
+@functools.partial(jax.jit, static_argnames=("config",))
+def _refine_batch(params, config, q_idx, t_idx, queries, database, use_template):
+    ex = gather_examples(queries, database, q_idx, t_idx, hide_query_gt=True)
+    return jax.vmap(lambda e: refine(params, config, e, use_template))(ex)
+
+
+def predict_icl(
+    params: dict,
+    config: IclConfig,
+    queries: IclData,
+    database: IclData,
+    template_index: np.ndarray,
+    *,
+    use_template: bool = True,
+    batch_size: int = 256,
+) -> Float[np.ndarray, "N H 61"]:
+    """Refined parameters of every query (query ground truth hidden, query target masked).
+
+    Fixed-size batches (the last one padded), so one compilation serves any ``N`` and both
+    ``use_template`` settings."""
+    q_dev, db_dev = queries.to_device(), database.to_device()
+    n = queries.num_frames
+    template_index = np.asarray(template_index, np.int32)
+    use = jnp.asarray(use_template, bool)
+    out = []
+    for start in range(0, n, batch_size):
+        idx = np.arange(start, min(start + batch_size, n))
+        pad = np.concatenate([idx, np.full(batch_size - len(idx), idx[-1])]).astype(np.int32)
+        pred = _refine_batch(params, config, jnp.asarray(pad), jnp.asarray(template_index[pad]),
+                             q_dev, db_dev, use)
+        out.append(np.asarray(pred)[:len(idx)])
+    return np.concatenate(out) if out else np.zeros((0, config.num_hands, 61), np.float32)
+
+
+def _per_hand(kp_pred, kp_gt, v_pred, v_gt):
+    f = metrics.hand_fscores(v_pred, v_gt)
+    return (metrics.pa_mpjpe_mm(kp_pred, kp_gt), metrics.pa_mpvpe_mm(v_pred, v_gt), f[0], f[1])
+
+
+_per_hand_batch = jax.jit(jax.vmap(_per_hand))
+
+
+def hand_metrics_arrays(
+    pred: Float[np.ndarray, "N H 61"],
+    gt: Float[np.ndarray, "N H 61"],
+    presence: np.ndarray,
+    models: Sequence[mano.ManoModel],
+    sides: Sequence[mano.Side],
+    chunk: int = 128,
+) -> dict[str, np.ndarray]:
+    """Per-hand ``(N, H)`` arrays (NaN where absent) of ``pa_mpjpe_mm``, ``pa_mpvpe_mm``,
+    ``f5``, ``f15``, and per-frame ``(N,)`` ``mrrpe_mm`` / ``two_hand_pa_mpvpe_mm`` (NaN unless
+    both hands are present). Only present hands are evaluated, in padded chunks of ``chunk``."""
+    present = np.asarray(presence, bool)
+    n, h = present.shape
+    vp, kp = hands_forward_batch(models, np.asarray(pred, np.float32))
+    vg, kg = hands_forward_batch(models, np.asarray(gt, np.float32))
+    rows = np.flatnonzero(present.ravel())
+    flat = [np.asarray(x).reshape(n * h, *x.shape[2:]) for x in (kp, kg, vp, vg)]
+    res = [np.full(n * h, np.nan) for _ in range(4)]
+    for s in range(0, len(rows), chunk):
+        sel = rows[s:s + chunk]
+        pad = np.concatenate([sel, np.full(chunk - len(sel), sel[-1])])
+        vals = _per_hand_batch(*(x[pad] for x in flat))
+        for r, v in zip(res, vals):
+            r[sel] = np.asarray(v)[:len(sel)]
+    out = {name: r.reshape(n, h) for name, r in zip(("pa_mpjpe_mm", "pa_mpvpe_mm", "f5", "f15"),
+                                                    res)}
+    nan = np.full(n, np.nan)
+    if h == 2 and set(sides) == {"right", "left"}:
+        r_i, l_i = list(sides).index("right"), list(sides).index("left")
+        both = present[:, r_i] & present[:, l_i]
+        mrrpe = jax.vmap(metrics.mrrpe_mm)(kp[:, r_i, 0], kp[:, l_i, 0], kg[:, r_i, 0],
+                                           kg[:, l_i, 0])
+        out["mrrpe_mm"] = np.where(both, np.asarray(mrrpe), np.nan)
+        out["two_hand_pa_mpvpe_mm"] = np.where(both, out["pa_mpvpe_mm"].mean(axis=1), np.nan)
+    else:
+        out["mrrpe_mm"] = nan
+        out["two_hand_pa_mpvpe_mm"] = nan
+    return out
+
+
+def summarize_metrics(arrays: dict[str, np.ndarray]) -> dict[str, float]:
+    """Means over present hands / two-hand frames (NaN-free entries only), paper's names."""
+    names = {"pa_mpjpe_mm": "P-MPJPE_mm", "pa_mpvpe_mm": "P-MPVPE_mm", "f5": "F@5",
+             "f15": "F@15", "two_hand_pa_mpvpe_mm": "two_hand_P-MPVPE_mm", "mrrpe_mm": "MRRPE_mm"}
+    out = {}
+    for key, label in names.items():
+        v = np.asarray(arrays[key], np.float64).ravel()
+        out[label] = metrics.aggregate(v[np.isfinite(v)]) if np.isfinite(v).any() else float("nan")
+    out["num_hands"] = int(np.isfinite(np.asarray(arrays["pa_mpvpe_mm"])).sum())
+    out["num_two_hand_frames"] = int(np.isfinite(np.asarray(arrays["mrrpe_mm"])).sum())
+    return out
+
+
+def evaluate_icl(
+    params: dict,
+    config: IclConfig,
+    queries: IclData,
+    database: IclData,
+    template_index: np.ndarray,
+    models: Sequence[mano.ManoModel] | None = None,
+    *,
+    variants: Sequence[str] = ("coarse", "icl", "icl_no_template"),
+) -> dict[str, dict[str, float]]:
+    """Metrics of the coarse input and of the model's refinements (with its retrieved template,
+    and with the template tokens removed), on queries that have MANO ground truth."""
+    from hoijax.icl._params import hand_models
+
+    models = hand_models(config.sides) if models is None else models
+    keep = np.flatnonzero(np.asarray(queries.has_mano_gt, bool))
+    q = queries.take(keep)
+    t_idx = np.asarray(template_index)[keep]
+    preds = {}
+    for v in variants:
+        if v == "coarse":
+            preds[v] = np.asarray(q.coarse)
+        elif v == "icl":
+            preds[v] = predict_icl(params, config, q, database, t_idx, use_template=True)
+        elif v == "icl_no_template":
+            preds[v] = predict_icl(params, config, q, database, t_idx, use_template=False)
+        else:
+            raise ValueError(f"unknown variant {v!r}")
+    return {v: summarize_metrics(hand_metrics_arrays(p, q.gt, q.presence, models, config.sides))
+            for v, p in preds.items()}
