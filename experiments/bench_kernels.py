@@ -45,18 +45,22 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
-import trimesh
 
 from _common import package_versions
+from bench_render import (  # the same scene helpers as the pure-JAX rasterizer benchmark
+    FOCAL_PER_PX,
+    HAND_DEPTH_M,
+    _rotation,
+    _temp_gb,
+    intrinsics,
+    make_frames,
+)
 
 from hoijax import kernels, mano, render
 from hoijax.data import make_object_trimesh
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
-FOCAL_PER_PX = 1.8
-"""fx = fy = FOCAL_PER_PX · width: the scene covers the same fraction of any resolution."""
-HAND_DEPTH_M = 0.45
 DEFAULT_PPF = 16
 """Pairs per face (the library default); raised where a resolution needs more."""
 CAPACITY_MARGIN = 1.15
@@ -70,14 +74,6 @@ KINDS = ("value_and_grad", "forward")
 # --------------------------------------------------------------------------- scene
 
 
-def _rotation(axis_angle) -> np.ndarray:
-    axis_angle = np.asarray(axis_angle, float)
-    angle = float(np.linalg.norm(axis_angle))
-    if angle == 0.0:
-        return np.eye(3)
-    return trimesh.transformations.rotation_matrix(angle, axis_angle / angle)[:3, :3]
-
-
 def build_scene():
     """Rest scene: (hand vertices, hand faces, object vertices, object faces), camera frame."""
     model = mano.synthetic_mano("right")
@@ -87,31 +83,9 @@ def build_scene():
     hand = np.asarray(out.vertices, float) @ R.T
     hand = hand - 0.5 * (hand.max(0) + hand.min(0)) + [0.0, 0.0, HAND_DEPTH_M]
     can = make_object_trimesh("can")  # axis along x
-    obj = np.asarray(can.vertices) @ _rotation([0, 0, np.pi / 2]).T  # axis along y
+    obj = np.asarray(can.vertices) @ _rotation(np.array([0, 0, np.pi / 2])).T  # axis along y
     obj = obj + [0.045, 0.015, HAND_DEPTH_M + 0.05]  # behind the thumb side of the palm
     return hand, np.asarray(model.faces), obj, np.asarray(can.faces)
-
-
-def _jitter(verts, rng, rot_deg: float, trans_m: float):
-    centre = verts.mean(0)
-    R = _rotation(np.deg2rad(rot_deg) * rng.normal(size=3))
-    return (verts - centre) @ R.T + centre + trans_m * rng.normal(size=3)
-
-
-def make_frames(hand, obj, batch: int, seed: int = 0):
-    """Per frame: jittered scene vertices and a further-perturbed copy (for the targets)."""
-    rng = np.random.default_rng(seed)
-    frames, targets = [], []
-    for _ in range(batch):
-        h, o = _jitter(hand, rng, 4.0, 0.005), _jitter(obj, rng, 4.0, 0.005)
-        frames.append(np.concatenate([h, o]))
-        targets.append(np.concatenate([_jitter(h, rng, 2.0, 0.003), _jitter(o, rng, 2.0, 0.003)]))
-    return np.stack(frames).astype(np.float32), np.stack(targets).astype(np.float32)
-
-
-def intrinsics(size: int) -> np.ndarray:
-    f = FOCAL_PER_PX * size
-    return np.array([[f, 0, size / 2 - 0.5], [0, f, size / 2 - 0.5], [0, 0, 1]], np.float32)
 
 
 # --------------------------------------------------------------------------- programs
@@ -134,14 +108,6 @@ def step_fn(settings, consts, backend: str, kind: str):
 
     one = jax.value_and_grad(loss, has_aux=True) if kind == "value_and_grad" else loss
     return jax.vmap(one)
-
-
-def _temp_gb(compiled) -> float | None:
-    try:
-        mem = compiled.memory_analysis()
-        return None if mem is None else mem.temp_size_in_bytes / 1e9
-    except Exception:  # noqa: BLE001 (not every backend reports it)
-        return None
 
 
 def time_fn(fn, args, *, repeats: int, warmup: int, budget_s: float, max_temp_gb: float):
