@@ -13,7 +13,6 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Literal
 
 import jax
 import jax.numpy as jnp
@@ -402,5 +401,3 @@ def run_eval(cfg: Eval) -> int:
     print(table)
     return 0
 
-
-Command = Literal["demo", "track", "ablate", "eval"]

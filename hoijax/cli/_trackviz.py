@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import jax
@@ -24,20 +25,21 @@ def _plt():
     return plt
 
 
+@functools.partial(jax.jit, static_argnames=("settings",))
+def _mesh_ids(verts, faces, mesh_id, K, settings):
+    """Mesh id per pixel of every frame (one compiled program per image size and mesh size)."""
+    return jax.lax.map(lambda v: render.rasterize(v, faces, K, settings, face_mesh_id=mesh_id,
+                                                  num_meshes=2).mesh_id, verts)
+
+
 def _render_ids(verts_h, verts_o, faces_h, faces_o, K, hw):
     """Mesh id per pixel (-1 background, 0 hand, 1 object) for every frame."""
     faces = jnp.concatenate([faces_h, faces_o + verts_h.shape[1]])
     mesh_id = jnp.concatenate([jnp.zeros(len(faces_h), jnp.int32),
                                jnp.ones(len(faces_o), jnp.int32)])
     settings = render.RasterSettings(*hw, pairs_per_face=32)
-
-    @jax.jit
-    def one(vh, vo):
-        r = render.rasterize(jnp.concatenate([vh, vo]), faces, K, settings,
-                             face_mesh_id=mesh_id, num_meshes=2)
-        return r.mesh_id
-
-    return np.stack([np.asarray(one(a, b)) for a, b in zip(verts_h, verts_o)])
+    return np.asarray(_mesh_ids(jnp.concatenate([verts_h, verts_o], axis=1), faces, mesh_id,
+                                jnp.asarray(K), settings))
 
 
 def _background(seq, f):

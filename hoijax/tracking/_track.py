@@ -33,7 +33,7 @@ from hoijax.tracking._init import (
     search_object_pose,
 )
 from hoijax.tracking._onset import onset_frame
-from hoijax.tracking._schedule import bidirectional_schedule, num_steps
+from hoijax.tracking._schedule import bidirectional_schedule
 from hoijax.tracking._steps import (
     ObjectFrame,
     ObjectPrev,
@@ -190,10 +190,10 @@ def _interp_poses(T: Float[Array, "N 4 4"], t_h: Float[Array, "N 3"],
     return T_all, t_all
 
 
-def _frame(seq: Sequence, f) -> ObjectFrame:
+def _frame(seq: Sequence, f, verts_hand_cam) -> ObjectFrame:
     return ObjectFrame(object_mask=seq.object_mask[f], hand_mask=seq.hand_mask[f],
                        feature_map=None if seq.features is None else seq.features[f],
-                       verts_hand_cam=jnp.zeros((778, 3)))
+                       verts_hand_cam=verts_hand_cam)
 
 
 def _pad_trace(trace, width: int):
@@ -244,8 +244,7 @@ def track_sequence(
     # on one axis of a can in our runs, while the mask stage refines the axes.
     h0 = hand_step(kps_rel[anchor], hand.transl[anchor], seq.keypoints_px[anchor],
                    seq.keypoints_conf[anchor], K, hyper, config)
-    frame0 = _frame(seq, anchor)
-    frame0 = eqx.tree_at(lambda fr: fr.verts_hand_cam, frame0, verts_rel[anchor] + h0.params["t"])
+    frame0 = _frame(seq, anchor, verts_rel[anchor] + h0.params["t"])
 
     def joint(T, s, th, k):
         return iof_joint_stage(seq.mesh, prep.grid, s, K, frame0, T, kps_rel[anchor],
@@ -262,7 +261,7 @@ def track_sequence(
         ok = icp.valid & jnp.all(icp.scale > 0) & jnp.all(jnp.isfinite(icp.scale))
         s_on = jnp.where(ok, icp.scale, s_init)
         T_on = jnp.where(ok, pose_matrix(T_on[:3, :3], icp.translation), T_on)
-    frame0 = eqx.tree_at(lambda fr: fr.verts_hand_cam, frame0, verts_rel[anchor] + th_on)
+    frame0 = _frame(seq, anchor, verts_rel[anchor] + th_on)
     r_scale, T_on, s_on = iof_scale_stage(seq.mesh, prep.grid, s_on, K, frame0, T_on, hyper,
                                           config)
     r_joint, T_on, th_on = joint(T_on, s_on, th_on, jax.random.fold_in(k_iof, 1))
@@ -280,7 +279,7 @@ def track_sequence(
         h = hand_step(kps_rel[f], hand.transl[f], seq.keypoints_px[f], seq.keypoints_conf[f], K,
                       hyper, config, active)
         v_f = verts_rel[f] + h.params["t"]
-        frame = eqx.tree_at(lambda fr: fr.verts_hand_cam, _frame(seq, f), v_f)
+        frame = _frame(seq, f, v_f)
         res, T_f = object_step(seq.mesh, prep.grid, s_on, K, frame,
                                ObjectPrev(T_start, v_start), prep.pool, k, hyper, config, active)
         new_carry = (jnp.where(active, T_f, T_prev), jnp.where(active, v_f, v_prev))
@@ -382,6 +381,6 @@ def object_vertices(result: TrackResult, vertices: Float[Array, "V 3"]) -> Float
 
 
 __all__ = ["STEP_TERMS", "TRACE_COUNT", "Prepared", "TrackResult", "ablate_batch",
-           "hand_keypoints", "hand_vertices", "num_steps", "object_vertices", "prepare",
+           "hand_keypoints", "hand_vertices", "object_vertices", "prepare",
            "progress_to",
            "stack_hypers", "stack_prepared", "track_batch", "track_sequence"]
