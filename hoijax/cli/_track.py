@@ -50,6 +50,9 @@ class TrackSettings:
     """Iteration cap of each anchor-frame stage."""
     interact_weight: float = 400.0
     """λ_interact: 400 for HO3D-like, 200 for DexYCB-like sequences."""
+    depth_terms: bool = True
+    """Keep the depth map in the optimization (L_depth for the object, depth points for the
+    hand), beyond AGILE, which uses depth only to initialize; False: AGILE's objective."""
     batch_size: int = 8
     """Sequences tracked at once (one compiled program per padded batch shape)."""
     sdf_resolution: int = 32
@@ -63,7 +66,10 @@ class TrackSettings:
                            progress=True)
 
     def hyper(self) -> TrackHyper:
-        return _with_weight(TrackHyper(), "interact", self.interact_weight)
+        h = _with_weight(TrackHyper(), "interact", self.interact_weight)
+        if not self.depth_terms:
+            h = _with_weight(_with_weight(h, "depth", 0.0), "hand_depth", 0.0)
+        return h
 
 
 def _with_weight(h: TrackHyper, term: str, value: float) -> TrackHyper:
@@ -113,8 +119,8 @@ class Ablate:
     """Sequence directories; empty: generate the synthetic benchmark."""
     out: Path = Path("results/ablate")
     """Output folder: table.md, table.json, ablation.png."""
-    drop: tuple[str, ...] = ("joint", "mask", "dino", "interact")
-    """Terms to ablate one at a time (besides the full model)."""
+    drop: tuple[str, ...] = ("joint", "mask", "dino", "interact", "depth+hand_depth")
+    """Terms to ablate one at a time (besides the full model); "a+b" drops a and b together."""
     synthetic: int = 4
     """Synthetic sequences to generate when no directories are given."""
     frames: int = 30
@@ -337,11 +343,16 @@ def run_track(cfg: Track) -> int:
 
 def ablation_hypers(settings: TrackSettings, drop: tuple[str, ...]
                     ) -> tuple[list[str], list[TrackHyper]]:
+    """The full model and one setting per entry of ``drop`` with that term's weight at 0; an
+    entry may join terms with "+" to drop them together (e.g. "depth+hand_depth")."""
     base = settings.hyper()
     names, hypers = ["full"], [base]
-    for term in drop:
-        names.append(f"w/o L_{term}")
-        hypers.append(_with_weight(base, term, 0.0))
+    for entry in drop:
+        h = base
+        for term in entry.split("+"):
+            h = _with_weight(h, term, 0.0)
+        names.append("w/o " + " + ".join(f"L_{t}" for t in entry.split("+")))
+        hypers.append(h)
     return names, hypers
 
 

@@ -14,6 +14,11 @@ from hoijax.losses._dino import (
     sample_surface as sample_surface,
     select_visible_points as select_visible_points,
 )
+from hoijax.losses._depth import (
+    DEFAULT_DEPTH_SCALE_M as DEFAULT_DEPTH_SCALE_M,
+    depth_loss as depth_loss,
+    point_to_surface_loss as point_to_surface_loss,
+)
 from hoijax.losses._frames import cam_to_obj as cam_to_obj, obj_to_cam as obj_to_cam
 from hoijax.losses._interact import (
     DEFAULT_CONTACT_BAND_M as DEFAULT_CONTACT_BAND_M,
@@ -32,9 +37,10 @@ from hoijax.losses._mask import MaskOcclusion as MaskOcclusion, mask_loss as mas
 from hoijax.losses._weights import LossWeights as LossWeights, combine_losses as combine_losses
 
 __all__ = [
-    "DEFAULT_CONTACT_BAND_M", "DEFAULT_CONTACT_SOFTMIN_M", "DEFAULT_DEPTH_TOL_M", "DEFAULT_MAX_DIST_M", "DinoForm",
+    "DEFAULT_CONTACT_BAND_M", "DEFAULT_CONTACT_SOFTMIN_M", "DEFAULT_DEPTH_SCALE_M",
+    "DEFAULT_DEPTH_TOL_M", "DEFAULT_MAX_DIST_M", "DinoForm",
     "LossWeights", "MaskOcclusion", "SurfacePoints", "cam_to_obj", "chamfer_distance",
-    "combine_losses", "contact_loss", "dino_loss", "interaction_loss", "interpolate_at",
-    "joint_loss", "mano_param_loss", "mask_loss", "obj_to_cam", "sample_surface",
+    "combine_losses", "contact_loss", "depth_loss", "dino_loss", "interaction_loss", "interpolate_at",
+    "joint_loss", "mano_param_loss", "mask_loss", "obj_to_cam", "point_to_surface_loss", "sample_surface",
     "select_visible_points", "vertex_loss",
 ]

@@ -26,6 +26,16 @@ class LossWeights(eqx.Module):
     """L_interact (Eq. 7), per metre; supplementary: 400 (HO3D), 200 (DexYCB)."""
     contact: Float[Array, ""] = eqx.field(default=5.0, converter=_scalar)
     """L_contact (ray-traced in AGILE, SDF-based here), supplementary: 5.0."""
+    depth: Float[Array, ""] = eqx.field(default=5.0, converter=_scalar)
+    """L_depth, the rendered object against the depth map (robust, per cm; not in AGILE's
+    objective, which uses depth only to initialize: 0 turns it off). At 5 a centimetre of
+    depth weighs about what L_mask's outline does, so it settles the depth the silhouette
+    leaves to the scale."""
+    hand_depth: Float[Array, ""] = eqx.field(default=10.0, converter=_scalar)
+    """The hand's depth points against its surface (robust, per cm; not in AGILE: 0 turns it
+    off, leaving step 1 with L_joint alone). 2D keypoints pin the hand's depth only through
+    their spread (~0.6 px per cm at 0.5 m), so at 10 the depth points decide the depth and
+    the keypoints the image position."""
     mano_params: Float[Array, ""] = eqx.field(default=1.0, converter=_scalar)
     """MANO parameter MSE (learned models)."""
     vertex_l1: Float[Array, ""] = eqx.field(default=1.0, converter=_scalar)

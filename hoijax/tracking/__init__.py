@@ -25,6 +25,7 @@ from hoijax.tracking._onset import DEFAULT_ONSET_TAU, motion_ratio, onset_frame,
 from hoijax.tracking._optimize import MinimizeResult, minimize
 from hoijax.tracking._schedule import Schedule, bidirectional_schedule, num_steps
 from hoijax.tracking._steps import (
+    HandDepth,
     ObjectFrame,
     ObjectPrev,
     TrackConfig,
@@ -34,6 +35,7 @@ from hoijax.tracking._steps import (
     iof_joint_stage,
     iof_scale_stage,
     object_step,
+    pose_fit_loss,
     pose_matrix,
 )
 from hoijax.tracking._track import (
@@ -55,11 +57,11 @@ from hoijax.tracking._track import (
 
 __all__ = [
     "DEFAULT_ONSET_TAU", "PER_FRAME_METRICS", "RESULT_FORMAT", "RESULT_FORMAT_VERSION",
-    "STEP_TERMS", "TRACE_COUNT", "MinimizeResult", "ObjectFrame", "ObjectPrev", "Prepared",
+    "STEP_TERMS", "TRACE_COUNT", "HandDepth", "MinimizeResult", "ObjectFrame", "ObjectPrev", "Prepared",
     "ResultFormatError", "Schedule", "TrackConfig", "TrackHyper", "TrackResult",
     "ablate_batch", "bidirectional_schedule", "dino_support", "evaluate_sequence",
     "hand_keypoints", "hand_step", "hand_vertices", "iof_joint_stage", "iof_scale_stage",
     "load_result", "minimize", "motion_ratio", "num_steps", "object_step", "object_vertices",
-    "onset_frame", "pose_matrix", "prepare", "progress_to", "save_result", "stack_hypers", "stack_prepared",
+    "onset_frame", "pose_fit_loss", "pose_matrix", "prepare", "progress_to", "save_result", "stack_hypers", "stack_prepared",
     "summarize", "touches_border", "track_batch", "track_sequence",
 ]

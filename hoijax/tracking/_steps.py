@@ -8,6 +8,11 @@
   (L_mask + L_contact), then hand translation and object pose together
   (L_joint + L_mask + L_dino + L_contact).
 
+Where the sequence has a depth map, every stage also has the metric-depth terms of
+:mod:`hoijax.losses._depth` (not in AGILE's objective; weights ``depth`` and ``hand_depth``,
+0 for AGILE's): the rendered object against the map wherever the object is rendered, and the
+hand's depth points against its surface wherever T_h is optimized.
+
 Rotations are optimized as a tangent-space increment ``ω`` on the starting rotation
 (``R = R_0 · exp(ω)``, ``ω = 0`` at the start), which has no singularity where the optimizer
 begins. Every stage runs :func:`hoijax.tracking.minimize` (Adam, early stop), so it works under
@@ -51,6 +56,8 @@ class TrackConfig:
     """N_p, visible surface points per iteration for L_dino."""
     pool_points: int = 2048
     """Surface samples per object that the visible points are drawn from."""
+    hand_depth_points: int = 256
+    """Hand depth points per frame for the hand-depth term (fixed draws from the hand mask)."""
     pairs_per_face: int = 16
     """Rasterizer pair capacity per face (see :class:`hoijax.render.RasterSettings`)."""
     record_trace: bool = True
@@ -127,18 +134,36 @@ def hand_step(
     hyper: TrackHyper,
     config: TrackConfig,
     active: Bool[Array, ""] | bool = True,
+    depth: HandDepth | None = None,
 ) -> MinimizeResult:
-    """Step 1: refine T_h by L_joint, rotation, pose and scale fixed (``keypoints_rel`` is the
-    scaled, rotated hand's 21 keypoints at zero translation)."""
+    """Step 1: refine T_h by L_joint (and the hand's depth points, when ``depth`` is given),
+    rotation, pose and scale fixed (``keypoints_rel`` is the scaled, rotated hand's 21
+    keypoints at zero translation)."""
     kp = jnp.asarray(keypoints_rel)
 
     def loss_fn(p):
-        value, _ = losses.joint_loss(kp + p["t"], keypoints_px, keypoints_conf, K)
-        return combine({"joint": value}, hyper.weights)
+        terms = {"joint": losses.joint_loss(kp + p["t"], keypoints_px, keypoints_conf, K)[0]}
+        if depth is not None:
+            terms["hand_depth"] = depth(p["t"])
+        return combine(terms, hyper.weights)
 
     return minimize(loss_fn, {"t": jnp.asarray(t_init)}, {"t": hyper.lr_hand_t},
                     max_iters=config.hand_iters, tol=hyper.tol, window=config.window,
                     record_trace=config.record_trace, active=active)
+
+
+class HandDepth(eqx.Module):
+    """One frame's hand depth points and the hand's surface at zero translation (scaled and
+    posed): ``hand_depth(t)`` is the point-to-surface term with the hand at translation ``t``."""
+
+    verts_rel: Float[Array, "778 3"]
+    normals_rel: Float[Array, "778 3"]
+    points: Float[Array, "P 3"]
+    points_valid: Bool[Array, " P"]
+
+    def __call__(self, t: Float[Array, "3"]) -> Float[Array, ""]:
+        return losses.point_to_surface_loss(self.points, self.points_valid,
+                                            self.verts_rel + t, self.normals_rel)[0]
 
 
 class ObjectFrame(eqx.Module):
@@ -149,6 +174,8 @@ class ObjectFrame(eqx.Module):
     feature_map: Float[Array, "Hf Wf C"] | None
     verts_hand_cam: Float[Array, "778 3"]
     """The hand (fixed in step 2)."""
+    depth_m: Float[Array, "H W"] | None = None
+    """Metric depth map (L_depth), or None."""
 
 
 class ObjectPrev(eqx.Module):
@@ -191,6 +218,9 @@ class _ObjectTerms:
                                      sigma_px2=self.hyper.sigma_px2)
         terms = {"mask": losses.mask_loss(rendering, frame.object_mask, frame.hand_mask,
                                           normalize="object")[0]}
+        if frame.depth_m is not None:
+            terms["depth"] = losses.depth_loss(rendering, frame.depth_m, frame.object_mask,
+                                               frame.hand_mask)[0]
         if self.use_dino:
             # Re-drawn at every iteration from this iteration's z-buffer (no extra render; the
             # choice carries no gradient): always points visible at the current pose.
@@ -201,6 +231,22 @@ class _ObjectTerms:
                 points, mesh.vertices, self.faces, mesh.vertex_features, T, scale, self.K,
                 frame.feature_map, frame.hand_mask, fixed_support=True)[0]
         return terms
+
+
+def pose_fit_loss(mesh: ObjectMesh, K: Float[ArrayLike, "3 3"], frame: ObjectFrame,
+                  T_cam_obj: Float[Array, "4 4"], obj_scale: Float[Array, "3"],
+                  hyper: TrackHyper, config: TrackConfig) -> Float[Array, ""]:
+    """λ_mask L_mask (+ λ_depth L_depth) of one pose and scale: how well they explain the
+    frame's silhouette (and depth), to choose between candidate initializations."""
+    faces = jnp.where(mesh.face_valid[:, None], mesh.faces, 0)
+    rendering = render.rasterize(losses.obj_to_cam(T_cam_obj, obj_scale, mesh.vertices), faces,
+                                 jnp.asarray(K), config.raster, sigma_px2=hyper.sigma_px2)
+    terms = {"mask": losses.mask_loss(rendering, frame.object_mask, frame.hand_mask,
+                                      normalize="object")[0]}
+    if frame.depth_m is not None:
+        terms["depth"] = losses.depth_loss(rendering, frame.depth_m, frame.object_mask,
+                                           frame.hand_mask)[0]
+    return combine(terms, hyper.weights)[0]
 
 
 def object_step(
@@ -277,6 +323,9 @@ def iof_scale_stage(
                                      normalize="object")[0],
             "contact": losses.contact_loss(frame.verts_hand_cam, T, grid, s)[0],
         }
+        if frame.depth_m is not None:
+            terms["depth"] = losses.depth_loss(rendering, frame.depth_m, frame.object_mask,
+                                               frame.hand_mask)[0]
         return combine(terms, hyper.weights)
 
     params = {"ls": jnp.zeros(3, s0.dtype), "d": jnp.zeros((), s0.dtype)}
@@ -303,11 +352,12 @@ def iof_joint_stage(
     key: Array,
     hyper: TrackHyper,
     config: TrackConfig,
+    hand_depth: HandDepth | None = None,
 ) -> tuple[MinimizeResult, Float[Array, "4 4"], Float[Array, "3"]]:
     """Onset frame, stage 2: hand translation and object pose together by
-    λ_joint L_joint + λ_mask L_mask + λ_dino L_dino + λ_contact L_contact (scale fixed).
-    ``frame.verts_hand_cam`` is ignored; the hand is ``hand_verts_rel + T_h``. Returns the
-    result, the object pose and the hand translation."""
+    λ_joint L_joint + λ_mask L_mask + λ_dino L_dino + λ_contact L_contact (scale fixed), plus
+    the depth terms where given. ``frame.verts_hand_cam`` is ignored; the hand is
+    ``hand_verts_rel + T_h``. Returns the result, the object pose and the hand translation."""
     T0 = jnp.asarray(T_cam_obj)
     R0 = T0[:3, :3]
     scale = jnp.asarray(obj_scale)
@@ -319,6 +369,8 @@ def iof_joint_stage(
         terms = object_terms(T, scale)
         terms["joint"] = losses.joint_loss(kp_rel + p["th"], keypoints_px, keypoints_conf, K)[0]
         terms["contact"] = losses.contact_loss(v_rel + p["th"], T, grid, scale)[0]
+        if hand_depth is not None:
+            terms["hand_depth"] = hand_depth(p["th"])
         return combine(terms, hyper.weights)
 
     params = {"w": jnp.zeros(3, T0.dtype), "t": T0[:3, 3], "th": jnp.asarray(hand_t)}

@@ -22,7 +22,7 @@ import jaxlie
 import numpy as np
 from jaxtyping import Array, Bool, Float, Int
 
-from hoijax import losses, mano, sdf
+from hoijax import geometry, losses, mano, sdf
 from hoijax.data import HandParams, Sequence
 from hoijax.tracking._init import (
     candidate_rotations,
@@ -30,11 +30,13 @@ from hoijax.tracking._init import (
     hand_in_mano_frame,
     init_hand,
     init_object_scale,
+    sample_mask_points,
     search_object_pose,
 )
 from hoijax.tracking._onset import onset_frame
 from hoijax.tracking._schedule import bidirectional_schedule
 from hoijax.tracking._steps import (
+    HandDepth,
     ObjectFrame,
     ObjectPrev,
     TrackConfig,
@@ -43,6 +45,7 @@ from hoijax.tracking._steps import (
     iof_joint_stage,
     iof_scale_stage,
     object_step,
+    pose_fit_loss,
     pose_matrix,
 )
 
@@ -75,7 +78,7 @@ class progress_to:
         _PROGRESS.remove(self.fn)
 
 
-STEP_TERMS = ("dino", "interact", "mask")
+STEP_TERMS = ("depth", "dino", "interact", "mask")
 """Logged terms of step 2, in trace-column order (after the total)."""
 
 
@@ -148,22 +151,29 @@ class TrackResult(eqx.Module):
     """Step-1 iterations per frame (0 where not processed)."""
     object_iters: Int[Array, " N"]
     """Step-2 iterations per frame (0 where not processed)."""
-    terms: Float[Array, "N 3"]
+    terms: Float[Array, "N T"]
     """Step-2 terms at the end, columns :data:`STEP_TERMS` (onset frame: its joint stage)."""
     step_frame: Int[Array, " L"]
     """Frame of each schedule step (for the traces)."""
     step_active: Bool[Array, " L"]
     """Schedule steps that ran."""
-    object_trace: Float[Array, "S I 4"] | None
+    object_trace: Float[Array, "S I C"] | None
     """Per schedule step after the anchor (``S = L - 1``: step ``k`` is schedule step
-    ``k + 1``), per iteration ``[total, dino, interact, mask]`` of step 2 (zeros after the
-    stop), or None."""
-    iof_trace: Float[Array, "3 J 5"] | None
-    """Anchor-frame stages' per-iteration terms, or None: rows 0 and 2 the joint stages before
-    and after the scale (``[total, contact, dino, joint, mask]``), row 1 the scale stage
-    (``[total, contact, mask, 0, 0]``)."""
+    ``k + 1``), per iteration ``[total, *terms]`` of step 2, terms in alphabetical order
+    (``depth`` (with a depth map), ``dino`` (with features), ``interact``, ``mask``; zeros
+    after the stop), or None."""
+    iof_trace: Float[Array, "3 J D"] | None
+    """Anchor-frame stages' per-iteration ``[total, *terms]`` (alphabetical, zero-padded to
+    the widest stage), or None: rows 0 and 2 the joint stages before and after the scale
+    (contact, depth, dino, hand_depth, joint, mask, as present), row 1 the scale stage
+    (contact, depth, mask)."""
     finite: Bool[Array, ""]
     """Every loss and gradient the optimizers evaluated was finite."""
+    hand_pose: Float[Array, "N 45"] | None = None
+    """The hand's articulation per frame (axis-angle, flat-hand-mean convention) when the
+    tracker refined it (:func:`hoijax.tracking.fit_hand`); None: the detector's was kept."""
+    hand_orient: Float[Array, "N 3"] | None = None
+    """The hand's global orientation per frame when refined (axis-angle); None: kept."""
 
 
 def _interp_poses(T: Float[Array, "N 4 4"], t_h: Float[Array, "N 3"],
@@ -193,7 +203,8 @@ def _interp_poses(T: Float[Array, "N 4 4"], t_h: Float[Array, "N 3"],
 def _frame(seq: Sequence, f, verts_hand_cam) -> ObjectFrame:
     return ObjectFrame(object_mask=seq.object_mask[f], hand_mask=seq.hand_mask[f],
                        feature_map=None if seq.features is None else seq.features[f],
-                       verts_hand_cam=verts_hand_cam)
+                       verts_hand_cam=verts_hand_cam,
+                       depth_m=None if seq.depth_m is None else seq.depth_m[f])
 
 
 def _pad_trace(trace, width: int):
@@ -214,7 +225,7 @@ def track_sequence(
     TRACE_COUNT["track_sequence"] += 1
     n = seq.valid.shape[0]
     K = seq.K
-    k_hand, k_obj, k_iof, k_steps = jax.random.split(key, 4)
+    k_hand, k_obj, k_iof, k_steps, k_depth = jax.random.split(key, 5)
 
     # ---- initialization (§3.2)
     onset, found = onset_frame(seq.object_mask, seq.hand_mask, seq.valid)
@@ -222,6 +233,20 @@ def track_sequence(
                      seq.hand_mask, seq.depth_m, k_hand)
     verts_rel, kps_rel = jax.vmap(lambda p: hand_in_mano_frame(model, p))(seq.hand_init)
     verts_rel, kps_rel = hand.scale * verts_rel, hand.scale * kps_rel
+
+    # The hand's depth points per frame (fixed draws) and its surface normals, for the
+    # hand-depth term wherever T_h is optimized.
+    if seq.depth_m is not None:
+        normals_rel = jax.vmap(lambda v: geometry.vertex_normals(v, model.faces))(verts_rel)
+        pts, pts_ok = jax.vmap(lambda d, m, k: sample_mask_points(
+            K, d, m, k, config.hand_depth_points))(seq.depth_m, seq.hand_mask,
+                                                    jax.random.split(k_depth, n))
+
+        def hand_depth(f):
+            return HandDepth(verts_rel[f], normals_rel[f], pts[f], pts_ok[f])
+    else:
+        def hand_depth(f):
+            return None
 
     if seq.T_cam_obj_init is not None:
         # A given pose (e.g. FoundationPose at the onset) holds at its own frame: anchor there.
@@ -243,13 +268,14 @@ def track_sequence(
     # fits one common scale: per-axis ICP scales from a partial, occluded view came out 2× off
     # on one axis of a can in our runs, while the mask stage refines the axes.
     h0 = hand_step(kps_rel[anchor], hand.transl[anchor], seq.keypoints_px[anchor],
-                   seq.keypoints_conf[anchor], K, hyper, config)
+                   seq.keypoints_conf[anchor], K, hyper, config, depth=hand_depth(anchor))
     frame0 = _frame(seq, anchor, verts_rel[anchor] + h0.params["t"])
 
     def joint(T, s, th, k):
         return iof_joint_stage(seq.mesh, prep.grid, s, K, frame0, T, kps_rel[anchor],
                                verts_rel[anchor], th, seq.keypoints_px[anchor],
-                               seq.keypoints_conf[anchor], prep.pool, k, hyper, config)
+                               seq.keypoints_conf[anchor], prep.pool, k, hyper, config,
+                               hand_depth(anchor))
 
     r_pre, T_on, th_on = joint(T_init, s_init, h0.params["t"], k_iof)
     s_on = s_init
@@ -259,8 +285,16 @@ def track_sequence(
                                 frames_at_rest_before(anchor, seq.valid), k_obj,
                                 anisotropic=False)
         ok = icp.valid & jnp.all(icp.scale > 0) & jnp.all(jnp.isfinite(icp.scale))
-        s_on = jnp.where(ok, icp.scale, s_init)
-        T_on = jnp.where(ok, pose_matrix(T_on[:3, :3], icp.translation), T_on)
+        T_icp = pose_matrix(T_on[:3, :3], icp.translation)
+        s_icp = jnp.where(ok, icp.scale, s_init)
+        # Keep the ICP scale only where it explains the anchor frame better: trimmed ICP on a
+        # partial, occluded view sometimes lands on a wrong scale (5-8× in our runs on a thin
+        # object).
+        frame_c = _frame(seq, anchor, verts_rel[anchor] + th_on)
+        ok = ok & (pose_fit_loss(seq.mesh, K, frame_c, T_icp, s_icp, hyper, config)
+                   < pose_fit_loss(seq.mesh, K, frame_c, T_on, s_init, hyper, config))
+        s_on = jnp.where(ok, s_icp, s_init)
+        T_on = jnp.where(ok, T_icp, T_on)
     frame0 = _frame(seq, anchor, verts_rel[anchor] + th_on)
     r_scale, T_on, s_on = iof_scale_stage(seq.mesh, prep.grid, s_on, K, frame0, T_on, hyper,
                                           config)
@@ -277,7 +311,7 @@ def track_sequence(
         T_start = jnp.where(from_onset, T_on, T_prev)
         v_start = jnp.where(from_onset, verts_on, v_prev)
         h = hand_step(kps_rel[f], hand.transl[f], seq.keypoints_px[f], seq.keypoints_conf[f], K,
-                      hyper, config, active)
+                      hyper, config, active, hand_depth(f))
         v_f = verts_rel[f] + h.params["t"]
         frame = _frame(seq, f, v_f)
         res, T_f = object_step(seq.mesh, prep.grid, s_on, K, frame,
@@ -361,17 +395,30 @@ def stack_hypers(hypers: list[TrackHyper]) -> TrackHyper:
     return jax.tree.map(lambda *x: jnp.stack(x), *hypers)
 
 
+def tracked_hand_params(result: TrackResult, hand_init: HandParams) -> HandParams:
+    """The hand parameters the result stands for: the detector's ``hand_init`` with the
+    refined articulation and orientation where the tracker refined them (one sequence)."""
+    p = hand_init
+    if result.hand_pose is not None:
+        p = eqx.tree_at(lambda x: x.hand_pose, p, result.hand_pose)
+    if result.hand_orient is not None:
+        p = eqx.tree_at(lambda x: x.global_orient, p, result.hand_orient)
+    return p
+
+
 def hand_vertices(result: TrackResult, hand_init: HandParams, model: mano.ManoModel
                   ) -> Float[Array, "N 778 3"]:
     """The tracked hand's camera-frame vertices per frame (one unbatched sequence)."""
-    verts, _ = jax.vmap(lambda p: hand_in_mano_frame(model, p))(hand_init)
+    verts, _ = jax.vmap(lambda p: hand_in_mano_frame(model, p))(
+        tracked_hand_params(result, hand_init))
     return result.hand_scale * verts + result.hand_transl[:, None]
 
 
 def hand_keypoints(result: TrackResult, hand_init: HandParams, model: mano.ManoModel
                    ) -> Float[Array, "N 21 3"]:
     """The tracked hand's 21 camera-frame keypoints per frame (OpenPose order, smplx tips)."""
-    _, kps = jax.vmap(lambda p: hand_in_mano_frame(model, p))(hand_init)
+    _, kps = jax.vmap(lambda p: hand_in_mano_frame(model, p))(
+        tracked_hand_params(result, hand_init))
     return result.hand_scale * kps + result.hand_transl[:, None]
 
 
@@ -382,5 +429,6 @@ def object_vertices(result: TrackResult, vertices: Float[Array, "V 3"]) -> Float
 
 __all__ = ["STEP_TERMS", "TRACE_COUNT", "Prepared", "TrackResult", "ablate_batch",
            "hand_keypoints", "hand_vertices", "object_vertices", "prepare",
+           "tracked_hand_params",
            "progress_to",
            "stack_hypers", "stack_prepared", "track_batch", "track_sequence"]
