@@ -552,11 +552,20 @@ def generate_sequence(config: SyntheticConfig = SyntheticConfig()) -> Sequence:
 
 
 def default_benchmark_configs(n: int, seed: int = 0, **overrides) -> list[SyntheticConfig]:
-    """``n`` configs cycling through object kinds and occlusion levels, seeds ``seed + i``."""
+    """``n`` configs, seeds ``seed + i``: object kinds cycle (``i mod 5``), occlusion levels
+    cycle independently (light, medium, heavy: ``i mod 3``), and every fourth sequence
+    (``i mod 4 = 3``) moves fast (``speed`` 2: ~3° and 4 mm per frame, 15° between the frames
+    a stride of 5 processes). Any eight consecutive configs thus hold every kind, two heavy
+    occlusions and two fast motions. ``overrides`` set any other field (``speed`` included)."""
     levels = ("light", "medium", "heavy")
-    return [SyntheticConfig(seed=seed + i, object_kind=OBJECT_KINDS[i % len(OBJECT_KINDS)],
-                            occlusion=levels[(i // len(OBJECT_KINDS)) % 3], **overrides)
+    return [SyntheticConfig(**{"seed": seed + i, "object_kind": OBJECT_KINDS[i % len(OBJECT_KINDS)],
+                               "occlusion": levels[i % 3],
+                               "speed": FAST_SPEED if i % 4 == 3 else 1.0, **overrides})
             for i in range(n)]
+
+
+FAST_SPEED = 2.0
+"""``speed`` of the fast-motion sequences of :func:`default_benchmark_configs`."""
 
 
 def write_benchmark(out_dir: str | Path,

@@ -56,6 +56,10 @@ class TrackConfig:
     """N_p, visible surface points per iteration for L_dino."""
     pool_points: int = 2048
     """Surface samples per object that the visible points are drawn from."""
+    hand_fit: bool = True
+    """Refine the detector's hand articulation, wrist rotation, scale and translations against
+    the keypoints and hand depth before tracking (:func:`hoijax.tracking.fit_hand`; beyond
+    AGILE, which keeps them: False)."""
     hand_depth_points: int = 256
     """Hand depth points per frame for the hand-depth term (fixed draws from the hand mask)."""
     pairs_per_face: int = 16

@@ -24,6 +24,7 @@ from jaxtyping import Array, Bool, Float, Int
 
 from hoijax import geometry, losses, mano, sdf
 from hoijax.data import HandParams, Sequence
+from hoijax.tracking._hand_fit import fit_hand
 from hoijax.tracking._init import (
     candidate_rotations,
     frames_at_rest_before,
@@ -128,7 +129,9 @@ class TrackResult(eqx.Module):
     Poses are for every frame: processed frames carry the optimized values, the frames between
     them (``stride`` > 1) are interpolated (translation linearly, rotation along the geodesic),
     and padded frames repeat the nearest processed one. The hand in the camera frame is
-    ``hand_scale · MANO(hand_init[f]) + hand_transl[f]`` at zero MANO translation."""
+    ``hand_scale · MANO(hand[f]) + hand_transl[f]`` at zero MANO translation, with ``hand``
+    the detector's parameters where the tracker did not refine them
+    (:func:`tracked_hand_params`)."""
 
     T_cam_obj: Float[Array, "N 4 4"]
     """Object pose per frame (canonical mesh, scaled by ``obj_scale``, to camera)."""
@@ -225,13 +228,19 @@ def track_sequence(
     TRACE_COUNT["track_sequence"] += 1
     n = seq.valid.shape[0]
     K = seq.K
-    k_hand, k_obj, k_iof, k_steps, k_depth = jax.random.split(key, 5)
+    k_hand, k_obj, k_iof, k_steps, k_depth, k_fit = jax.random.split(key, 6)
 
     # ---- initialization (§3.2)
     onset, found = onset_frame(seq.object_mask, seq.hand_mask, seq.valid)
     hand = init_hand(model, K, seq.hand_init, seq.keypoints_px, seq.keypoints_conf, seq.valid,
                      seq.hand_mask, seq.depth_m, k_hand)
-    verts_rel, kps_rel = jax.vmap(lambda p: hand_in_mano_frame(model, p))(seq.hand_init)
+    hand_params, fit_finite = seq.hand_init, jnp.ones((), bool)
+    if config.hand_fit:
+        fit = fit_hand(model, K, seq.hand_init, hand.scale, hand.transl, seq.keypoints_px,
+                       seq.keypoints_conf, seq.valid, seq.hand_mask, seq.depth_m, k_fit)
+        hand_params, fit_finite = fit.hand, fit.finite
+        hand = eqx.tree_at(lambda h: (h.scale, h.transl), hand, (fit.scale, fit.transl))
+    verts_rel, kps_rel = jax.vmap(lambda p: hand_in_mano_frame(model, p))(hand_params)
     verts_rel, kps_rel = hand.scale * verts_rel, hand.scale * kps_rel
 
     # The hand's depth points per frame (fixed draws) and its surface normals, for the
@@ -348,7 +357,7 @@ def track_sequence(
         stages = (r_pre, r_scale, r_joint)
         width = max(r.trace.shape[1] for r in stages)
         iof_trace = jnp.stack([_pad_trace(r.trace, width) for r in stages])
-    finite = (jnp.all(out["finite"]) & r_pre.finite & r_scale.finite & r_joint.finite & h0.finite
+    finite = (fit_finite & jnp.all(out["finite"]) & r_pre.finite & r_scale.finite & r_joint.finite & h0.finite
               & jnp.all(jnp.isfinite(T_all)))
     return TrackResult(
         T_cam_obj=T_all, obj_scale=s_on, hand_scale=hand.scale, hand_transl=th_all,
@@ -356,7 +365,9 @@ def track_sequence(
         object_iters=oi_f, terms=terms_f,
         step_frame=sched.frame, step_active=sched.active,
         object_trace=out["trace"] if config.record_trace else None,
-        iof_trace=iof_trace, finite=finite)
+        iof_trace=iof_trace, finite=finite,
+        hand_pose=hand_params.hand_pose if config.hand_fit else None,
+        hand_orient=hand_params.global_orient if config.hand_fit else None)
 
 
 @eqx.filter_jit
