@@ -76,7 +76,7 @@ def test_depth_loss_degenerate_inputs_are_finite(sphere):
 
     for d, m, hand in ((nan_depth, mask, None), (depth, jnp.zeros_like(mask), None),
                        (depth, mask, jnp.ones_like(mask))):
-        def f(t):
+        def f(t, d=d, m=m, hand=hand):
             return losses.depth_loss(_render(verts, faces, t), d, m, hand)[0]
 
         value, grad = jax.value_and_grad(f)(jnp.asarray(T_GT) + 0.01)

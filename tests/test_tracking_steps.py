@@ -113,7 +113,7 @@ def test_hand_depth_points_settle_the_hand_depth(frame_data):
     run = jax.jit(lambda kp, d: steps.hand_step(kps, t0, kp, conf, seq.K, steps.TrackHyper(),
                                                 config, depth=d).params["t"])
     errs = {"joint": [], "joint+depth": []}
-    for trial in range(4):
+    for _ in range(4):
         noisy = seq.keypoints_px[f] + 2.0 * rng.normal(size=(21, 2)).astype(np.float32)
         errs["joint"].append(1000 * abs(float(run(noisy, None)[2] - t_true[2])))
         errs["joint+depth"].append(1000 * abs(float(run(noisy, depth)[2] - t_true[2])))
