@@ -10,7 +10,8 @@ wrist rotation with the detector's (kept) betas at the best scale: what a perfec
 refined parameters could reach.
 
     python experiments/hand_fit_check.py [--n 8] [--frames 30] [--image-size 128] [--seed 0]
-        [--iters 200] [--fine-iters 100] [--no-depth] [--cache DIR]
+        [--iters 200] [--keypoint-iters 100] [--align-iters 100] [--fine-iters 100]
+        [--num-points 128] [--fit-betas] [--no-depth] [--cache DIR] [--out FILE]
 
 Writes ``experiments/results/hand_fit_check.json``.
 """
@@ -63,7 +64,11 @@ def main() -> None:
     ap.add_argument("--image-size", type=int, default=128)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--iters", type=int, default=200)
+    ap.add_argument("--keypoint-iters", type=int, default=100)
+    ap.add_argument("--align-iters", type=int, default=100)
     ap.add_argument("--fine-iters", type=int, default=100)
+    ap.add_argument("--num-points", type=int, default=128)
+    ap.add_argument("--fit-betas", action="store_true", help="also fit a per-sequence shape")
     ap.add_argument("--no-depth", action="store_true", help="keypoints only")
     ap.add_argument("--cache", type=Path, default=None, help="save/load generated sequences")
     ap.add_argument("--out", type=Path, default=RESULTS / "hand_fit_check.json")
@@ -87,7 +92,9 @@ def main() -> None:
         if args.no_depth:
             mask = depth = None
         return fit_hand(model, K, hand, scale, transl, kp, conf, valid, mask, depth, k,
-                        iters=args.iters, fine_iters=args.fine_iters)
+                        iters=args.iters, keypoint_iters=args.keypoint_iters,
+                        align_iters=args.align_iters, fine_iters=args.fine_iters,
+                        num_points=args.num_points, fit_betas=args.fit_betas)
 
     fit = jax.jit(jax.vmap(fit_one))
     inputs = (*batch, scale0, transl0, keys)

@@ -12,7 +12,7 @@ from jax.test_util import check_grads
 
 from hoijax import data, mano
 from hoijax.tracking import _hand_fit as hf
-from hoijax.tracking._init import hand_in_mano_frame, init_hand
+from hoijax.tracking._init import hand_in_mano_frame
 
 KEY = jax.random.PRNGKey(0)
 
@@ -39,18 +39,27 @@ _CONFIG = data.SyntheticConfig(seed=1, num_frames=8, image_size=(96, 96), focal_
                                with_features=False, object_init=False)
 
 
+_METRIC_ERROR = 1.2
+"""The metric initialization's scale error in the tests: the detector's hand scaled by 1.2
+about the camera (same image, 20 % too large and too far), as a poor ICP scale leaves it."""
+
+
 @pytest.fixture(scope="module")
 def noisy():
-    """A benchmark-like sequence (detector errors, 2 px keypoint and 2 mm depth noise) and its
-    metric initialization (AGILE §3.2)."""
+    """A benchmark-like sequence (detector errors, 2 px keypoint and 2 mm depth noise) and a
+    metric initialization ``(scale, transl)`` that is 20 % off."""
     seq = data.generate_sequence(_CONFIG)
-    init = jax.jit(lambda s: init_hand(_model(), s.K, s.hand_init, s.keypoints_px,
-                                       s.keypoints_conf, s.valid, s.hand_mask, s.depth_m, KEY))(seq)
-    return seq, init
+    scale = jnp.asarray(_METRIC_ERROR, jnp.float32)
+    return seq, (scale, scale * seq.hand_init.transl)
+
+
+@jax.jit
+def _keypoints(hand):
+    return jax.vmap(lambda p: hand_in_mano_frame(_model(), p)[1])(hand)
 
 
 def _joints_cam(hand, scale, transl):
-    kps = jax.vmap(lambda p: hand_in_mano_frame(_model(), p)[1])(hand)
+    kps = _keypoints(jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), hand))
     return np.asarray(scale * kps + jnp.asarray(transl)[:, None], np.float64)
 
 
@@ -71,15 +80,16 @@ def _run(fit, seq, scale, transl, hand=None, **overrides):
 
 
 def test_fit_reduces_joint_errors(noisy):
-    seq, init = noisy
-    before = _errors_mm(_joints_cam(seq.hand_init, init.scale, init.transl), seq.gt.joints_cam)
-    res = _run(_fit(), seq, init.scale, init.transl)
+    seq, (scale, transl) = noisy
+    before = _errors_mm(_joints_cam(seq.hand_init, scale, transl), seq.gt.joints_cam)
+    res = _run(_fit(), seq, scale, transl)
     after = _errors_mm(_joints_cam(res.hand, res.scale, res.transl), seq.gt.joints_cam)
     assert bool(res.finite)
-    # The detector's errors leave > 2 cm root-relative and > 4 cm in the camera frame.
-    assert before[0] > 20 and before[1] > 40, before
+    # The detector's errors leave > 1.5 cm root-relative and > 5 cm in the camera frame.
+    assert before[0] > 15 and before[1] > 50, before
     assert after[0] < 0.3 * before[0] and after[0] < 6.0, (before, after)
     assert after[1] < 0.3 * before[1] and after[1] < 6.0, (before, after)
+    assert abs(float(res.scale) - 1.0) < 0.08  # the detector's betas are kept, not the truth's
     # Betas are kept, MANO sits at zero translation, and the keypoints fit to noise level.
     np.testing.assert_array_equal(res.hand.betas, seq.hand_init.betas)
     np.testing.assert_array_equal(res.hand.transl, 0.0)
@@ -101,8 +111,8 @@ def test_fit_stays_at_the_truth_without_noise(clean):
     res = _run(_fit(), seq, one, gt.transl, hand=gt)
     err = _errors_mm(_joints_cam(res.hand, res.scale, res.transl), seq.gt.joints_cam)
     assert bool(res.finite)
-    assert err[0] < 1.0 and err[1] < 1.0, err
-    assert abs(float(res.scale) - 1.0) < 0.01
+    assert err[0] < 0.5 and err[1] < 0.5, err
+    assert abs(float(res.scale) - 1.0) < 0.005
     np.testing.assert_allclose(res.hand.hand_pose, gt.hand_pose, atol=0.05)
 
 
@@ -118,7 +128,7 @@ def _singular(seq):
 
 
 def test_objective_gradients_finite_at_singular_inputs(noisy):
-    seq, init = noisy
+    seq, (scale, transl) = noisy
     conf, kp, mask, valid, depth = _singular(seq)
     points, ok = jax.vmap(lambda d, m, k: hf.sample_mask_points(seq.K, d, m, k, 64))(
         depth, mask, jax.random.split(KEY, valid.shape[0]))
@@ -127,9 +137,9 @@ def test_objective_gradients_finite_at_singular_inputs(noisy):
     assert not np.any(ok[2]) and not np.any(ok[4]) and not np.any(ok[5])
 
     def grads(kp, conf):
-        _, loss = hf._objective(_model(), seq.K, seq.hand_init, init.scale, kp, conf, valid,
+        _, loss = hf._objective(_model(), seq.K, seq.hand_init, scale, kp, conf, valid,
                                 points, ok, hf.HandFitHyper())
-        params = hf._initial_params(init.transl, seq.hand_init.betas.shape[-1])
+        params = hf._initial_params(transl, seq.hand_init.betas.shape[-1])
         return [jax.grad(lambda p, d=d: loss(p, d)[0])(params) for d in (True, False)]
 
     grads = jax.jit(grads)
@@ -151,31 +161,31 @@ def test_objective_gradients_finite_at_singular_inputs(noisy):
 
 
 def test_fit_with_singular_inputs_stays_finite(noisy):
-    seq, init = noisy
+    seq, (scale, transl) = noisy
     conf, kp, mask, valid, depth = _singular(seq)
-    res = _run(_fit(), seq, init.scale, init.transl, kp=kp, conf=conf, mask=mask, valid=valid,
+    res = _run(_fit(), seq, scale, transl, kp=kp, conf=conf, mask=mask, valid=valid,
                depth_m=depth)
     assert bool(res.finite)
     for leaf in jax.tree.leaves(res):
         assert np.all(np.isfinite(np.asarray(leaf)))
     joints = _joints_cam(res.hand, res.scale, res.transl)
     good = np.array([6, 7])  # frames with all observations
-    before = _joints_cam(seq.hand_init, init.scale, init.transl)
-    assert (_errors_mm(joints[good], seq.gt.joints_cam[good])[0]
-            < 0.5 * _errors_mm(before[good], seq.gt.joints_cam[good])[0])
+    before = _joints_cam(seq.hand_init, scale, transl)
+    gt = np.asarray(seq.gt.joints_cam)
+    assert _errors_mm(joints[good], gt[good])[0] < 0.3 * _errors_mm(before[good], gt[good])[0]
 
 
 def test_objective_gradient_matches_finite_differences(noisy):
-    seq, init = noisy
+    seq, (scale, transl) = noisy
     with jax.enable_x64(True):
         f64 = lambda x: jnp.asarray(x, jnp.float64)  # noqa: E731
         hand = jax.tree.map(f64, seq.hand_init)
         n = hand.hand_pose.shape[0]
-        _, loss = hf._objective(_model(), f64(seq.K), hand, f64(init.scale),
-                                f64(seq.keypoints_px), f64(seq.keypoints_conf), seq.valid,
-                                None, None, hf.HandFitHyper())
+        _, loss = hf._objective(_model(), f64(seq.K), hand, f64(scale), f64(seq.keypoints_px),
+                                f64(seq.keypoints_conf), seq.valid, None, None,
+                                hf.HandFitHyper())
         keys = jax.random.split(jax.random.PRNGKey(1), 4)
-        params = hf._initial_params(f64(init.transl), 10)
+        params = hf._initial_params(f64(transl), 10)
         params.update(pca_frame=0.1 * jax.random.normal(keys[0], (n, hf.NUM_PCA), jnp.float64),
                       rot_frame=0.03 * jax.random.normal(keys[1], (n, 3), jnp.float64))
         check_grads(jax.jit(lambda p: loss(p, False)[0]), (params,), order=1, modes=("rev",),
@@ -183,24 +193,31 @@ def test_objective_gradient_matches_finite_differences(noisy):
 
 
 def test_vmap_over_sequences_without_depth(noisy, clean):
-    """Batched (two sequences, no depth) equals one at a time; keypoints alone fix the
-    articulation and rotation but hold the scale."""
+    """Two sequences batched, no depth: each is fitted on its own data (swapping them swaps the
+    results), the keypoints fix the articulation and rotation, and the scale is held."""
     seq, _ = noisy
-    seqs = [seq, clean]
     one = jnp.ones((), jnp.float32)
-    batch = jax.tree.map(lambda *x: jnp.stack(x), *[
-        dict(K=s.K, hand=s.hand_init, scale=one, transl=s.hand_init.transl,
-             kp=s.keypoints_px, conf=s.keypoints_conf, valid=s.valid, mask=s.hand_mask,
-             depth_m=s.depth_m, key=KEY) for s in seqs])
-    res = _fit(batched=True, depth=False)(**batch)
-    single = _run(_fit(depth=False), seq, one, seq.hand_init.transl)
+
+    def batch(seqs):
+        return jax.tree.map(lambda *x: jnp.stack(x), *[
+            dict(K=s.K, hand=s.hand_init, scale=one, transl=s.hand_init.transl,
+                 kp=s.keypoints_px, conf=s.keypoints_conf, valid=s.valid, mask=s.hand_mask,
+                 depth_m=s.depth_m, key=KEY) for s in seqs])
+
+    fit = _fit(batched=True, depth=False)
+    res = fit(**batch([seq, clean]))
+    swapped = fit(**batch([clean, seq]))
     np.testing.assert_array_equal(res.scale, 1.0)
     assert bool(np.all(res.finite)) and "depth_mm" not in res.terms
-    first = jax.tree.map(lambda x: x[0], res)
-    joints_b = _joints_cam(first.hand, first.scale, first.transl)
-    joints_1 = _joints_cam(single.hand, single.scale, single.transl)
-    np.testing.assert_allclose(joints_b, joints_1, atol=2e-4)
+    pick = lambda r, i: jax.tree.map(lambda x: x[i], r)  # noqa: E731
+    joints = [_joints_cam(r.hand, r.scale, r.transl) for r in (pick(res, 0), pick(res, 1))]
+    joints_swapped = [_joints_cam(r.hand, r.scale, r.transl)
+                      for r in (pick(swapped, 1), pick(swapped, 0))]
+    for a, b in zip(joints, joints_swapped):
+        np.testing.assert_allclose(a, b, atol=1e-4)
+    # The noisy sequence improves; the clean one (true parameters, true keypoints) stays.
     before = _errors_mm(_joints_cam(seq.hand_init, 1.0, seq.hand_init.transl),
                         seq.gt.joints_cam)
-    after = _errors_mm(joints_b, seq.gt.joints_cam)
+    after = _errors_mm(joints[0], seq.gt.joints_cam)
     assert after[0] < 0.6 * before[0], (before, after)
+    assert _errors_mm(joints[1], clean.gt.joints_cam)[0] < 0.5

@@ -21,6 +21,7 @@ from hoijax.tracking._evaluate import (
     save_result,
     summarize,
 )
+from hoijax.tracking._hand_fit import HandFitHyper, HandFitResult, fit_hand
 from hoijax.tracking._onset import DEFAULT_ONSET_TAU, motion_ratio, onset_frame, touches_border
 from hoijax.tracking._optimize import MinimizeResult, minimize
 from hoijax.tracking._schedule import Schedule, bidirectional_schedule, num_steps
@@ -53,15 +54,16 @@ from hoijax.tracking._track import (
     stack_prepared,
     track_batch,
     track_sequence,
+    tracked_hand_params,
 )
 
 __all__ = [
     "DEFAULT_ONSET_TAU", "PER_FRAME_METRICS", "RESULT_FORMAT", "RESULT_FORMAT_VERSION",
-    "STEP_TERMS", "TRACE_COUNT", "HandDepth", "MinimizeResult", "ObjectFrame", "ObjectPrev", "Prepared",
+    "STEP_TERMS", "TRACE_COUNT", "HandDepth", "HandFitHyper", "HandFitResult", "MinimizeResult", "ObjectFrame", "ObjectPrev", "Prepared",
     "ResultFormatError", "Schedule", "TrackConfig", "TrackHyper", "TrackResult",
-    "ablate_batch", "bidirectional_schedule", "dino_support", "evaluate_sequence",
+    "ablate_batch", "bidirectional_schedule", "dino_support", "evaluate_sequence", "fit_hand",
     "hand_keypoints", "hand_step", "hand_vertices", "iof_joint_stage", "iof_scale_stage",
     "load_result", "minimize", "motion_ratio", "num_steps", "object_step", "object_vertices",
     "onset_frame", "pose_fit_loss", "pose_matrix", "prepare", "progress_to", "save_result", "stack_hypers", "stack_prepared",
-    "summarize", "touches_border", "track_batch", "track_sequence",
+    "summarize", "touches_border", "track_batch", "track_sequence", "tracked_hand_params",
 ]

@@ -26,9 +26,9 @@ The objective is a MAP estimate, each term a negative log-likelihood in units of
 
 - keypoints: confidence-weighted pseudo-Huber reprojection error of the 21 joints (px);
 - depth (when given): one-sided scan→model distance from a fixed random subset of the observed
-  hand depth points to the nearest camera-facing posed vertex, point-to-plane (vertices are
-  ~9 mm apart) plus a little point-to-point, pseudo-Huber (m), weighted as a few independent
-  points per frame because neighbouring points share their errors;
+  hand depth points (drawn once) to the plane of a nearby camera-facing face of the posed
+  mesh, plus a little point-to-point, pseudo-Huber (m); each frame weighs as a few
+  independent points because neighbouring points share their errors;
 - Gaussian priors on every delta (per-frame ones tighter than per-sequence ones) and on λ;
 - temporal smoothness: second differences over frames of the *refined* articulation, rotation
   and translation (the hand moves smoothly; a detector's per-frame error need not, so a
@@ -122,7 +122,7 @@ class HandFitHyper(eqx.Module):
     """Adam step of the rotation deltas, radians."""
     lr_log_scale: Float[Array, ""] = eqx.field(default=0.004, converter=_as_array)
     """Adam step of λ."""
-    lr_transl: Float[Array, ""] = eqx.field(default=0.002, converter=_as_array)
+    lr_transl: Float[Array, ""] = eqx.field(default=0.004, converter=_as_array)
     """Adam step of the translations, metres."""
     lr_betas: Float[Array, ""] = eqx.field(default=0.02, converter=_as_array)
     """Adam step of the shape delta (only with ``fit_betas``)."""
@@ -335,7 +335,7 @@ def fit_hand(
     *,
     iters: int = 200,
     keypoint_iters: int = 100,
-    align_iters: int = 50,
+    align_iters: int = 100,
     fine_iters: int = 100,
     num_points: int = 128,
     fit_betas: bool = False,
