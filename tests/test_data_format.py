@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import warnings
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -19,6 +20,15 @@ N, H, W = 5, 12, 20  # W not a multiple of 8: the packed masks' padding bits are
 def _hand(rng, n):
     return data.HandParams(*(jnp.asarray(rng.normal(size=(n, k)), jnp.float32)
                              for k in (10, 45, 3, 3)))
+
+
+def _poses(rng, n):
+    """Random rigid transforms (proper rotations), (n, 4, 4)."""
+    q, _ = np.linalg.qr(rng.normal(size=(n, 3, 3)))
+    q *= np.sign(np.linalg.det(q))[:, None, None]
+    T = np.tile(np.eye(4), (n, 1, 1))
+    T[:, :3, :3], T[:, :3, 3] = q, rng.normal(size=(n, 3))
+    return T
 
 
 def make_sequence(seed=0, n=N, h=H, w=W, *, optional=True, side="right", mesh=None):
@@ -41,7 +51,7 @@ def make_sequence(seed=0, n=N, h=H, w=W, *, optional=True, side="right", mesh=No
     f32 = lambda x: jnp.asarray(x, jnp.float32)  # noqa: E731
     gt = data.GroundTruth(
         hand=_hand(rng, n), joints_cam=f32(rng.normal(size=(n, 21, 3))),
-        verts_cam=f32(rng.normal(size=(n, 778, 3))), T_cam_obj=f32(rng.normal(size=(n, 4, 4))),
+        verts_cam=f32(rng.normal(size=(n, 778, 3))), T_cam_obj=f32(_poses(rng, n)),
         obj_scale=f32([1.0, 1.1, 0.9]), onset_frame=jnp.asarray(2, jnp.int32),
         occlusion_ratio=f32(rng.random(n)))
     return data.Sequence(
@@ -51,7 +61,7 @@ def make_sequence(seed=0, n=N, h=H, w=W, *, optional=True, side="right", mesh=No
         depth_m=f32(rng.uniform(0.3, 0.6, (n, h, w))) if optional else None,
         features=f32(rng.normal(size=(n, 2, 3, 16))) if optional else None,
         rgb=(jnp.asarray(rng.integers(0, 256, (n, h, w, 3)), jnp.uint8) if optional else None),
-        T_cam_obj_init=f32(np.eye(4) + 0.01) if optional else None,
+        T_cam_obj_init=f32(_poses(rng, 1)[0]) if optional else None,
         init_frame=jnp.asarray(1, jnp.int32) if optional else None,
         gt=gt if optional else None, side=side)
 
@@ -176,6 +186,43 @@ def test_nan_elsewhere_is_rejected(tmp_path):
     t[1, 2] = np.inf
     np.save(d / "hand_init.transl.npy", t)
     _expect(data.NonFiniteError, d, "hand_init.transl.npy", "hand_init.transl")
+
+
+@pytest.mark.parametrize("field,frame,edit,needle", [
+    ("gt.T_cam_obj", 3, lambda T: T @ np.diag([-1.0, 1, 1, 1]), "frame 3"),   # mirrored
+    ("gt.T_cam_obj", 1, lambda T: T @ np.diag([1.3, 1.3, 1.3, 1]), "frame 1"),  # scaled
+    ("T_cam_obj_init", None, lambda T: T + np.eye(4)[3] * 0.5, "last row"),
+])
+def test_improper_poses_are_rejected(tmp_path, field, frame, edit, needle):
+    d = _saved(tmp_path)
+    T = np.load(d / f"{field}.npy")
+    if frame is None:
+        T = edit(T)
+    else:
+        T[frame] = edit(T[frame])
+    np.save(d / f"{field}.npy", T.astype(np.float32))
+    err = _expect(data.GeometryError, d, f"{field}.npy", field)
+    assert needle in str(err)
+
+
+def test_gt_pose_of_a_padding_frame_is_not_checked(tmp_path):
+    valid = np.ones(N, bool)
+    valid[-1] = False
+    T = np.asarray(make_sequence().gt.T_cam_obj).copy()
+    T[-1] = 0.0  # e.g. zero padding written by a converter
+    seq = eqx.tree_at(lambda s: (s.valid, s.gt.T_cam_obj), make_sequence(),
+                      (jnp.asarray(valid), jnp.asarray(T)))
+    data.save_sequence(seq, tmp_path / "s")
+    np.testing.assert_array_equal(np.asarray(data.load_sequence(tmp_path / "s").gt.T_cam_obj), T)
+
+
+def test_bad_intrinsics_are_rejected(tmp_path):
+    d = _saved(tmp_path)
+    K = np.load(d / "K.npy")
+    K[1, 1] = -K[1, 1]
+    np.save(d / "K.npy", K)
+    err = _expect(data.GeometryError, d, "K.npy", "K")
+    assert "fx, fy > 0" in str(err)
 
 
 def test_empty_mask_rule(tmp_path):

@@ -53,6 +53,10 @@ class TrackSettings:
     depth_terms: bool = True
     """Keep the depth map in the optimization (L_depth for the object, depth points for the
     hand), beyond AGILE, which uses depth only to initialize; False: AGILE's objective."""
+    hand_fit: bool = True
+    """Refine the detector's hand (articulation, wrist, scale, translations) against the
+    keypoints and depth before tracking (``tracking.fit_hand``), beyond AGILE; False: AGILE's
+    hand, whose articulation and rotation stay as detected."""
     batch_size: int = 8
     """Sequences tracked at once (one compiled program per padded batch shape)."""
     sdf_resolution: int = 32
@@ -63,7 +67,7 @@ class TrackSettings:
     def config(self, image_size: tuple[int, int]) -> TrackConfig:
         return TrackConfig(image_size=image_size, stride=self.stride, hand_iters=self.hand_iters,
                            object_iters=self.object_iters, iof_iters=self.iof_iters,
-                           progress=True)
+                           hand_fit=self.hand_fit, progress=True)
 
     def hyper(self) -> TrackHyper:
         h = _with_weight(TrackHyper(), "interact", self.interact_weight)

@@ -5,6 +5,7 @@ from hoijax.data._batch import load_batch, stack_sequences
 from hoijax.data._errors import (
     EmptyMaskError,
     FrameCountError,
+    GeometryError,
     ManifestError,
     MeshError,
     MissingFileError,
@@ -41,8 +42,8 @@ from hoijax.data._sequence import (
 )
 
 __all__ = [
-    "FORMAT_VERSION", "OBJECT_KINDS", "EmptyMaskError", "FrameCountError", "GroundTruth", "HandParams",
-    "ManifestError", "MeshError", "MissingFileError", "NonFiniteError",
+    "FORMAT_VERSION", "OBJECT_KINDS", "EmptyMaskError", "FrameCountError", "GeometryError",
+    "GroundTruth", "HandParams", "ManifestError", "MeshError", "MissingFileError", "NonFiniteError",
     "NonWatertightMeshWarning", "ObjectMesh", "Sequence", "SequenceFormatError", "ShapeError",
     "Side", "VersionError", "load_batch", "load_object_mesh", "load_sequence", "read_manifest",
     "save_sequence", "stack_sequences", "ObjectKind", "OcclusionLevel", "SyntheticConfig",

@@ -48,6 +48,12 @@ class NonFiniteError(SequenceFormatError):
     """NaN or inf where a number is required (e.g. a keypoint whose confidence is > 0)."""
 
 
+class GeometryError(SequenceFormatError):
+    """Numbers that are finite but not what they stand for: a pose whose rotation block is not
+    a proper rotation (or whose last row is not ``0 0 0 1``), or intrinsics with a non-positive
+    focal length."""
+
+
 class EmptyMaskError(SequenceFormatError):
     """A mask is empty in every real frame: nothing to track (see ``load_sequence``)."""
 

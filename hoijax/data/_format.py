@@ -42,6 +42,7 @@ import numpy as np
 from hoijax.data._errors import (
     EmptyMaskError,
     FrameCountError,
+    GeometryError,
     ManifestError,
     MeshError,
     MissingFileError,
@@ -335,6 +336,39 @@ def load_object_mesh(path: str | Path, features_path: str | Path | None = None, 
         vertex_features=None if features is None else jnp.asarray(features))
 
 
+POSE_TOLERANCE = 1e-2
+"""Largest ``|RᵀR − I|`` entry (and distance of the last row from ``0 0 0 1``) accepted in a
+stored pose; float32 round trips of converted datasets sit near 1e-6."""
+
+
+def _check_geometry(values: dict[str, np.ndarray], paths: dict[str, Path]) -> None:
+    """Poses must be rigid transforms with proper rotations (det +1) and K a pinhole matrix;
+    gt poses are checked on the real frames only (padding may hold anything)."""
+    K = values["K"]
+    if not (K[0, 0] > 0 and K[1, 1] > 0 and np.allclose(K[2], [0, 0, 1], atol=1e-6)):
+        raise GeometryError(paths["K"], "K", "not a pinhole intrinsics matrix (need fx, fy > 0 "
+                            f"and last row 0 0 1); got {np.round(K, 4).tolist()}")
+    for field in ("T_cam_obj_init", "gt.T_cam_obj"):
+        if field not in values:
+            continue
+        T = values[field].reshape(-1, 4, 4)
+        frames = np.arange(len(T))
+        if field.startswith("gt."):
+            real = values["valid"].reshape(-1)
+            T, frames = T[real], frames[real]
+        R = T[:, :3, :3].astype(np.float64)
+        ortho = np.abs(np.swapaxes(R, -1, -2) @ R - np.eye(3)).max(axis=(-1, -2))
+        bottom = np.abs(T[:, 3] - np.array([0, 0, 0, 1])).max(axis=-1)
+        bad = (ortho > POSE_TOLERANCE) | (np.linalg.det(R) < 0) | (bottom > POSE_TOLERANCE)
+        if np.any(bad):
+            i = int(np.argmax(bad))
+            where = f" (frame {frames[i]})" if values[field].ndim == 3 else ""
+            raise GeometryError(paths[field], field, f"not a rigid transform{where}: rotation "
+                                f"block off orthonormal by {ortho[i]:.3g}, det "
+                                f"{np.linalg.det(R[i]):.3g}, last row {T[i, 3].tolist()} "
+                                "(a mirrored or scaled pose? put the object scale in obj_scale)")
+
+
 def load_sequence(directory: str | Path, *, require_watertight: bool = False,
                   check_masks: bool = True) -> Sequence:
     """Read and validate a sequence directory written by :func:`save_sequence` (or by a
@@ -346,7 +380,9 @@ def load_sequence(directory: str | Path, *, require_watertight: bool = False,
     (:class:`MissingFileError`); every shape as the format says given the manifest's sizes
     (:class:`ShapeError`) and every frame axis of length ``num_frames``
     (:class:`FrameCountError`); no NaN/inf in float arrays, except keypoints whose confidence
-    is 0, which are "missing" and replaced by 0 (:class:`NonFiniteError`); the mesh readable
+    is 0, which are "missing" and replaced by 0 (:class:`NonFiniteError`); ``K`` a pinhole
+    matrix and every stored pose a rigid transform with a proper rotation (:class:`GeometryError`;
+    ``gt.T_cam_obj`` on the real frames, within :data:`POSE_TOLERANCE`); the mesh readable
     (:class:`MeshError`; non-watertight: warning, or error with ``require_watertight``).
 
     Empty-mask rule (:class:`EmptyMaskError`, with ``check_masks``): over the real frames
@@ -378,6 +414,8 @@ def load_sequence(directory: str | Path, *, require_watertight: bool = False,
                              f"NaN/inf keypoint with confidence > 0 (frame {f}, joint {j}); "
                              "mark missing keypoints with confidence 0")
     values["keypoints_px"] = np.where(finite[..., None], kp, 0.0).astype(np.float32)
+
+    _check_geometry(values, paths)
 
     if check_masks:
         valid = values["valid"]
