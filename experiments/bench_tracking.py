@@ -5,11 +5,15 @@ initial poses; cost does not depend on content beyond early stopping) are tracke
 ``tracking.track_batch`` in one compiled program. Reports the first call (compilation included)
 and the median of warm repeats, then seconds per *processed* frame (the frames the optimizer
 runs on: every ``stride``-th frame from the anchor) for one sequence and amortized over the batch,
-and the iterations the early stop actually used. The reference is AGILE's 30–50 s per frame on
-an RTX 4090 (their paper); the ratio is quoted against that, since no PyTorch AGILE runs here.
+and the iterations the early stop actually used. These per-frame figures include each
+sequence's initialization, hand refinement and anchor stages. Given two or more ``--frames``,
+the steady cost of one more processed frame (steps 1 and 2 only) is also reported, as the
+difference between the longest and shortest runs over the difference in processed frames.
+The reference is AGILE's 30–50 s per frame on an RTX 4090 (their paper); the ratio is quoted
+against that, since no PyTorch AGILE runs here.
 
-    python experiments/bench_tracking.py [--batches 1 8] [--frames 16] [--image-size 128]
-        [--repeats 2] [--object-iters 400 --hand-iters 200 --iof-iters 300]
+    python experiments/bench_tracking.py [--batches 1 8] [--frames 16 [31]] [--image-size 128]
+        [--repeats 2] [--object-iters 400 --hand-iters 200 --iof-iters 300] [--out FILE]
 
 Writes ``experiments/results/bench_tracking_<backend>.json``.
 """
@@ -34,10 +38,64 @@ RESULTS = Path(__file__).resolve().parent / "results"
 AGILE_S_PER_FRAME = (30.0, 50.0)
 
 
+def _bench(base, preps, model, config, B, frames, args) -> dict:
+    idx = [i % len(base) for i in range(B)]
+    batch = data.stack_sequences([base[i] for i in idx])
+    prep = tracking.stack_prepared([preps[i] for i in idx])
+
+    def run():
+        return tracking.track_batch(batch, prep, model, tracking.TrackHyper(), config,
+                                    jax.random.PRNGKey(0))
+
+    t0 = time.perf_counter()
+    res = jax.block_until_ready(run())
+    first = time.perf_counter() - t0
+    warm = []
+    for _ in range(args.repeats):
+        t0 = time.perf_counter()
+        res = jax.block_until_ready(run())
+        warm.append(time.perf_counter() - t0)
+    med = statistics.median(warm)
+    processed = int(np.sum(np.asarray(res.processed)))
+    oi = np.asarray(res.object_iters)[np.asarray(res.processed)]
+    hi = np.asarray(res.hand_iters)[np.asarray(res.processed)]
+    row = {
+        "batch": B, "frames_per_sequence": frames, "processed_frames": processed,
+        "first_call_s": first, "compile_s_estimate": first - med, "warm_median_s": med,
+        "warm_s": warm, "s_per_processed_frame_amortized": med / processed,
+        "s_per_processed_frame_one_sequence": med / (processed / B),
+        "object_iters_mean": float(oi.mean()), "hand_iters_mean": float(hi.mean()),
+        "speedup_vs_agile_30s": 30.0 / (med / processed),
+    }
+    print(f"B={B:3d}, {frames} frames: first call {first:6.1f} s, warm {med:6.1f} s, "
+          f"{row['s_per_processed_frame_amortized']:.3f} s/frame amortized "
+          f"({processed} frames; step-2 iterations used {row['object_iters_mean']:.0f} of "
+          f"{args.object_iters}) → {row['speedup_vs_agile_30s']:.0f}× AGILE's 30 s")
+    return row
+
+
+def _marginal(rows: list[dict], batches: list[int]) -> list[dict]:
+    """Per batch size: (longest − shortest run) / (difference in processed frames)."""
+    out = []
+    for B in batches:
+        mine = sorted((r for r in rows if r["batch"] == B), key=lambda r: r["processed_frames"])
+        if len(mine) < 2 or mine[-1]["processed_frames"] <= mine[0]["processed_frames"]:
+            continue
+        dt = mine[-1]["warm_median_s"] - mine[0]["warm_median_s"]
+        per = dt / (mine[-1]["processed_frames"] - mine[0]["processed_frames"])
+        out.append({"batch": B, "frames": [mine[0]["frames_per_sequence"],
+                                           mine[-1]["frames_per_sequence"]],
+                    "s_per_extra_processed_frame_amortized": per,
+                    "speedup_vs_agile_30s": 30.0 / per})
+        print(f"B={B:3d}: one more processed frame costs {per:.3f} s amortized "
+              f"→ {30.0 / per:.0f}× AGILE's 30 s")
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--batches", type=int, nargs="+", default=[1, 8])
-    ap.add_argument("--frames", type=int, default=16)
+    ap.add_argument("--frames", type=int, nargs="+", default=[16])
     ap.add_argument("--image-size", type=int, default=128)
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--object-iters", type=int, default=400)
@@ -51,45 +109,15 @@ def main() -> None:
     hw = (args.image_size, args.image_size)
     config = tracking.TrackConfig(image_size=hw, stride=args.stride, hand_iters=args.hand_iters,
                                   object_iters=args.object_iters, iof_iters=args.iof_iters)
-    base = [data.generate_sequence(c)
-            for c in benchmark_configs(args.distinct, args.frames, args.image_size)]
-    preps = [tracking.prepare(s, config) for s in base]
     model = mano.synthetic_mano("right")
     rows = []
-    for B in args.batches:
-        idx = [i % len(base) for i in range(B)]
-        batch = data.stack_sequences([base[i] for i in idx])
-        prep = tracking.stack_prepared([preps[i] for i in idx])
-
-        def run(batch=batch, prep=prep):
-            return tracking.track_batch(batch, prep, model, tracking.TrackHyper(), config,
-                                        jax.random.PRNGKey(0))
-
-        t0 = time.perf_counter()
-        res = jax.block_until_ready(run())
-        first = time.perf_counter() - t0
-        warm = []
-        for _ in range(args.repeats):
-            t0 = time.perf_counter()
-            res = jax.block_until_ready(run())
-            warm.append(time.perf_counter() - t0)
-        med = statistics.median(warm)
-        processed = int(np.sum(np.asarray(res.processed)))
-        oi = np.asarray(res.object_iters)[np.asarray(res.processed)]
-        hi = np.asarray(res.hand_iters)[np.asarray(res.processed)]
-        row = {
-            "batch": B, "frames_per_sequence": args.frames, "processed_frames": processed,
-            "first_call_s": first, "compile_s_estimate": first - med, "warm_median_s": med,
-            "warm_s": warm, "s_per_processed_frame_amortized": med / processed,
-            "s_per_processed_frame_one_sequence": med / (processed / B),
-            "object_iters_mean": float(oi.mean()), "hand_iters_mean": float(hi.mean()),
-            "speedup_vs_agile_30s": 30.0 / (med / processed),
-        }
-        rows.append(row)
-        print(f"B={B:3d}: first call {first:6.1f} s, warm {med:6.1f} s, "
-              f"{row['s_per_processed_frame_amortized']:.3f} s/frame amortized "
-              f"({processed} frames; step-2 iterations used {row['object_iters_mean']:.0f} of "
-              f"{args.object_iters}) → {row['speedup_vs_agile_30s']:.0f}× AGILE's 30 s")
+    for frames in args.frames:
+        base = [data.generate_sequence(c)
+                for c in benchmark_configs(args.distinct, frames, args.image_size)]
+        preps = [tracking.prepare(s, config) for s in base]
+        for B in args.batches:
+            rows.append(_bench(base, preps, model, config, B, frames, args))
+    marginal = _marginal(rows, args.batches)
     out = args.out or RESULTS / f"bench_tracking_{jax.default_backend()}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({
@@ -100,6 +128,7 @@ def main() -> None:
         "settings": {**vars(args), "out": str(out)},
         "reference": {"agile_s_per_frame_rtx4090": AGILE_S_PER_FRAME},
         "rows": rows,
+        "marginal": marginal,
     }, indent=2, default=str))
     print(f"wrote {out}")
 
