@@ -14,10 +14,10 @@ paper's shape CD / F@5 would only measure the scale), interaction (CD_h, cm²) a
 
     python experiments/table2.py [--sequences 8] [--frames 30] [--image-size 128]
         [--hand-noise 1.0] [--object-iters 400 --hand-iters 200 --iof-iters 300]
-        [--base hoijax|agile]
+        [--base hoijax|agile] [--full-only]
 
 Writes ``experiments/results/table2_<backend>.{json,md}`` (``table2_agile_<backend>.*`` for
-``--base agile``).
+``--base agile``, ``table2_full_<backend>.*`` for ``--full-only``: row (a) alone).
 """
 
 from __future__ import annotations
@@ -56,6 +56,8 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--hand-noise", type=float, default=1.0,
                     help="scale of the synthetic hand detector's errors (0: true articulation)")
+    ap.add_argument("--full-only", action="store_true",
+                    help="only row (a): the accuracy check, without the ablations")
     ap.add_argument("--base", choices=sorted(BASES), default="hoijax",
                     help="hoijax: the full tracker; agile: AGILE's objective and hand (no depth "
                     "terms, no hand refinement)")
@@ -68,7 +70,7 @@ def main() -> None:
     seqs = [data.generate_sequence(c)
             for c in benchmark_configs(args.sequences, args.frames, args.image_size,
                                        hand_noise=args.hand_noise)]
-    names, hypers = ablation_hypers(settings, BASES[args.base])
+    names, hypers = ablation_hypers(settings, () if args.full_only else BASES[args.base])
     t0 = time.perf_counter()
     results, timing = run_tracking(seqs, settings, hypers)
     elapsed = time.perf_counter() - t0
@@ -91,7 +93,7 @@ def main() -> None:
               f"{args.image_size}², hand noise {args.hand_noise}, caps {args.hand_iters}/"
               f"{args.object_iters}/{args.iof_iters}, base {args.base}; {elapsed:.0f} s on "
               f"{backend}.\n\n")
-    stem = f"table2_{'agile_' if agile else ''}{backend}"
+    stem = f"table2_{'agile_' if agile else ''}{'full_' if args.full_only else ''}{backend}"
     (RESULTS / f"{stem}.md").write_text(header + table + "\n")
     (RESULTS / f"{stem}.json").write_text(json.dumps({
         "settings": vars(args), "rows": rows, "timing": {**timing, "total_s": elapsed},
