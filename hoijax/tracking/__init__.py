@@ -59,11 +59,13 @@ from hoijax.tracking._track import (
 
 __all__ = [
     "DEFAULT_ONSET_TAU", "PER_FRAME_METRICS", "RESULT_FORMAT", "RESULT_FORMAT_VERSION",
-    "STEP_TERMS", "TRACE_COUNT", "HandDepth", "HandFitHyper", "HandFitResult", "MinimizeResult", "ObjectFrame", "ObjectPrev", "Prepared",
+    "STEP_TERMS", "TRACE_COUNT", "HandDepth", "HandFitHyper", "HandFitResult", "MinimizeResult",
+    "ObjectFrame", "ObjectPrev", "Prepared",
     "ResultFormatError", "Schedule", "TrackConfig", "TrackHyper", "TrackResult",
     "ablate_batch", "bidirectional_schedule", "dino_support", "evaluate_sequence", "fit_hand",
     "hand_keypoints", "hand_step", "hand_vertices", "iof_joint_stage", "iof_scale_stage",
     "load_result", "minimize", "motion_ratio", "num_steps", "object_step", "object_vertices",
-    "onset_frame", "pose_fit_loss", "pose_matrix", "prepare", "progress_to", "save_result", "stack_hypers", "stack_prepared",
+    "onset_frame", "pose_fit_loss", "pose_matrix", "prepare", "progress_to", "save_result",
+    "stack_hypers", "stack_prepared",
     "summarize", "touches_border", "track_batch", "track_sequence", "tracked_hand_params",
 ]

@@ -357,8 +357,8 @@ def track_sequence(
         stages = (r_pre, r_scale, r_joint)
         width = max(r.trace.shape[1] for r in stages)
         iof_trace = jnp.stack([_pad_trace(r.trace, width) for r in stages])
-    finite = (fit_finite & jnp.all(out["finite"]) & r_pre.finite & r_scale.finite & r_joint.finite & h0.finite
-              & jnp.all(jnp.isfinite(T_all)))
+    finite = (fit_finite & jnp.all(out["finite"]) & r_pre.finite & r_scale.finite
+              & r_joint.finite & h0.finite & jnp.all(jnp.isfinite(T_all)))
     return TrackResult(
         T_cam_obj=T_all, obj_scale=s_on, hand_scale=hand.scale, hand_transl=th_all,
         processed=processed, onset=onset, anchor=anchor, onset_found=found, hand_iters=hi_f,
