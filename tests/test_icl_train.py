@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from hoijax import icl
-from hoijax.icl.cli import IclEval, IclTrain, run_icl_eval, run_icl_train
+from hoijax.cli._icl import IclEval, IclTrain, run_icl_eval, run_icl_train
 
 TINY = icl.IclConfig(d_model=16, num_heads=2, num_layers=1, text_slots=1)
 

@@ -1,8 +1,8 @@
-"""``hoijax demo``: AGILE's metric hand initialization (§3.2) on a synthetic sequence.
+"""``hoijax init-demo``: AGILE's metric hand initialization (§3.2) on its own, on a synthetic
+sequence (``hoijax demo`` runs the whole tracker).
 
-Until the tracker lands this is the best end-to-end job the package can run: it generates a
-sequence of the synthetic MANO hand moving in front of a pinhole camera, observes it the way
-AGILE's inputs would (noisy 2D keypoints with dropouts from a keypoint detector, a noisy depth
+It generates a sequence of the synthetic MANO hand moving in front of a pinhole camera,
+observes it the way AGILE's inputs would (noisy 2D keypoints with dropouts from a keypoint detector, a noisy depth
 point cloud with clutter, a detector's MANO pose with unknown metric scale), then
 
 1. recovers the hand scale by constrained, trimmed, point-to-plane ICP with the rotation fixed,
@@ -33,7 +33,7 @@ from hoijax import geometry, mano
 class DemoConfig:
     """Settings of the synthetic metric-initialization demo."""
 
-    out: Path = Path("results/demo")
+    out: Path = Path("results/init-demo")
     """Folder for summary.json, overlay.png and the .ply meshes."""
     frames: int = 48
     """Number of frames in the synthetic sequence."""
@@ -229,7 +229,7 @@ def run_demo(cfg: DemoConfig) -> dict:
     }
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     _write_meshes(out_dir, model, seq, fit)
-    from hoijax.cli._plots import demo_overlay
+    from hoijax.viz import demo_overlay
 
     demo_overlay(out_dir / "overlay.png", seq, fit, metrics, cfg.image_size)
     steps.update()

@@ -256,7 +256,7 @@ def _row(ev: dict) -> dict:
 def write_outputs(out: Path, names: list[str], seqs, results, settings: TrackSettings,
                   pictures: bool = True) -> dict:
     """Save every result, score those with ground truth, draw pictures; returns the summary."""
-    from hoijax.cli import _trackviz
+    from hoijax import viz as _trackviz
 
     out.mkdir(parents=True, exist_ok=True)
     evals, rows = [], []
@@ -387,7 +387,7 @@ def run_ablate(cfg: Ablate) -> int:
     (cfg.out / "table.json").write_text(json.dumps(
         {"settings": names, "rows": {n: _jsonable(r) for n, r in rows}, "timing": timing,
          "sequences": seq_names}, indent=2))
-    from hoijax.cli import _trackviz
+    from hoijax import viz as _trackviz
 
     _trackviz.ablation_plot(cfg.out / "ablation.png", rows)
     print(table)

@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from hoijax.cli import _track
     from hoijax.cli._demo import DemoConfig
-    from hoijax.icl.cli import IclEval, IclTrain, run_icl_eval, run_icl_train
+    from hoijax.cli._icl import IclEval, IclTrain, run_icl_eval, run_icl_train
 
     commands = {
         "demo": (_track.Demo, _track.run_demo),

@@ -314,7 +314,7 @@ def train_icl(
 
 def save_run_meta(path: str | Path, model_cfg: IclConfig, train_cfg: TrainConfig,
                   extra: dict | None = None) -> Path:
-    """A JSON file with the model and training configs (what :func:`hoijax.icl.cli` reads back)."""
+    """A JSON file with the model and training configs (what `hoijax icl-eval` reads back)."""
     path = Path(path)
     path.write_text(json.dumps({"model_config": model_cfg.to_dict(),
                                 "train_config": dataclasses.asdict(train_cfg), **(extra or {})},

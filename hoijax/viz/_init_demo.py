@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from hoijax import geometry
-from hoijax.viz import draw_hand_2d
+from hoijax.viz._hand2d import draw_hand_2d
 
 
 def demo_overlay(path: Path, seq: dict, fit: dict, metrics: dict, image_size: int) -> None:
