@@ -32,7 +32,6 @@ import numpy as np
 from _common import package_versions
 
 from hoijax import data, mano, tracking
-from hoijax.cli._track import benchmark_configs
 
 RESULTS = Path(__file__).resolve().parent / "results"
 AGILE_S_PER_FRAME = (30.0, 50.0)
@@ -106,14 +105,13 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
 
-    hw = (args.image_size, args.image_size)
-    config = tracking.TrackConfig(image_size=hw, stride=args.stride, hand_iters=args.hand_iters,
+    config = tracking.TrackConfig(stride=args.stride, hand_iters=args.hand_iters,
                                   object_iters=args.object_iters, iof_iters=args.iof_iters)
     model = mano.synthetic_mano("right")
     rows = []
     for frames in args.frames:
         base = [data.generate_sequence(c)
-                for c in benchmark_configs(args.distinct, frames, args.image_size)]
+                for c in data.tracking_benchmark_configs(args.distinct, frames, args.image_size)]
         preps = [tracking.prepare(s, config) for s in base]
         for B in args.batches:
             rows.append(_bench(base, preps, model, config, B, frames, args))

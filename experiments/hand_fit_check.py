@@ -29,16 +29,14 @@ import jax.numpy as jnp
 import numpy as np
 from _common import package_versions
 
-from hoijax import data, mano
-from hoijax.cli._track import benchmark_configs
-from hoijax.tracking._hand_fit import fit_hand
-from hoijax.tracking._init import hand_in_mano_frame, init_hand
+from hoijax import data, mano, tracking
+from hoijax.tracking.stages import fit_hand, hand_in_mano_frame, init_hand
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def _sequences(args) -> tuple[list, list[data.Sequence]]:
-    cfgs = benchmark_configs(args.n, args.frames, args.image_size, seed=args.seed)
+    cfgs = data.tracking_benchmark_configs(args.n, args.frames, args.image_size, seed=args.seed)
     if args.cache is None:
         return cfgs, [data.generate_sequence(c) for c in cfgs]
     seqs = []
@@ -92,9 +90,10 @@ def main() -> None:
         if args.no_depth:
             mask = depth = None
         return fit_hand(model, K, hand, scale, transl, kp, conf, valid, mask, depth, k,
-                        iters=args.iters, keypoint_iters=args.keypoint_iters,
-                        align_iters=args.align_iters, fine_iters=args.fine_iters,
-                        num_points=args.num_points, fit_betas=args.fit_betas)
+                        config=tracking.HandFitConfig(
+                            iters=args.iters, keypoint_iters=args.keypoint_iters,
+                            align_iters=args.align_iters, fine_iters=args.fine_iters,
+                            num_points=args.num_points, fit_betas=args.fit_betas))
 
     fit = jax.jit(jax.vmap(fit_one))
     inputs = (*batch, scale0, transl0, keys)

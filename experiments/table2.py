@@ -30,9 +30,7 @@ from pathlib import Path
 import jax
 from _common import package_versions
 
-from hoijax import data, mano
-from hoijax.cli._track import TrackSettings, ablation_hypers, benchmark_configs, run_tracking
-from hoijax.tracking import evaluate_sequence, summarize
+from hoijax import data, tracking
 
 RESULTS = Path(__file__).resolve().parent / "results"
 LETTERS = {"full": "(a) full", "w/o L_joint": "(d) w/o L_joint", "w/o L_mask": "(e) w/o L_mask",
@@ -64,21 +62,23 @@ def main() -> None:
     args = ap.parse_args()
 
     agile = args.base == "agile"
-    settings = TrackSettings(object_iters=args.object_iters, hand_iters=args.hand_iters,
-                             iof_iters=args.iof_iters, batch_size=args.batch_size,
-                             depth_terms=not agile, hand_fit=not agile)
-    seqs = [data.generate_sequence(c)
-            for c in benchmark_configs(args.sequences, args.frames, args.image_size,
-                                       hand_noise=args.hand_noise)]
-    names, hypers = ablation_hypers(settings, () if args.full_only else BASES[args.base])
+    config = tracking.TrackConfig(
+        object_iters=args.object_iters, hand_iters=args.hand_iters, iof_iters=args.iof_iters,
+        hand_fit=tracking.HandFitConfig(enabled=not agile))
+    base = tracking.TrackHyper.agile() if agile else tracking.TrackHyper()
+    seqs = {f"seq_{i:03d}": data.generate_sequence(c)
+            for i, c in enumerate(data.tracking_benchmark_configs(
+                args.sequences, args.frames, args.image_size, hand_noise=args.hand_noise))}
+    drop = () if args.full_only else BASES[args.base]
+    names = ["full"] + ["w/o " + " + ".join(f"L_{t}" for t in e.split("+")) for e in drop]
+    hypers = [base] + [base.without(e) for e in drop]
     t0 = time.perf_counter()
-    results, timing = run_tracking(seqs, settings, hypers)
+    run = tracking.track_sequences(seqs, tracking.ManoSource.synthetic(), config, hypers,
+                                   batch_size=args.batch_size)
     elapsed = time.perf_counter() - t0
-    rows = {}
-    for g, name in enumerate(names):
-        evals = [evaluate_sequence(r[g], s, mano.synthetic_mano(s.side))
-                 for r, s in zip(results, seqs)]
-        rows[name] = summarize(evals)
+    evals = tracking.evaluate_run(run, seqs)
+    rows = {name: tracking.summarize([e[g] for e in evals.values()])
+            for g, name in enumerate(names)}
     lines = ["| variant | " + " | ".join(c for c, _ in COLUMNS) + " |",
              "|---|" + "---:|" * len(COLUMNS)]
     for name in names:
@@ -96,7 +96,8 @@ def main() -> None:
     stem = f"table2_{'agile_' if agile else ''}{'full_' if args.full_only else ''}{backend}"
     (RESULTS / f"{stem}.md").write_text(header + table + "\n")
     (RESULTS / f"{stem}.json").write_text(json.dumps({
-        "settings": vars(args), "rows": rows, "timing": {**timing, "total_s": elapsed},
+        "settings": vars(args), "rows": rows, "timing": {**run.timing, "total_s": elapsed},
+        "skipped": run.errors, "overflow": run.overflow,
         "versions": package_versions("jax", "jaxlib", "equinox", "optax"),
         "backend": backend}, indent=2, default=str))
 

@@ -86,8 +86,8 @@ def test_track_and_eval_commands_on_saved_sequences(tmp_path, capsys):
     bad.mkdir()
     (bad / "manifest.json").write_text("{ not json")
     out = tmp_path / "out"
-    fast = ["--track.hand-iters", "10", "--track.object-iters", "15", "--track.iof-iters", "15",
-            "--track.stride", "3", "--track.sdf-resolution", "12"]
+    fast = ["--config.hand-iters", "10", "--config.object-iters", "15",
+            "--config.iof-iters", "15", "--config.stride", "3", "--run.sdf-resolution", "12"]
     rc = main(["track", str(good), str(bad), "--out", str(out), *fast])
     captured = capsys.readouterr()
     assert rc == 1  # one sequence skipped

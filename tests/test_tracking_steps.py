@@ -2,16 +2,38 @@
 
 from __future__ import annotations
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from hoijax import data, geometry, losses, mano, sdf
-from hoijax.tracking import _init as init
-from hoijax.tracking import _steps as steps
+from hoijax import tracking as tr
+from hoijax.tracking import stages as st
 
 H = W = 96
+
+
+def _frame_input(seq, f, model, grid, *, hand_params=None, features=True, depth=True,
+                 hand_points=None, t_init=None):
+    """Stage input of frame ``f``: the true hand (or ``hand_params``) at zero translation."""
+    params = jax.tree.map(lambda x: x[f], seq.gt.hand if hand_params is None else hand_params)
+    verts, kps = st.hand_in_mano_frame(model, params)
+    hand = st.HandPose(verts, kps, geometry.vertex_normals(verts, model.faces),
+                       jnp.zeros(3) if t_init is None else t_init)
+    pts, ok = (None, None) if hand_points is None else hand_points
+    obs = st.FrameObs(seq.K, seq.object_mask[f], seq.hand_mask[f], seq.keypoints_px[f],
+                      seq.keypoints_conf[f], seq.depth_m[f] if depth else None,
+                      seq.features[f] if features else None, pts, ok)
+    pool = losses.sample_surface(jax.random.PRNGKey(0), seq.mesh.vertices, seq.mesh.faces, 512,
+                                 seq.mesh.face_valid)
+    return st.FrameInput(obs, hand, st.ObjectModel(seq.mesh, grid, pool), jax.random.PRNGKey(1),
+                         jnp.ones((), bool))
+
+
+def _state(T, scale, verts_hand_cam):
+    return st.TrackState(T, scale, jnp.zeros(3), verts_hand_cam)
 
 
 @pytest.fixture(scope="module")
@@ -32,11 +54,12 @@ def frame_data():
 def test_hand_step_recovers_translation(frame_data):
     seq, f, model, _ = frame_data
     params = jax.tree.map(lambda x: x[f], seq.gt.hand)
-    _, kps = init.hand_in_mano_frame(model, params)
+    _, kps = st.hand_in_mano_frame(model, params)
     t_true = seq.gt.joints_cam[f, 0] - kps[0]
     t0 = t_true + jnp.array([0.012, -0.008, 0.02])
-    res = steps.hand_step(kps, t0, seq.keypoints_px[f], seq.keypoints_conf[f], seq.K,
-                          steps.TrackHyper(), steps.TrackConfig((H, W)))
+    inp = _frame_input(seq, f, model, None, t_init=t0)
+    start = _state(seq.gt.T_cam_obj[f], seq.gt.obj_scale, seq.gt.verts_cam[f])
+    _, res = st.hand_step(tr.TrackConfig(), tr.TrackHyper(), start, inp)
     err0 = float(jnp.linalg.norm(t0 - t_true))
     err = float(jnp.linalg.norm(res.params["t"] - t_true))
     assert err < 0.1 * err0, (err0, err)
@@ -45,21 +68,17 @@ def test_hand_step_recovers_translation(frame_data):
 
 @pytest.mark.parametrize("use_dino", [False, True])
 def test_object_step_recovers_a_perturbed_pose(frame_data, use_dino):
-    seq, f, _, grid = frame_data
+    seq, f, model, grid = frame_data
     T_true = seq.gt.T_cam_obj[f]
     dR = geometry.axis_angle_to_matrix(jnp.array([0.05, -0.04, 0.03]))
     T0 = T_true.at[:3, :3].set(T_true[:3, :3] @ dR).at[:3, 3].add(jnp.array([0.006, -0.004, 0.0]))
-    frame = steps.ObjectFrame(seq.object_mask[f], seq.hand_mask[f],
-                              seq.features[f] if use_dino else None, seq.gt.verts_cam[f])
-    prev = steps.ObjectPrev(T0, seq.gt.verts_cam[f])
-    pool = losses.sample_surface(jax.random.PRNGKey(0), seq.mesh.vertices, seq.mesh.faces, 512,
-                                 seq.mesh.face_valid)
-    config = steps.TrackConfig((H, W), object_iters=300)
-    run = jax.jit(lambda fr, pv, hyper: steps.object_step(
-        seq.mesh, grid, seq.gt.obj_scale, seq.K, fr, pv, pool, jax.random.PRNGKey(1), hyper,
-        config))
+    inp = _frame_input(seq, f, model, grid, features=use_dino, depth=False)
+    prev = _state(T0, seq.gt.obj_scale, seq.gt.verts_cam[f])
+    config = tr.TrackConfig(object_iters=300)
+    run = jax.jit(lambda i, pv, hyper: st.object_step(config, hyper, pv, i, pv))
     # L_interact off: its reference here is the perturbed start itself.
-    res, T = run(frame, prev, steps.TrackHyper.ablate("interact"))
+    state, res = run(inp, prev, tr.TrackHyper.ablate("interact"))
+    T = state.T_cam_obj
 
     def errors(T_est):
         rot = np.degrees(np.linalg.norm(geometry.matrix_to_axis_angle(T_est[:3, :3].T @ T_true[:3, :3])))
@@ -77,21 +96,17 @@ def test_object_step_recovers_a_perturbed_pose(frame_data, use_dino):
 def test_depth_term_settles_the_object_depth(frame_data):
     """Moved 1.5 cm along the viewing axis, the silhouette alone barely sees the depth; the
     depth map's L_depth brings it back."""
-    seq, f, _, grid = frame_data
+    seq, f, model, grid = frame_data
     T_true = seq.gt.T_cam_obj[f]
     T0 = T_true.at[:3, 3].multiply(1.0 + 0.015 / float(T_true[2, 3]))
-    pool = losses.sample_surface(jax.random.PRNGKey(0), seq.mesh.vertices, seq.mesh.faces, 512,
-                                 seq.mesh.face_valid)
-    config = steps.TrackConfig((H, W), object_iters=300)
-    hyper = steps.TrackHyper.ablate("interact")
-    run = jax.jit(lambda fr: steps.object_step(
-        seq.mesh, grid, seq.gt.obj_scale, seq.K, fr, steps.ObjectPrev(T0, seq.gt.verts_cam[f]),
-        pool, jax.random.PRNGKey(1), hyper, config)[1])
+    config = tr.TrackConfig(object_iters=300)
+    hyper = tr.TrackHyper.ablate("interact")
+    prev = _state(T0, seq.gt.obj_scale, seq.gt.verts_cam[f])
+    run = jax.jit(lambda i: st.object_step(config, hyper, prev, i, prev)[0].T_cam_obj)
     depth_err = []
-    for depth_m in (None, seq.depth_m[f]):
-        frame = steps.ObjectFrame(seq.object_mask[f], seq.hand_mask[f], None,
-                                  seq.gt.verts_cam[f], depth_m)
-        depth_err.append(1000 * abs(float(run(frame)[2, 3] - T_true[2, 3])))
+    for with_depth in (False, True):
+        inp = _frame_input(seq, f, model, grid, features=False, depth=with_depth)
+        depth_err.append(1000 * abs(float(run(inp)[2, 3] - T_true[2, 3])))
     without, with_depth = depth_err
     assert with_depth < 1.5 and with_depth < 0.3 * without, depth_err
 
@@ -101,21 +116,26 @@ def test_hand_depth_points_settle_the_hand_depth(frame_data):
     depth only through the keypoints' spread); the hand's depth points pin it."""
     seq, f, model, _ = frame_data
     params = jax.tree.map(lambda x: x[f], seq.gt.hand)
-    verts, kps = init.hand_in_mano_frame(model, params)
+    _, kps = st.hand_in_mano_frame(model, params)
     t_true = seq.gt.joints_cam[f, 0] - kps[0]
     rng = np.random.default_rng(0)
-    conf = jnp.ones(21)
-    pts, ok = init.sample_mask_points(seq.K, seq.depth_m[f], seq.hand_mask[f],
-                                      jax.random.PRNGKey(3), 256)
-    depth = steps.HandDepth(verts, geometry.vertex_normals(verts, model.faces), pts, ok)
+    pts, ok = st.sample_mask_points(seq.K, seq.depth_m[f], seq.hand_mask[f],
+                                    jax.random.PRNGKey(3), 256)
     t0 = t_true + jnp.array([0.004, -0.003, 0.02])
-    config = steps.TrackConfig((H, W))
-    run = jax.jit(lambda kp, d: steps.hand_step(kps, t0, kp, conf, seq.K, steps.TrackHyper(),
-                                                config, depth=d).params["t"])
+    start = _state(seq.gt.T_cam_obj[f], seq.gt.obj_scale, seq.gt.verts_cam[f])
+
+    def hand_t(kp, with_depth):
+        inp = _frame_input(seq, f, model, None, t_init=t0,
+                           hand_points=(pts, ok) if with_depth else None)
+        inp = eqx.tree_at(lambda i: (i.obs.keypoints_px, i.obs.keypoints_conf), inp,
+                          (kp, jnp.ones(21)))
+        return st.hand_step(tr.TrackConfig(), tr.TrackHyper(), start, inp)[0].hand_t
+
+    run = jax.jit(hand_t, static_argnums=1)
     errs = {"joint": [], "joint+depth": []}
     for _ in range(4):
         noisy = seq.keypoints_px[f] + 2.0 * rng.normal(size=(21, 2)).astype(np.float32)
-        errs["joint"].append(1000 * abs(float(run(noisy, None)[2] - t_true[2])))
-        errs["joint+depth"].append(1000 * abs(float(run(noisy, depth)[2] - t_true[2])))
+        errs["joint"].append(1000 * abs(float(run(noisy, False)[2] - t_true[2])))
+        errs["joint+depth"].append(1000 * abs(float(run(noisy, True)[2] - t_true[2])))
     assert np.mean(errs["joint+depth"]) < 1.5, errs
     assert np.mean(errs["joint+depth"]) < 0.5 * np.mean(errs["joint"]), errs

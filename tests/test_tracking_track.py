@@ -15,8 +15,16 @@ from hoijax.tracking._track import _interp_poses
 
 H = W = 64
 N = 10
-CONFIG = tr.TrackConfig(image_size=(H, W), stride=3, hand_iters=25, object_iters=40,
-                        iof_iters=40, num_dino_points=32, pool_points=256)
+CONFIG = tr.TrackConfig(stride=3, hand_iters=25, object_iters=40, iof_iters=40,
+                        num_dino_points=32, pool_points=256)
+
+
+def _counted_tracker():
+    """``jit(vmap(track_sequence))`` with equinox's trace counter on ``track_sequence``."""
+    counted = eqx.debug.assert_max_traces(tr.track_sequence, max_traces=None)
+    run = eqx.filter_jit(lambda b, p, m, h, c, k: jax.vmap(
+        lambda s, q, kk: counted(s, q, m, h, c, kk))(b, p, jax.random.split(k, 2)))
+    return run, lambda: eqx.debug.get_num_traces(counted)
 
 
 def _configs(seeds, **kw):
@@ -34,12 +42,17 @@ def batch():
 
 
 @pytest.fixture(scope="module")
-def tracked(batch):
+def counted():
+    return _counted_tracker()
+
+
+@pytest.fixture(scope="module")
+def tracked(batch, counted):
     seqs, b, prep, model = batch
-    before = tr.TRACE_COUNT["track_sequence"]
-    res = tr.track_batch(b, prep, model, tr.TrackHyper(), CONFIG, jax.random.PRNGKey(0))
+    run, traces = counted
+    res = run(b, prep, model, tr.TrackHyper(), CONFIG, jax.random.PRNGKey(0))
     jax.block_until_ready(res)
-    return res, tr.TRACE_COUNT["track_sequence"] - before
+    return res, traces()
 
 
 def _rot_err(Ta, Tb):
@@ -83,8 +96,9 @@ def test_tracking_improves_on_the_perturbed_initial_pose(batch, tracked):
         assert ev["mean"]["trans_err_mm"] < 1000 * err0 + 5.0
 
 
-def test_no_recompile_for_new_data_and_new_weights(batch, tracked):
+def test_no_recompile_for_new_data_and_new_weights(batch, tracked, counted):
     seqs, b, prep, model = batch
+    run, traces = counted
     _, traces_first = tracked
     assert traces_first == 1
     # Same geometry (so the same padded shapes), other noise, detector errors and initial poses.
@@ -93,10 +107,9 @@ def test_no_recompile_for_new_data_and_new_weights(batch, tracked):
     assert not np.allclose(np.asarray(other[0].keypoints_px), np.asarray(seqs[0].keypoints_px))
     b2 = data.stack_sequences(other)
     prep2 = tr.stack_prepared([tr.prepare(s, CONFIG, sdf_resolution=16) for s in other])
-    before = tr.TRACE_COUNT["track_sequence"]
     hyper = tr.TrackHyper.ablate("dino", lr_obj_t=5e-4)
-    jax.block_until_ready(tr.track_batch(b2, prep2, model, hyper, CONFIG, jax.random.PRNGKey(1)))
-    assert tr.TRACE_COUNT["track_sequence"] == before
+    jax.block_until_ready(run(b2, prep2, model, hyper, CONFIG, jax.random.PRNGKey(1)))
+    assert traces() == traces_first
 
 
 def test_weight_grid_in_one_program_equals_separate_runs(batch, tracked):

@@ -1,9 +1,10 @@
-"""``hoijax demo``, ``track``, ``ablate`` and ``eval``: the batched tracker from the command line.
+"""``hoijax demo``, ``track``, ``ablate`` and ``eval``: thin front ends of the tracking driver.
 
 ``demo`` generates the synthetic benchmark (a few sequences), tracks them batched, prints a
 metrics table and writes what a person looks at; ``track`` does the same on sequence
 directories; ``ablate`` runs a grid of loss weights over the sequences in one compiled program;
-``eval`` scores saved results against the sequences' ground truth.
+``eval`` scores saved results against the sequences' ground truth. The tracker's flags come
+from :class:`hoijax.tracking.TrackConfig` and :class:`hoijax.tracking.TrackHyper` themselves.
 """
 
 from __future__ import annotations
@@ -11,75 +12,31 @@ from __future__ import annotations
 import dataclasses
 import json
 import sys
-import time
 from pathlib import Path
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 from tyro.conf import Positional
 
-from hoijax import data, mano
-from hoijax.tracking import (
-    TrackConfig,
-    TrackHyper,
-    ablate_batch,
-    evaluate_sequence,
-    load_result,
-    prepare,
-    progress_to,
-    save_result,
-    stack_hypers,
-    stack_prepared,
-    summarize,
-    track_batch,
-)
+from hoijax import data, tracking
+from hoijax.cli._flags import build, flags_of
+
+HyperFlags = flags_of(tracking.TrackHyper)
 
 
 @dataclasses.dataclass
-class TrackSettings:
-    """Tracker settings shared by the subcommands."""
+class RunOptions:
+    """How the driver batches and seeds the tracking."""
 
-    stride: int = 5
-    """Process every stride-th frame from the anchor frame (AGILE: 5)."""
-    hand_iters: int = 200
-    """Step-1 iteration cap (AGILE: 200)."""
-    object_iters: int = 400
-    """Step-2 iteration cap (AGILE: 400)."""
-    iof_iters: int = 300
-    """Iteration cap of each anchor-frame stage."""
-    interact_weight: float = 400.0
-    """λ_interact: 400 for HO3D-like, 200 for DexYCB-like sequences."""
-    depth_terms: bool = True
-    """Keep the depth map in the optimization (L_depth for the object, depth points for the
-    hand), beyond AGILE, which uses depth only to initialize; False: AGILE's objective."""
-    hand_fit: bool = True
-    """Refine the detector's hand (articulation, wrist, scale, translations) against the
-    keypoints and depth before tracking (``tracking.fit_hand``), beyond AGILE; False: AGILE's
-    hand, whose articulation and rotation stay as detected."""
     batch_size: int = 8
     """Sequences tracked at once (one compiled program per padded batch shape)."""
     sdf_resolution: int = 32
     """SDF grid points along the object's longest side."""
     seed: int = 0
-    """Seed of the tracker's random choices (surface samples, visible points)."""
-
-    def config(self, image_size: tuple[int, int]) -> TrackConfig:
-        return TrackConfig(image_size=image_size, stride=self.stride, hand_iters=self.hand_iters,
-                           object_iters=self.object_iters, iof_iters=self.iof_iters,
-                           hand_fit=self.hand_fit, progress=True)
-
-    def hyper(self) -> TrackHyper:
-        h = _with_weight(TrackHyper(), "interact", self.interact_weight)
-        if not self.depth_terms:
-            h = _with_weight(_with_weight(h, "depth", 0.0), "hand_depth", 0.0)
-        return h
+    """Seed of the tracker's random choices (each sequence's follow its name)."""
 
 
-def _with_weight(h: TrackHyper, term: str, value: float) -> TrackHyper:
-    import equinox as eqx
-
-    return eqx.tree_at(lambda x: getattr(x.weights, term), h, jnp.asarray(value, jnp.float32))
+def _demo_config() -> tracking.TrackConfig:
+    return tracking.TrackConfig(object_iters=200, iof_iters=200, hand_iters=100)
 
 
 @dataclasses.dataclass
@@ -96,9 +53,13 @@ class Demo:
     """Square image side, pixels."""
     hand_noise: float = 1.0
     """Scale of the hand detector's errors (0: true MANO articulation, shape and orientation)."""
-    track: TrackSettings = dataclasses.field(default_factory=lambda: TrackSettings(
-        object_iters=200, iof_iters=200, hand_iters=100))
-    """Tracker settings (the demo caps iterations lower than AGILE to run in minutes on a CPU)."""
+    config: tracking.TrackConfig = dataclasses.field(default_factory=_demo_config)
+    """Static tracker settings (the demo caps iterations lower than AGILE to run in minutes
+    on a CPU)."""
+    hyper: HyperFlags = dataclasses.field(default_factory=HyperFlags)
+    """Loss weights, step sizes and tolerances."""
+    run: RunOptions = dataclasses.field(default_factory=RunOptions)
+    """Batching and seeding."""
 
 
 @dataclasses.dataclass
@@ -109,8 +70,15 @@ class Track:
     """Sequence directories (see README, "Sequences on disk")."""
     out: Path = Path("results/track")
     """Output folder: one sub-folder per sequence."""
-    track: TrackSettings = dataclasses.field(default_factory=TrackSettings)
-    """Tracker settings."""
+    mano_dir: Path | None = None
+    """Folder with the official MANO_RIGHT.pkl / MANO_LEFT.pkl; default: hoijax's synthetic
+    hand (right only for the synthetic benchmark)."""
+    config: tracking.TrackConfig = dataclasses.field(default_factory=tracking.TrackConfig)
+    """Static tracker settings."""
+    hyper: HyperFlags = dataclasses.field(default_factory=HyperFlags)
+    """Loss weights, step sizes and tolerances."""
+    run: RunOptions = dataclasses.field(default_factory=RunOptions)
+    """Batching and seeding."""
     pictures: bool = True
     """Write overlays, GIFs, loss curves and meshes."""
 
@@ -133,9 +101,14 @@ class Ablate:
     """Square image side of the synthetic sequences."""
     hand_noise: float = 1.0
     """Scale of the synthetic hand detector's errors."""
-    track: TrackSettings = dataclasses.field(default_factory=lambda: TrackSettings(
-        object_iters=200, iof_iters=200, hand_iters=100))
-    """Tracker settings."""
+    mano_dir: Path | None = None
+    """Folder with the official MANO files; default: the synthetic hand."""
+    config: tracking.TrackConfig = dataclasses.field(default_factory=_demo_config)
+    """Static tracker settings."""
+    hyper: HyperFlags = dataclasses.field(default_factory=HyperFlags)
+    """The full model's loss weights, step sizes and tolerances."""
+    run: RunOptions = dataclasses.field(default_factory=RunOptions)
+    """Batching and seeding."""
 
 
 @dataclasses.dataclass
@@ -145,90 +118,43 @@ class Eval:
     results: Positional[Path]
     """Folder with one result sub-folder per sequence (as ``track`` writes)."""
     sequences: list[Path]
-    """The sequence directories, in the same order as the sorted result sub-folders."""
+    """The sequence directories; each is matched to the result that names it."""
     out: Path | None = None
     """Where to write metrics.json (default: inside ``results``)."""
+    mano_dir: Path | None = None
+    """The MANO files the results were tracked with; default: the synthetic hand."""
 
 
 # ------------------------------------------------------------------------------------ helpers
 
 
-def benchmark_configs(n: int, frames: int, image_size: int, seed: int = 0,
-                      hand_noise: float = 1.0):
-    """The synthetic benchmark the demo and the experiments track: every object kind and
-    occlusion level, a crop-like field of view, feature maps at stride 4, detector-like initial
-    object poses (15° RMS rotation, 2 cm RMS translation), RGB for the pictures.
-
-    ``hand_noise`` scales the hand detector's errors (articulation, shape, orientation, depth
-    bias; 1 = the generator's defaults, 0 = the true MANO parameters, still with unknown metric
-    translation and scale and noisy 2D keypoints)."""
-    d = data.SyntheticConfig()
-    return data.default_benchmark_configs(
-        n, seed=seed, num_frames=frames, image_size=(image_size, image_size),
-        focal_factor=2.2, feature_stride=4, object_init_rot_deg=15.0 / np.sqrt(3),
-        object_init_trans_m=0.02, with_rgb=True,
-        pose_pca_noise=hand_noise * d.pose_pca_noise, betas_noise=hand_noise * d.betas_noise,
-        orient_noise_deg=hand_noise * d.orient_noise_deg,
-        depth_bias_m=hand_noise * d.depth_bias_m)
+def _mano(directory: Path | None) -> tracking.ManoSource:
+    return (tracking.ManoSource.synthetic() if directory is None
+            else tracking.ManoSource.from_dir(directory))
 
 
-def _progress(total: int, desc: str):
+def _progress_bar(seqs: dict, stride: int, settings: int, desc: str):
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, desc=desc, unit="frame", dynamic_ncols=True, file=sys.stderr)
+    # Frames the scan processes: every stride-th from the anchor, minus the anchor itself.
+    total = sum(-(-int(np.sum(np.asarray(s.valid))) // stride) for s in seqs.values())
+    return tqdm(total=total * settings, desc=desc, unit="frame", dynamic_ncols=True,
+                file=sys.stderr)
 
 
-def run_tracking(seqs: list[data.Sequence], settings: TrackSettings,
-                 hypers: list[TrackHyper] | None = None) -> tuple[list, dict]:
-    """Track sequences in batches of ``settings.batch_size`` (padded to a common shape);
-    returns per-sequence results (a list per hyper when ``hypers`` is given) and timings.
-    A batch whose program fails reports the error per sequence instead of raising."""
-    sides = {s.side for s in seqs}
-    models = {side: mano.synthetic_mano(side) for side in sides}
-    sizes = {tuple(int(x) for x in s.image_size) for s in seqs}
-    if len(sizes) != 1:
-        raise ValueError(f"all sequences must share one image size, got {sorted(sizes)}")
-    config = settings.config(sizes.pop())
-    key = jax.random.PRNGKey(settings.seed)
-    out: list = [None] * len(seqs)
-    timing = {"prepare_s": 0.0, "track_s": 0.0, "batches": []}
-    # Frames the optimizer will process (every stride-th from the anchor, minus the anchor,
-    # which the anchor stages handle), per weight setting.
-    n_valid = [int(np.sum(np.asarray(s.valid))) for s in seqs]
-    total = sum(-(-n // settings.stride) for n in n_valid) * (1 if hypers is None else len(hypers))
-    bar = _progress(total, f"tracking {len(seqs)} sequences")
-    for side in sorted(sides):
-        idx = [i for i, s in enumerate(seqs) if s.side == side]
-        for start in range(0, len(idx), settings.batch_size):
-            chunk = idx[start:start + settings.batch_size]
-            t0 = time.perf_counter()
-            preps = [prepare(seqs[i], config, sdf_resolution=settings.sdf_resolution,
-                             seed=settings.seed) for i in chunk]
-            timing["prepare_s"] += time.perf_counter() - t0
-            batch = data.stack_sequences([seqs[i] for i in chunk])
-            prep = stack_prepared(preps)
-            t0 = time.perf_counter()
-            with progress_to(bar.update):
-                if hypers is None:
-                    res = track_batch(batch, prep, models[side], settings.hyper(), config, key)
-                else:
-                    res = ablate_batch(batch, prep, models[side], stack_hypers(hypers), config,
-                                       key)
-                jax.block_until_ready(res)
-            dt = time.perf_counter() - t0
-            timing["track_s"] += dt
-            frames = int(np.sum(np.asarray(batch.valid)))
-            timing["batches"].append({"sequences": len(chunk), "frames": frames, "seconds": dt})
-            for j, i in enumerate(chunk):
-                if hypers is None:
-                    out[i] = jax.tree.map(lambda x, j=j: x[j], res)
-                else:
-                    out[i] = [jax.tree.map(lambda x, g=g, j=j: x[g, j], res)
-                              for g in range(len(hypers))]
-            bar.set_postfix(batch_s=f"{dt:.0f}", sequences=f"{start + len(chunk)}/{len(idx)}")
+def track_with_progress(seqs: dict, mano_source: tracking.ManoSource,
+                        config: tracking.TrackConfig, hyper, run: RunOptions
+                        ) -> tracking.TrackRun:
+    """The driver with a progress bar; skipped and overflowing sequences are named."""
+    n_settings = len(hyper) if isinstance(hyper, list) else 1
+    bar = _progress_bar(seqs, config.stride, n_settings, f"tracking {len(seqs)} sequences")
+    result = tracking.track_sequences(
+        seqs, mano_source, config, hyper, seed=run.seed, batch_size=run.batch_size,
+        sdf_resolution=run.sdf_resolution, progress=tracking.Progress(bar.update),
+        log=lambda msg: bar.write(msg, file=sys.stderr))
     bar.n = bar.total
     bar.close()
-    return out, timing
+    return result
 
 
 def _table(rows: list[tuple[str, dict]], keys: list[tuple[str, str]]) -> str:
@@ -249,170 +175,152 @@ _KEYS = [("rot °", "rot_err_deg"), ("trans mm", "trans_err_mm"), ("ADD-S mm", "
          ("scale err %", "obj_scale_err_pct"), ("failed", "failed")]
 
 
-def _row(ev: dict) -> dict:
-    return {**ev["mean"], "obj_scale_err_pct": ev["obj_scale_err_pct"], "failed": ev["failed"]}
+def _finish(out: Path, run: tracking.TrackRun, seqs: dict, pictures: bool, meta: dict) -> dict:
+    """Save the run, draw it, print the table and the skipped sequences."""
+    from hoijax import viz
 
-
-def write_outputs(out: Path, names: list[str], seqs, results, settings: TrackSettings,
-                  pictures: bool = True) -> dict:
-    """Save every result, score those with ground truth, draw pictures; returns the summary."""
-    from hoijax import viz as _trackviz
-
-    out.mkdir(parents=True, exist_ok=True)
-    evals, rows = [], []
-    for name, seq, res in zip(names, seqs, results):
-        d = out / name
-        save_result(res, d, meta={"sequence": name, "settings": dataclasses.asdict(settings)})
-        model = mano.synthetic_mano(seq.side)
-        ev = None
-        if seq.gt is not None:
-            ev = evaluate_sequence(res, seq, model)
-            evals.append(ev)
-            rows.append((name, _row(ev)))
-            (d / "metrics.json").write_text(json.dumps(_jsonable(ev), indent=2))
-        if pictures:
-            _trackviz.draw_sequence(d, seq, res, model, ev)
-    summary = summarize(evals) if evals else {}
+    evals = tracking.evaluate_run(run, seqs)
+    report = tracking.save_run(out, run, seqs, meta=meta, evals=evals)
+    rows = list(report["per_sequence"].items())
     table = _table(rows, _KEYS) if rows else "(no ground truth: nothing to score)"
     (out / "metrics.md").write_text(table + "\n")
-    if evals and pictures:
-        _trackviz.metric_plots(out / "metrics.png", names, evals)
-    return {"summary": summary, "table": table,
-            "per_sequence": {n: _jsonable(_row(e)) for (n, _), e in zip(rows, evals)}}
+    if pictures:
+        for name, res in run.results.items():
+            viz.draw_sequence(out / name, seqs[name], res, run.mano.model(seqs[name].side),
+                              evals.get(name))
+        if evals:
+            viz.metric_plots(out / "metrics.png", list(evals), list(evals.values()))
+    print(table)
+    _report_problems(run)
+    return report
 
 
-def _jsonable(x):
-    if isinstance(x, dict):
-        return {k: _jsonable(v) for k, v in x.items()}
-    if isinstance(x, np.ndarray):
-        return [None if not np.isfinite(v) else float(v) for v in x.ravel()]
-    if isinstance(x, (np.floating, float)):
-        return None if not np.isfinite(x) else float(x)
-    return x
+def _report_problems(run: tracking.TrackRun) -> None:
+    for name, cause in run.errors.items():
+        print(f"skipped {name}: {cause}", file=sys.stderr)
+    for name in run.overflow:
+        print(f"flagged {name}: the rasterizer still overflowed at the largest capacity",
+              file=sys.stderr)
 
 
 # ---------------------------------------------------------------------------------- commands
 
 
 def run_demo(cfg: Demo) -> int:
-    configs = benchmark_configs(cfg.sequences, cfg.frames, cfg.image_size,
-                                hand_noise=cfg.hand_noise)
-    t0 = time.perf_counter()
-    seqs = [data.generate_sequence(c) for c in configs]
-    gen_s = time.perf_counter() - t0
-    names = [f"seq_{i:03d}_{c.object_kind}_{c.occlusion}" for i, c in enumerate(configs)]
-    results, timing = run_tracking(seqs, cfg.track)
-    report = write_outputs(cfg.out, names, seqs, results, cfg.track)
-    frames = sum(int(np.sum(np.asarray(s.valid))) for s in seqs)
-    processed = sum(int(np.sum(np.asarray(r.processed))) for r in results)
-    report["timing"] = {**timing, "generate_s": gen_s, "frames": frames,
-                        "processed_frames": processed,
-                        "track_s_per_processed_frame": timing["track_s"] / max(processed, 1)}
-    (cfg.out / "summary.json").write_text(json.dumps(_jsonable(report), indent=2))
-    print(report["table"])
+    configs = data.tracking_benchmark_configs(cfg.sequences, cfg.frames, cfg.image_size,
+                                              hand_noise=cfg.hand_noise)
+    seqs = {f"seq_{i:03d}_{c.object_kind}_{c.occlusion}": data.generate_sequence(c)
+            for i, c in enumerate(configs)}
+    mano_source = tracking.ManoSource.synthetic()
+    run = track_with_progress(seqs, mano_source, cfg.config,
+                              build(tracking.TrackHyper, cfg.hyper), cfg.run)
+    report = _finish(cfg.out, run, seqs, True, {"hand_model": "synthetic MANO-format hand"})
+    processed = sum(int(np.sum(np.asarray(r.processed))) for r in run.results.values())
     s = report["summary"]
-    print(f"\nmedian rotation {s['rot_err_deg_median']:.2f}° | median translation "
-          f"{s['trans_err_mm_median']:.1f} mm | MPJPE {s['mpjpe_mm_median']:.1f} mm | hand "
-          f"(camera) {s['hand_cam_mm_median']:.1f} mm | success {100 * s['success_rate']:.0f}%")
-    print(f"tracked {len(seqs)} sequences ({processed} processed frames) in "
-          f"{timing['track_s']:.0f} s including compilation; results in {cfg.out.resolve()}")
+    line = (f"median rotation {s['rot_err_deg_median']:.2f}° | median translation "
+            f"{s['trans_err_mm_median']:.1f} mm | MPJPE {s['mpjpe_mm_median']:.1f} mm | hand "
+            f"(camera) {s['hand_cam_mm_median']:.1f} mm | success {100 * s['success_rate']:.0f}%")
+    print(f"\n{line}")
+    print(f"tracked {len(run.results)} sequences ({processed} processed frames) with the "
+          f"synthetic MANO hand in {run.timing['track_s']:.0f} s including compilation; "
+          f"results in {cfg.out.resolve()}")
     return 0
 
 
-def _load(paths: list[Path]) -> tuple[list[str], list[data.Sequence], int]:
-    seqs, names, bad = [], [], 0
+def _load(paths: list[Path]) -> tuple[dict[str, data.Sequence], dict[str, str]]:
+    seqs, bad = {}, {}
     for p in paths:
         try:
-            seqs.append(data.load_sequence(p))
-            names.append(Path(p).name)
+            seqs[Path(p).name] = data.load_sequence(p)
         except data.SequenceFormatError as e:
             print(f"skipped: {e}", file=sys.stderr)
-            bad += 1
-    return names, seqs, bad
+            bad[Path(p).name] = str(e)
+    return seqs, bad
 
 
 def run_track(cfg: Track) -> int:
-    names, seqs, bad = _load(cfg.sequences)
+    seqs, bad = _load(cfg.sequences)
     if not seqs:
         print("error: no sequence could be loaded", file=sys.stderr)
         return 2
-    results, timing = run_tracking(seqs, cfg.track)
-    report = write_outputs(cfg.out, names, seqs, results, cfg.track, cfg.pictures)
-    report["timing"] = timing
-    report["skipped"] = bad
-    (cfg.out / "summary.json").write_text(json.dumps(_jsonable(report), indent=2))
-    print(report["table"])
-    return 0 if bad == 0 else 1
+    run = track_with_progress(seqs, _mano(cfg.mano_dir), cfg.config,
+                              build(tracking.TrackHyper, cfg.hyper), cfg.run)
+    run.errors = {**bad, **run.errors}
+    _finish(cfg.out, run, seqs, cfg.pictures, {})
+    return 0 if not run.errors else 1
 
 
-def ablation_hypers(settings: TrackSettings, drop: tuple[str, ...]
-                    ) -> tuple[list[str], list[TrackHyper]]:
-    """The full model and one setting per entry of ``drop`` with that term's weight at 0; an
-    entry may join terms with "+" to drop them together (e.g. "depth+hand_depth")."""
-    base = settings.hyper()
-    names, hypers = ["full"], [base]
-    for entry in drop:
-        h = base
-        for term in entry.split("+"):
-            h = _with_weight(h, term, 0.0)
-        names.append("w/o " + " + ".join(f"L_{t}" for t in entry.split("+")))
-        hypers.append(h)
-    return names, hypers
+def ablation_hypers(base: tracking.TrackHyper, drop: tuple[str, ...]
+                    ) -> tuple[list[str], list[tracking.TrackHyper]]:
+    """The full model and one setting per entry of ``drop`` without those terms."""
+    names = ["full"] + ["w/o " + " + ".join(f"L_{t}" for t in e.split("+")) for e in drop]
+    return names, [base] + [base.without(e) for e in drop]
 
 
 def run_ablate(cfg: Ablate) -> int:
     if cfg.sequences:
-        seq_names, seqs, _ = _load(cfg.sequences)
+        seqs, _ = _load(cfg.sequences)
     else:
-        configs = benchmark_configs(cfg.synthetic, cfg.frames, cfg.image_size,
-                                    hand_noise=cfg.hand_noise)
-        seqs = [data.generate_sequence(c) for c in configs]
-        seq_names = [f"seq_{i:03d}" for i in range(len(seqs))]
-    if not seqs or any(s.gt is None for s in seqs):
+        configs = data.tracking_benchmark_configs(cfg.synthetic, cfg.frames, cfg.image_size,
+                                                  hand_noise=cfg.hand_noise)
+        seqs = {f"seq_{i:03d}": data.generate_sequence(c) for i, c in enumerate(configs)}
+    if not seqs or any(s.gt is None for s in seqs.values()):
         print("error: ablation needs sequences with ground truth", file=sys.stderr)
         return 2
-    names, hypers = ablation_hypers(cfg.track, cfg.drop)
-    results, timing = run_tracking(seqs, cfg.track, hypers)
-    rows = []
-    for g, name in enumerate(names):
-        evals = [evaluate_sequence(r[g], s, mano.synthetic_mano(s.side))
-                 for r, s in zip(results, seqs)]
-        rows.append((name, summarize(evals)))
+    names, hypers = ablation_hypers(build(tracking.TrackHyper, cfg.hyper), cfg.drop)
+    run = track_with_progress(seqs, _mano(cfg.mano_dir), cfg.config, hypers, cfg.run)
+    evals = tracking.evaluate_run(run, seqs)
+    rows = [(name, tracking.summarize([e[g] for e in evals.values()]))
+            for g, name in enumerate(names)]
     keys = [("rot ° (median)", "rot_err_deg_median"), ("trans mm (median)", "trans_err_mm_median"),
             ("ADD-S mm (mean)", "adds_mm_mean"), ("MPJPE mm", "mpjpe_mm_median"),
             ("hand cam mm", "hand_cam_mm_median"), ("success", "success_rate")]
     table = _table(rows, keys).replace("| sequence |", "| setting |", 1)
     cfg.out.mkdir(parents=True, exist_ok=True)
     (cfg.out / "table.md").write_text(table + "\n")
-    (cfg.out / "table.json").write_text(json.dumps(
-        {"settings": names, "rows": {n: _jsonable(r) for n, r in rows}, "timing": timing,
-         "sequences": seq_names}, indent=2))
-    from hoijax import viz as _trackviz
+    (cfg.out / "table.json").write_text(json.dumps(tracking.jsonable(
+        {"settings": names, "rows": dict(rows), "timing": run.timing,
+         "sequences": list(evals), "skipped": run.errors, "overflow": run.overflow,
+         "mano": run.mano.identity(next(iter(seqs.values())).side)}), indent=2))
+    from hoijax import viz
 
-    _trackviz.ablation_plot(cfg.out / "ablation.png", rows)
+    viz.ablation_plot(cfg.out / "ablation.png", rows)
     print(table)
+    _report_problems(run)
     return 0
 
 
 def run_eval(cfg: Eval) -> int:
     dirs = sorted(p for p in Path(cfg.results).iterdir() if (p / "result.json").exists())
-    if len(dirs) != len(cfg.sequences):
-        print(f"error: {len(dirs)} results in {cfg.results} but {len(cfg.sequences)} "
-              "sequences given", file=sys.stderr)
-        return 2
+    by_name = {Path(p).name: Path(p) for p in cfg.sequences}
+    mano_source = _mano(cfg.mano_dir)
     rows, evals = [], []
-    for d, sp in zip(dirs, cfg.sequences):
-        res, _ = load_result(d)
-        seq = data.load_sequence(sp)
-        ev = evaluate_sequence(res, seq, mano.synthetic_mano(seq.side))
-        evals.append(ev)
-        rows.append((d.name, _row(ev)))
+    try:
+        for d in dirs:
+            res, manifest = tracking.load_result(d)
+            name = manifest["meta"].get("sequence", d.name)
+            if name not in by_name:
+                raise tracking.ResultFormatError(
+                    f"{d / 'result.json'}: the result is of sequence {name!r}, which is not "
+                    f"among the given sequences ({sorted(by_name)})")
+            seq = data.load_sequence(by_name[name])
+            tracking.check_mano(manifest["meta"].get("mano"), mano_source, seq.side,
+                                str(d / "result.json"))
+            ev = tracking.evaluate_sequence(res, seq, mano_source.model(seq.side))
+            evals.append(ev)
+            rows.append((name, {**ev["mean"], "obj_scale_err_pct": ev["obj_scale_err_pct"],
+                                "failed": ev["failed"]}))
+    except (tracking.ResultFormatError, tracking.ManoMismatchError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    missing = sorted(set(by_name) - {n for n, _ in rows})
+    if missing:
+        print(f"error: no result in {cfg.results} for the sequences {missing}", file=sys.stderr)
+        return 2
     table = _table(rows, _KEYS)
     out = Path(cfg.out) if cfg.out else Path(cfg.results)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "metrics.json").write_text(json.dumps(
-        {"summary": summarize(evals), "per_sequence": {n: _jsonable(r) for n, r in rows}},
-        indent=2))
+    (out / "metrics.json").write_text(json.dumps(tracking.jsonable(
+        {"summary": tracking.summarize(evals), "per_sequence": dict(rows)}), indent=2))
     print(table)
     return 0
-

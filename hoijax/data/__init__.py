@@ -29,6 +29,7 @@ from hoijax.data._synthetic import (
     OcclusionLevel,
     SyntheticConfig,
     default_benchmark_configs,
+    tracking_benchmark_configs,
     generate_sequence,
     write_benchmark,
 )
@@ -47,7 +48,7 @@ __all__ = [
     "NonWatertightMeshWarning", "ObjectMesh", "Sequence", "SequenceFormatError", "ShapeError",
     "Side", "VersionError", "load_batch", "load_object_mesh", "load_sequence", "read_manifest",
     "save_sequence", "stack_sequences", "ObjectKind", "OcclusionLevel", "SyntheticConfig",
-    "default_benchmark_configs", "generate_sequence", "make_object_trimesh",
+    "default_benchmark_configs", "tracking_benchmark_configs", "generate_sequence", "make_object_trimesh",
     "object_mesh_from_trimesh", "vertex_features", "write_benchmark",
     "Converted", "convert_dexycb", "convert_ho3d", "load_dexycb", "load_ho3d",
 ]

@@ -568,6 +568,26 @@ FAST_SPEED = 2.0
 """``speed`` of the fast-motion sequences of :func:`default_benchmark_configs`."""
 
 
+def tracking_benchmark_configs(n: int, frames: int, image_size: int, seed: int = 0,
+                               hand_noise: float = 1.0) -> list[SyntheticConfig]:
+    """The synthetic tracking benchmark the demo and the experiments track
+    (:func:`default_benchmark_configs`): every object kind and occlusion level, a crop-like
+    field of view, feature maps at stride 4, detector-like initial object poses (15° RMS
+    rotation, 2 cm RMS translation), RGB for the pictures.
+
+    ``hand_noise`` scales the hand detector's errors (articulation, shape, orientation, depth
+    bias; 1 = the generator's defaults, 0 = the true MANO parameters, still with unknown metric
+    translation and scale and noisy 2D keypoints)."""
+    d = SyntheticConfig()
+    return default_benchmark_configs(
+        n, seed=seed, num_frames=frames, image_size=(image_size, image_size),
+        focal_factor=2.2, feature_stride=4, object_init_rot_deg=15.0 / np.sqrt(3),
+        object_init_trans_m=0.02, with_rgb=True,
+        pose_pca_noise=hand_noise * d.pose_pca_noise, betas_noise=hand_noise * d.betas_noise,
+        orient_noise_deg=hand_noise * d.orient_noise_deg,
+        depth_bias_m=hand_noise * d.depth_bias_m)
+
+
 def write_benchmark(out_dir: str | Path,
                     configs: list[SyntheticConfig] | tuple[int, int], *,
                     mesh_file: str = "object.ply") -> list[Path]:

@@ -12,9 +12,11 @@ def _scalar(x) -> Array:
 
 
 class LossWeights(eqx.Module):
-    """λ of every term (AGILE Eq. 1 and supplementary §6). All fields are traced arrays, so a
-    grid of weights can be stacked and vmapped without recompiling; which terms exist is up to
-    the dict of terms passed to :func:`combine_losses`."""
+    """λ of every term of the tracker's objective (AGILE Eq. 1 and supplementary §6). All
+    fields are traced arrays, so a grid of weights can be stacked and vmapped without
+    recompiling; which terms exist is up to the dict of terms passed to
+    :func:`combine_losses`. The learned models keep their loss weights with them
+    (``hoijax.icl.IclLossWeights``)."""
 
     joint: Float[Array, ""] = eqx.field(default=1.0, converter=_scalar)
     """L_joint (Eq. 2), per px²; the hand step's only term."""
@@ -36,12 +38,6 @@ class LossWeights(eqx.Module):
     off, leaving step 1 with L_joint alone). 2D keypoints pin the hand's depth only through
     their spread (~0.6 px per cm at 0.5 m), so at 10 the depth points decide the depth and
     the keypoints the image position."""
-    mano_params: Float[Array, ""] = eqx.field(default=1.0, converter=_scalar)
-    """MANO parameter MSE (learned models)."""
-    vertex_l1: Float[Array, ""] = eqx.field(default=1.0, converter=_scalar)
-    """Vertex L1, per metre (learned models)."""
-    chamfer: Float[Array, ""] = eqx.field(default=1.0, converter=_scalar)
-    """Squared Chamfer distance, per m² (learned models)."""
 
     @classmethod
     def ho3d(cls, **overrides) -> LossWeights:

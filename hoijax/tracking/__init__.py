@@ -1,16 +1,31 @@
 """Batched contact-aware tracking (AGILE §3.2–3.3): initialization, the per-frame two-step
-optimization with early stopping, and the bidirectional scan from the interaction onset frame.
+optimization with early stopping, and the bidirectional scan from the anchor frame.
 
-Typical use::
+The driver does load → prepare → batch → track → score → save::
 
     from hoijax import data, mano, tracking
-    seqs = [data.load_sequence(p) for p in paths]
-    config = tracking.TrackConfig(image_size=seqs[0].image_size)
-    prep = tracking.stack_prepared([tracking.prepare(s, config) for s in seqs])
-    result = tracking.track_batch(data.stack_sequences(seqs), prep, mano.synthetic_mano(),
-                                  tracking.TrackHyper(), config, jax.random.PRNGKey(0))
+    seqs = {p.name: data.load_sequence(p) for p in paths}
+    run = tracking.track_sequences(seqs, tracking.ManoSource.synthetic(),
+                                   tracking.TrackConfig(), tracking.TrackHyper())
+    tracking.save_run("results/track", run, seqs)
+
+Underneath, :func:`track_batch` is ``jit(vmap(track_sequence))`` over padded batches and
+:func:`ablate_batch` adds a ``vmap`` over a grid of :class:`TrackHyper`. The stages
+``track_sequence`` composes are in :mod:`hoijax.tracking.stages`.
 """
 
+from hoijax.tracking import stages
+from hoijax.tracking._driver import (
+    ManoMismatchError,
+    ManoSource,
+    TrackRun,
+    check_mano,
+    evaluate_run,
+    jsonable,
+    save_run,
+    sequence_key,
+    track_sequences,
+)
 from hoijax.tracking._evaluate import (
     PER_FRAME_METRICS,
     RESULT_FORMAT,
@@ -21,36 +36,27 @@ from hoijax.tracking._evaluate import (
     save_result,
     summarize,
 )
-from hoijax.tracking._hand_fit import HandFitHyper, HandFitResult, fit_hand
+from hoijax.tracking._hand_fit import fit_hand
 from hoijax.tracking._onset import DEFAULT_ONSET_TAU, motion_ratio, onset_frame, touches_border
 from hoijax.tracking._optimize import MinimizeResult, minimize
 from hoijax.tracking._schedule import Schedule, bidirectional_schedule, num_steps
-from hoijax.tracking._steps import (
-    HandDepth,
-    ObjectFrame,
-    ObjectPrev,
+from hoijax.tracking._settings import (
+    HandFitConfig,
+    HandFitHyper,
     TrackConfig,
     TrackHyper,
-    dino_support,
-    hand_step,
-    iof_joint_stage,
-    iof_scale_stage,
-    object_step,
-    pose_fit_loss,
-    pose_matrix,
+    stack_hypers,
 )
 from hoijax.tracking._track import (
     STEP_TERMS,
-    TRACE_COUNT,
     Prepared,
+    Progress,
     TrackResult,
     ablate_batch,
     hand_keypoints,
     hand_vertices,
     object_vertices,
     prepare,
-    progress_to,
-    stack_hypers,
     stack_prepared,
     track_batch,
     track_sequence,
@@ -59,13 +65,12 @@ from hoijax.tracking._track import (
 
 __all__ = [
     "DEFAULT_ONSET_TAU", "PER_FRAME_METRICS", "RESULT_FORMAT", "RESULT_FORMAT_VERSION",
-    "STEP_TERMS", "TRACE_COUNT", "HandDepth", "HandFitHyper", "HandFitResult", "MinimizeResult",
-    "ObjectFrame", "ObjectPrev", "Prepared",
-    "ResultFormatError", "Schedule", "TrackConfig", "TrackHyper", "TrackResult",
-    "ablate_batch", "bidirectional_schedule", "dino_support", "evaluate_sequence", "fit_hand",
-    "hand_keypoints", "hand_step", "hand_vertices", "iof_joint_stage", "iof_scale_stage",
-    "load_result", "minimize", "motion_ratio", "num_steps", "object_step", "object_vertices",
-    "onset_frame", "pose_fit_loss", "pose_matrix", "prepare", "progress_to", "save_result",
-    "stack_hypers", "stack_prepared",
-    "summarize", "touches_border", "track_batch", "track_sequence", "tracked_hand_params",
+    "STEP_TERMS", "HandFitConfig", "HandFitHyper", "ManoMismatchError", "ManoSource",
+    "MinimizeResult", "Prepared", "Progress", "ResultFormatError", "Schedule", "TrackConfig",
+    "TrackHyper", "TrackResult", "TrackRun", "ablate_batch", "bidirectional_schedule",
+    "check_mano", "evaluate_run", "jsonable", "sequence_key", "evaluate_sequence", "fit_hand", "hand_keypoints", "hand_vertices",
+    "load_result", "minimize", "motion_ratio", "num_steps", "object_vertices", "onset_frame",
+    "prepare", "save_result", "save_run", "stack_hypers", "stack_prepared", "stages",
+    "summarize", "touches_border", "track_batch", "track_sequence", "track_sequences",
+    "tracked_hand_params",
 ]

@@ -58,6 +58,7 @@ from hoijax import geometry, mano
 from hoijax.data import HandParams
 from hoijax.tracking._init import sample_mask_points
 from hoijax.tracking._optimize import minimize
+from hoijax.tracking._settings import HandFitConfig, HandFitHyper
 
 NUM_PCA = 12
 """PCA components of the articulation deltas (a detector's error lives in the first few)."""
@@ -72,64 +73,6 @@ _MAX_INCIDENT = 12
 Params = dict[str, Array]
 """The unknowns: ``pca_seq`` (12), ``pca_frame`` (N, 12), ``rot_seq`` (3), ``rot_frame``
 (N, 3), ``log_scale`` (), ``transl`` (N, 3), ``betas`` (S,)."""
-
-
-def _as_array(x):
-    return jnp.asarray(x, jnp.result_type(float))
-
-
-class HandFitHyper(eqx.Module):
-    """Traced numbers of :func:`fit_hand` (a grid of them vmaps without recompiling)."""
-
-    keypoint_sigma_px: Float[Array, ""] = eqx.field(default=2.0, converter=_as_array)
-    """Noise of a keypoint with confidence 1, px (confidence multiplies its cost)."""
-    keypoint_huber_px: Float[Array, ""] = eqx.field(default=8.0, converter=_as_array)
-    """Reprojection error beyond which the keypoint cost grows linearly, px."""
-    depth_sigma_m: Float[Array, ""] = eqx.field(default=0.003, converter=_as_array)
-    """Noise of a depth point's distance to the surface, metres (sensor plus shape error)."""
-    depth_huber_m: Float[Array, ""] = eqx.field(default=0.01, converter=_as_array)
-    """Distance beyond which the depth cost grows linearly, metres."""
-    depth_points_weight: Float[Array, ""] = eqx.field(default=20.0, converter=_as_array)
-    """Weight of a frame's mean depth cost, in independent points: neighbouring depth points
-    share their errors (shape, pose), so the sample is worth far fewer points than its size.
-    Larger values (50–200) fit some sequences better and pull others into a wrong wrist
-    rotation to make up for the kept shape error."""
-    point_to_point: Float[Array, ""] = eqx.field(default=0.05, converter=_as_array)
-    """Share of the squared point-to-point distance added to the point-to-plane one (keeps the
-    scan from sliding along the surface; small, as vertices are ~9 mm apart)."""
-    pca_seq_sigma: Float[Array, ""] = eqx.field(default=0.6, converter=_as_array)
-    """Prior σ of the per-sequence articulation delta, PCA units."""
-    pca_frame_sigma: Float[Array, ""] = eqx.field(default=0.25, converter=_as_array)
-    """Prior σ of the per-frame articulation deltas, PCA units."""
-    rot_seq_sigma_rad: Float[Array, ""] = eqx.field(default=0.1, converter=_as_array)
-    """Prior σ of the per-sequence wrist-rotation delta, radians per axis."""
-    rot_frame_sigma_rad: Float[Array, ""] = eqx.field(default=0.04, converter=_as_array)
-    """Prior σ of the per-frame wrist-rotation deltas, radians per axis."""
-    log_scale_sigma: Float[Array, ""] = eqx.field(default=0.1, converter=_as_array)
-    """Prior σ of the log scale change λ."""
-    betas_sigma: Float[Array, ""] = eqx.field(default=0.5, converter=_as_array)
-    """Prior σ of the per-sequence shape delta (only with ``fit_betas``)."""
-    smooth_pose_sigma_rad: Float[Array, ""] = eqx.field(default=0.03, converter=_as_array)
-    """σ of the second difference over frames of each refined articulation coordinate,
-    radians."""
-    smooth_rot_sigma_rad: Float[Array, ""] = eqx.field(default=0.02, converter=_as_array)
-    """σ of the second difference of the refined wrist rotation, radians (chordal)."""
-    smooth_transl_sigma_m: Float[Array, ""] = eqx.field(default=0.005, converter=_as_array)
-    """σ of the second difference of the refined camera-frame translation, metres."""
-    lr_pca: Float[Array, ""] = eqx.field(default=0.03, converter=_as_array)
-    """Adam step of the articulation deltas, PCA units."""
-    lr_rot: Float[Array, ""] = eqx.field(default=0.005, converter=_as_array)
-    """Adam step of the rotation deltas, radians."""
-    lr_log_scale: Float[Array, ""] = eqx.field(default=0.004, converter=_as_array)
-    """Adam step of λ."""
-    lr_transl: Float[Array, ""] = eqx.field(default=0.004, converter=_as_array)
-    """Adam step of the translations, metres."""
-    lr_betas: Float[Array, ""] = eqx.field(default=0.02, converter=_as_array)
-    """Adam step of the shape delta (only with ``fit_betas``)."""
-    fine_lr_factor: Float[Array, ""] = eqx.field(default=0.2, converter=_as_array)
-    """Step sizes of the last stage relative to the others."""
-    tol: Float[Array, ""] = eqx.field(default=1e-6, converter=_as_array)
-    """Early stop of each stage (moving average of the largest coordinate change per step)."""
 
 
 class HandFitResult(eqx.Module):
@@ -333,12 +276,7 @@ def fit_hand(
     depth_m: Float[ArrayLike, "N H W"] | None,
     key: Array,
     *,
-    iters: int = 200,
-    keypoint_iters: int = 100,
-    align_iters: int = 100,
-    fine_iters: int = 100,
-    num_points: int = 128,
-    fit_betas: bool = False,
+    config: HandFitConfig = HandFitConfig(),
     hyper: HandFitHyper | None = None,
 ) -> HandFitResult:
     """Refine the detector's articulation and wrist rotation, with the hand scale and the
@@ -351,13 +289,15 @@ def fit_hand(
     and ``transl`` are the metric initialization, e.g.
     :func:`~hoijax.tracking._init.init_hand`'s. Keypoints with a non-positive or non-finite
     confidence or non-finite coordinates count as missing. ``hand_mask`` or ``depth_m`` None:
-    keypoints only, the scale held. ``key`` draws the ``num_points`` depth points per frame
-    (once). Static iteration caps per stage: ``keypoint_iters`` (keypoints, scale held),
-    ``align_iters`` (depth, pose held), ``iters`` (everything), ``fine_iters`` (everything,
-    smaller steps); without depth all stages fit the keypoints. Works under ``jit`` and under
+    keypoints only, the scale held. ``key`` draws the ``config.num_points`` depth points per
+    frame (once). Static iteration caps per stage (:class:`HandFitConfig`): ``keypoint_iters``
+    (keypoints, scale held), ``align_iters`` (depth, pose held), ``iters`` (everything),
+    ``fine_iters`` (everything, smaller steps); without depth all stages fit the keypoints.
+    Works under ``jit`` and under
     ``vmap`` over sequences.
     """
     hp = HandFitHyper() if hyper is None else hyper
+    c = config
     K = jnp.asarray(K)
     dtype = jnp.asarray(hand_init.hand_pose).dtype
     hand_init = jax.tree.map(lambda x: jnp.asarray(x, dtype), hand_init)
@@ -368,7 +308,7 @@ def fit_hand(
     if use_depth:
         keys = jax.random.split(key, n)
         points, points_valid = jax.vmap(
-            lambda d, m, k: sample_mask_points(K, d, m, k, num_points))(
+            lambda d, m, k: sample_mask_points(K, d, m, k, c.num_points))(
             jnp.asarray(depth_m, dtype), jnp.asarray(hand_mask, bool), keys)
         points_valid = points_valid & valid[:, None]
         points = jnp.where(points_valid[..., None], points, 0.0)
@@ -379,16 +319,16 @@ def fit_hand(
     zero = jnp.zeros((), dtype)
     lrs = {"pca_seq": hp.lr_pca, "pca_frame": hp.lr_pca, "rot_seq": hp.lr_rot,
            "rot_frame": hp.lr_rot, "log_scale": hp.lr_log_scale, "transl": hp.lr_transl,
-           "betas": hp.lr_betas if fit_betas else zero}
+           "betas": hp.lr_betas if c.fit_betas else zero}
     pose = ("pca_seq", "pca_frame", "rot_seq", "rot_frame", "betas")
     # (uses depth, step factor, groups held, iteration cap), all static but the factor.
-    stages = [(False, 1.0, ("log_scale",), keypoint_iters)]
+    stages = [(False, 1.0, ("log_scale",), c.keypoint_iters)]
     if use_depth:
-        stages += [(True, 1.0, pose, align_iters), (True, 1.0, (), iters),
-                   (True, hp.fine_lr_factor, (), fine_iters)]
+        stages += [(True, 1.0, pose, c.align_iters), (True, 1.0, (), c.iters),
+                   (True, hp.fine_lr_factor, (), c.fine_iters)]
     else:
-        stages += [(False, 1.0, ("log_scale",), iters),
-                   (False, hp.fine_lr_factor, ("log_scale",), fine_iters)]
+        stages += [(False, 1.0, ("log_scale",), c.iters),
+                   (False, hp.fine_lr_factor, ("log_scale",), c.fine_iters)]
     params = _initial_params(jnp.asarray(transl, dtype), hand_init.betas.shape[-1])
     num_iters, finite = jnp.zeros((), jnp.int32), jnp.ones((), bool)
     terms = loss(params, use_depth)[1]

@@ -183,6 +183,8 @@ class PoseSearchResult(eqx.Module):
     """IoU of the rendered and observed object silhouettes outside the hand mask."""
     scores: Float[Array, " R"]
     """Score of every candidate rotation."""
+    overflow: Bool[Array, ""]
+    """The rasterizer's pair list was too short for some candidate (raise ``pairs_per_face``)."""
 
 
 def search_object_pose(
@@ -198,6 +200,7 @@ def search_object_pose(
     solve_scale: bool = True,
     fit_rounds: int = 3,
     batch_size: int = 16,
+    pairs_per_face: int = 16,
 ) -> PoseSearchResult:
     """Render-and-compare search for the object pose at one frame (no FoundationPose needed).
 
@@ -217,7 +220,8 @@ def search_object_pose(
     target = _downsample_mask(om & free, downsample)
     free_lo = _downsample_mask(free, downsample)
     Kl = _scaled_K(K, downsample)
-    settings = render.RasterSettings(target.shape[0], target.shape[1], pairs_per_face=16)
+    settings = render.RasterSettings(target.shape[0], target.shape[1],
+                                     pairs_per_face=pairs_per_face)
     verts = jnp.asarray(mesh.vertices, dtype)
     center = jnp.sum(jnp.where(mesh.face_valid[:, None, None], verts[mesh.faces], 0), (0, 1)) / (
         3 * jnp.maximum(jnp.sum(mesh.face_valid), 1))
@@ -244,7 +248,7 @@ def search_object_pose(
         out = render.rasterize(v, faces, Kl, settings)
         # Hard coverage: at this resolution the soft edge would inflate small silhouettes.
         hard = out.mask & (free_lo > 0.5)
-        return out.mask * free_lo, out.depth, hard
+        return out.mask * free_lo, out.depth, hard, out.overflow
 
     def centroid(img):
         a = jnp.maximum(jnp.sum(img), _TINY)
@@ -256,8 +260,10 @@ def search_object_pose(
         s = jnp.asarray(init_scale, dtype)
         # Place the centre on the ray (the visible surface near the observed median depth).
         z = jnp.where(has_depth, z_surface + 0.5 * s * radius, 5.0 * s * radius)
+        overflow = jnp.zeros((), bool)
         for _ in range(fit_rounds):
-            sil, depth, hard = silhouette(R, s, ray * z)
+            sil, depth, hard, over = silhouette(R, s, ray * z)
+            overflow = overflow | over
             ratio = jnp.sqrt(target_area / jnp.maximum(jnp.sum(sil), _TINY))
             # Area ∝ (s / z)²: with depth known, solve s and match the rendered surface's median
             # depth to the observed one; without depth, solve z.
@@ -270,23 +276,23 @@ def search_object_pose(
                 z_new = z + shift
             z = jnp.where(has_depth, z_new, z / ratio)
         t = ray * z
-        sil, _, _ = silhouette(R, s, t)
+        sil, _, _, over1 = silhouette(R, s, t)
         duv = (target_centroid - centroid(sil)) * downsample  # full-resolution pixels
         t = t + jnp.stack([duv[0] / K[0, 0], duv[1] / K[1, 1], 0.0]).astype(dtype) * z
-        sil, _, _ = silhouette(R, s, t)
+        sil, _, _, over2 = silhouette(R, s, t)
         inter = jnp.sum(sil * target)
         iou = inter / jnp.maximum(jnp.sum(sil) + target_area - inter, _TINY)
-        return iou, s, t
+        return iou, s, t, overflow | over1 | over2
 
     Rs = jnp.asarray(rotations, dtype)
-    ious, scales, ts = jax.lax.map(one, Rs, batch_size=batch_size)
+    ious, scales, ts, overflows = jax.lax.map(one, Rs, batch_size=batch_size)
     ious = jnp.where(jnp.isfinite(ious), ious, -1.0)
     best = jnp.argmax(ious)
     R = Rs[best]
     # The search placed the centred mesh; express the pose for the mesh's own origin.
     t = ts[best] - scales[best] * R @ center
     return PoseSearchResult(R_cam_obj=R, t_cam_obj=t, scale=scales[best], score=ious[best],
-                            scores=ious)
+                            scores=ious, overflow=jnp.any(overflows))
 
 
 def init_object_scale(

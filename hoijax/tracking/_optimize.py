@@ -16,8 +16,11 @@ import jax.numpy as jnp
 import optax
 from jaxtyping import Array, Bool, Float, Int, PyTree
 
-LossFn = Callable[[PyTree], tuple[Float[Array, ""], dict[str, Float[Array, ""]]]]
-"""``params -> (total, {term: value})``: the objective of one problem and its logged terms."""
+LossFn = Callable[[PyTree], tuple]
+"""``params -> (total, {term: value})`` or ``params -> (total, {term: value}, flag)``: the
+objective of one problem, its logged terms and optionally a boolean flag of the evaluation
+(the tracker's: the rasterizer's pair list overflowed), which :func:`minimize` ORs over every
+evaluation into :attr:`MinimizeResult.flagged`."""
 
 
 class MinimizeResult(eqx.Module):
@@ -37,6 +40,8 @@ class MinimizeResult(eqx.Module):
     """Per-iteration ``[total, *terms]`` (zeros after the stop), or None when not recorded."""
     finite: Bool[Array, ""]
     """Every evaluated loss and gradient was finite (a non-finite step is never applied)."""
+    flagged: Bool[Array, ""]
+    """Some evaluation raised the loss's flag (False for a loss without one)."""
 
 
 def _max_abs(tree: PyTree) -> Float[Array, ""]:
@@ -71,7 +76,8 @@ def minimize(
     """
     adam = optax.scale_by_adam(b1=b1, b2=b2)
     opt_state = adam.init(params)
-    loss0, terms0 = loss_fn(params)
+    loss_fn = _with_flag(loss_fn)
+    loss0, (terms0, flag0) = loss_fn(params)
     names = sorted(terms0)
     dtype = jnp.result_type(loss0)
     trace0 = jnp.zeros((max_iters if record_trace else 0, 1 + len(names)), dtype)
@@ -81,12 +87,12 @@ def minimize(
     value_and_grad = jax.value_and_grad(loss_fn, has_aux=True)
 
     def cond(carry):
-        i, _, _, ring, _, _, _, finite = carry
+        i, _, _, ring, _, _, _, finite, _ = carry
         return (i < max_iters) & (jnp.mean(ring) >= tol) & finite & active
 
     def body(carry):
-        i, p, state, ring, trace, _, _, _ = carry
-        (loss, terms), grads = value_and_grad(p)
+        i, p, state, ring, trace, _, _, _, flagged = carry
+        (loss, (terms, flag)), grads = value_and_grad(p)
         ok = jnp.isfinite(loss) & jnp.all(jnp.stack(
             [jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grads)]))
         grads = jax.tree.map(lambda g: jnp.where(ok, g, 0.0), grads)
@@ -98,12 +104,23 @@ def minimize(
         row = jnp.stack([loss, *(terms[k] for k in names)]).astype(dtype)
         if record_trace:
             trace = trace.at[i].set(jnp.where(ok, row, 0.0))
-        return i + 1, new_p, new_state, ring, trace, loss, terms, ok
+        return i + 1, new_p, new_state, ring, trace, loss, terms, ok, flagged | flag
 
     init = (jnp.zeros((), jnp.int32), params, opt_state, ring0, trace0, loss0, terms0,
-            jnp.ones((), bool))
-    i, p, _, ring, trace, loss, terms, finite = jax.lax.while_loop(cond, body, init)
+            jnp.ones((), bool), jnp.asarray(flag0, bool))
+    i, p, _, ring, trace, loss, terms, finite, flagged = jax.lax.while_loop(cond, body, init)
     return MinimizeResult(
         params=p, num_iters=i, converged=jnp.mean(ring) < tol, loss=loss, terms=terms,
-        trace=trace if record_trace else None, finite=finite,
+        trace=trace if record_trace else None, finite=finite, flagged=flagged,
     )
+
+
+def _with_flag(loss_fn: LossFn) -> Callable:
+    """``params -> (total, (terms, flag))`` whether or not ``loss_fn`` returns a flag."""
+
+    def wrapped(params):
+        out = loss_fn(params)
+        flag = out[2] if len(out) == 3 else False
+        return out[0], (out[1], jnp.asarray(flag, bool))
+
+    return wrapped

@@ -1,19 +1,19 @@
 """The whole tracker for one sequence, and its batched, compiled form.
 
-``track_sequence`` is one pure function of one padded sequence: initialization (§3.2), the onset
-frame's two stages, then one ``lax.scan`` over the bidirectional schedule (§3.3) whose steps are
-step 1 and step 2 with early stopping. ``track_batch`` is ``jit(vmap(track_sequence))``, and
-``ablate_batch`` adds an outer ``vmap`` over a grid of :class:`TrackHyper`: every sequence and
-every weight setting in one compiled program. Nothing depends on Python control flow over
-traced values, so a batch of the same padded shapes never recompiles (:data:`TRACE_COUNT`).
+``track_sequence`` is one pure function of one padded sequence and reads as the pipeline:
+initialization (§3.2: the hand, the object's starting pose, the onset frame), the anchor
+frame's stages, then one ``lax.scan`` over the bidirectional schedule (§3.3) whose steps are
+step 1 and step 2 with early stopping (:mod:`hoijax.tracking._stages`). ``track_batch`` is
+``jit(vmap(track_sequence))``, and ``ablate_batch`` adds an outer ``vmap`` over a grid of
+:class:`TrackHyper`: every sequence and every weight setting in one compiled program. Nothing
+depends on Python control flow over traced values, so a batch of the same padded shapes never
+recompiles.
 
 Host-side preparation (:func:`prepare`) builds what needs a mesh on the CPU: the object's SDF
 grid and its surface-sample pool.
 """
 
 from __future__ import annotations
-
-import collections
 
 import equinox as eqx
 import jax
@@ -22,61 +22,47 @@ import jaxlie
 import numpy as np
 from jaxtyping import Array, Bool, Float, Int
 
-from hoijax import geometry, losses, mano, sdf
+from hoijax import losses, mano, sdf
 from hoijax.data import HandParams, Sequence
-from hoijax.tracking._hand_fit import fit_hand
-from hoijax.tracking._init import (
-    candidate_rotations,
-    frames_at_rest_before,
-    hand_in_mano_frame,
-    init_hand,
-    init_object_scale,
-    sample_mask_points,
-    search_object_pose,
-)
+from hoijax.tracking._init import hand_in_mano_frame
 from hoijax.tracking._onset import onset_frame
+from hoijax.tracking._optimize import MinimizeResult
 from hoijax.tracking._schedule import bidirectional_schedule
-from hoijax.tracking._steps import (
-    HandDepth,
-    ObjectFrame,
-    ObjectPrev,
-    TrackConfig,
-    TrackHyper,
+from hoijax.tracking._settings import TrackConfig, TrackHyper
+from hoijax.tracking._stages import (
+    AnchorInput,
+    anchor_stages,
     hand_step,
-    iof_joint_stage,
-    iof_scale_stage,
-    object_step,
-    pose_fit_loss,
+    hand_stage,
+    initial_object,
     pose_matrix,
+    track_frame,
+)
+from hoijax.tracking._state import (
+    FrameInput,
+    Hand,
+    ObjectModel,
+    TrackState,
+    frame_at,
+    observations,
 )
 
-TRACE_COUNT: collections.Counter[str] = collections.Counter()
-"""How many times each entry point was traced (compiled): ``track_sequence`` counts one per
-trace of the whole program. Tests assert it does not grow across batches of one shape."""
 
-_PROGRESS: list = []
-"""Host-side receivers of per-frame progress (see :func:`progress_to`)."""
+class Progress:
+    """A host-side receiver of the tracker's progress: ``fn()`` is called after every
+    processed frame of a program compiled with it (``track_batch(..., progress=p)``).
 
+    The compiled program holds this object (a static argument), so reuse one across calls
+    (change :attr:`fn` for a new progress bar) instead of making a new one per call, which
+    compiles a new program."""
 
-def _tick(active) -> None:
-    if bool(active):
-        for fn in _PROGRESS:
-            fn()
-
-
-class progress_to:
-    """Context manager: while active, every processed frame of a tracker compiled with
-    ``TrackConfig(progress=True)`` calls ``fn()`` on the host (e.g. ``bar.update``)."""
-
-    def __init__(self, fn):
+    def __init__(self, fn=None):
         self.fn = fn
+        """Called with no arguments once per processed frame; None: ignored."""
 
-    def __enter__(self):
-        _PROGRESS.append(self.fn)
-        return self
-
-    def __exit__(self, *exc):
-        _PROGRESS.remove(self.fn)
+    def __call__(self, active) -> None:
+        if self.fn is not None and bool(active):
+            self.fn()
 
 
 STEP_TERMS = ("depth", "dino", "interact", "mask")
@@ -177,6 +163,10 @@ class TrackResult(eqx.Module):
     tracker refined it (:func:`hoijax.tracking.fit_hand`); None: the detector's was kept."""
     hand_orient: Float[Array, "N 3"] | None = None
     """The hand's global orientation per frame when refined (axis-angle); None: kept."""
+    overflow: Bool[Array, " N"] | None = None
+    """Processed frames in which some rendering's pair list was too short, so faces may have
+    been dropped (the anchor frame includes its search and stages); the driver re-runs such a
+    sequence with a larger capacity. None in results written before this field existed."""
 
 
 def _interp_poses(T: Float[Array, "N 4 4"], t_h: Float[Array, "N 3"],
@@ -203,207 +193,149 @@ def _interp_poses(T: Float[Array, "N 4 4"], t_h: Float[Array, "N 3"],
     return T_all, t_all
 
 
-def _frame(seq: Sequence, f, verts_hand_cam) -> ObjectFrame:
-    return ObjectFrame(object_mask=seq.object_mask[f], hand_mask=seq.hand_mask[f],
-                       feature_map=None if seq.features is None else seq.features[f],
-                       verts_hand_cam=verts_hand_cam,
-                       depth_m=None if seq.depth_m is None else seq.depth_m[f])
-
-
 def _pad_trace(trace, width: int):
     if trace is None:
         return None
     return jnp.pad(trace, ((0, 0), (0, width - trace.shape[1])))
 
 
-def track_sequence(
-    seq: Sequence,
-    prep: Prepared,
-    model: mano.ManoModel,
-    hyper: TrackHyper,
-    config: TrackConfig,
-    key: Array,
-) -> TrackResult:
-    """Track one padded sequence (unbatched leaves; ``vmap`` for batches)."""
-    TRACE_COUNT["track_sequence"] += 1
-    n = seq.valid.shape[0]
-    K = seq.K
-    k_hand, k_obj, k_iof, k_steps, k_depth, k_fit = jax.random.split(key, 6)
+def _step_terms(res: MinimizeResult, dtype) -> Float[Array, " T"]:
+    return jnp.stack([res.terms.get(t, jnp.zeros((), dtype)) for t in STEP_TERMS])
 
-    # ---- initialization (§3.2)
-    onset, found = onset_frame(seq.object_mask, seq.hand_mask, seq.valid)
-    hand = init_hand(model, K, seq.hand_init, seq.keypoints_px, seq.keypoints_conf, seq.valid,
-                     seq.hand_mask, seq.depth_m, k_hand)
-    hand_params, fit_finite = seq.hand_init, jnp.ones((), bool)
-    if config.hand_fit:
-        fit = fit_hand(model, K, seq.hand_init, hand.scale, hand.transl, seq.keypoints_px,
-                       seq.keypoints_conf, seq.valid, seq.hand_mask, seq.depth_m, k_fit)
-        hand_params, fit_finite = fit.hand, fit.finite
-        hand = eqx.tree_at(lambda h: (h.scale, h.transl), hand, (fit.scale, fit.transl))
-    verts_rel, kps_rel = jax.vmap(lambda p: hand_in_mano_frame(model, p))(hand_params)
-    verts_rel, kps_rel = hand.scale * verts_rel, hand.scale * kps_rel
 
-    # The hand's depth points per frame (fixed draws) and its surface normals, for the
-    # hand-depth term wherever T_h is optimized.
-    if seq.depth_m is not None:
-        normals_rel = jax.vmap(lambda v: geometry.vertex_normals(v, model.faces))(verts_rel)
-        pts, pts_ok = jax.vmap(lambda d, m, k: sample_mask_points(
-            K, d, m, k, config.hand_depth_points))(seq.depth_m, seq.hand_mask,
-                                                    jax.random.split(k_depth, n))
+def _select(pred, a, b):
+    return jax.tree.map(lambda x, y: jnp.where(pred, x, y), a, b)
 
-        def hand_depth(f):
-            return HandDepth(verts_rel[f], normals_rel[f], pts[f], pts_ok[f])
-    else:
-        def hand_depth(f):
-            return None
 
-    if seq.T_cam_obj_init is not None:
-        # A given pose (e.g. FoundationPose at the onset) holds at its own frame: anchor there.
-        anchor = jnp.asarray(seq.init_frame, jnp.int32)
-        T_init = seq.T_cam_obj_init
-        s_init = jnp.ones(3, K.dtype)
-    else:
-        anchor = onset
-        search = search_object_pose(seq.mesh, K, seq.object_mask[onset], seq.hand_mask[onset],
-                                    None if seq.depth_m is None else seq.depth_m[onset],
-                                    jnp.asarray(candidate_rotations(24, 8), K.dtype))
-        T_init = pose_matrix(search.R_cam_obj, search.t_cam_obj)
-        s_init = jnp.full(3, search.scale, K.dtype)
+def _scan_frames(config: TrackConfig, hyper: TrackHyper, on: TrackState, frame_input,
+                 steps, progress: Progress | None):
+    """Steps 1 and 2 over the bidirectional schedule after the anchor (one ``lax.scan``):
+    each step starts from the previous processed frame on its side of the anchor."""
 
-    # ---- anchor frame: hand translation (step 1); object pose refined at the initial scale;
-    # the scale by ICP with that rotation (§3.2); the anisotropic scale on the viewing ray
-    # (L_mask + L_contact); then hand and object jointly. The pose is refined before the ICP
-    # because ICP with the rotation fixed turns a rotation error into a wrong scale, and the ICP
-    # fits one common scale: per-axis ICP scales from a partial, occluded view came out 2× off
-    # on one axis of a can in our runs, while the mask stage refines the axes.
-    h0 = hand_step(kps_rel[anchor], hand.transl[anchor], seq.keypoints_px[anchor],
-                   seq.keypoints_conf[anchor], K, hyper, config, depth=hand_depth(anchor))
-    frame0 = _frame(seq, anchor, verts_rel[anchor] + h0.params["t"])
-
-    def joint(T, s, th, k):
-        return iof_joint_stage(seq.mesh, prep.grid, s, K, frame0, T, kps_rel[anchor],
-                               verts_rel[anchor], th, seq.keypoints_px[anchor],
-                               seq.keypoints_conf[anchor], prep.pool, k, hyper, config,
-                               hand_depth(anchor))
-
-    r_pre, T_on, th_on = joint(T_init, s_init, h0.params["t"], k_iof)
-    s_on = s_init
-    if seq.depth_m is not None:
-        icp = init_object_scale(seq.mesh, K, T_on[:3, :3], T_on[:3, 3], s_init,
-                                seq.object_mask, seq.hand_mask, seq.depth_m,
-                                frames_at_rest_before(anchor, seq.valid), k_obj,
-                                anisotropic=False)
-        ok = icp.valid & jnp.all(icp.scale > 0) & jnp.all(jnp.isfinite(icp.scale))
-        T_icp = pose_matrix(T_on[:3, :3], icp.translation)
-        s_icp = jnp.where(ok, icp.scale, s_init)
-        # Keep the ICP scale only where it explains the anchor frame better: trimmed ICP on a
-        # partial, occluded view sometimes lands on a wrong scale (5-8× in our runs on a thin
-        # object).
-        frame_c = _frame(seq, anchor, verts_rel[anchor] + th_on)
-        ok = ok & (pose_fit_loss(seq.mesh, K, frame_c, T_icp, s_icp, hyper, config)
-                   < pose_fit_loss(seq.mesh, K, frame_c, T_on, s_init, hyper, config))
-        s_on = jnp.where(ok, s_icp, s_init)
-        T_on = jnp.where(ok, T_icp, T_on)
-    frame0 = _frame(seq, anchor, verts_rel[anchor] + th_on)
-    r_scale, T_on, s_on = iof_scale_stage(seq.mesh, prep.grid, s_on, K, frame0, T_on, hyper,
-                                          config)
-    r_joint, T_on, th_on = joint(T_on, s_on, th_on, jax.random.fold_in(k_iof, 1))
-    verts_on = verts_rel[anchor] + th_on
-
-    # ---- both ways from the onset (§3.3): one scan over the static-length schedule
-    sched = bidirectional_schedule(anchor, jnp.sum(seq.valid), n, config.stride)
-    steps = jax.tree.map(lambda x: x[1:], sched)  # step 0 is the onset frame, done above
-
-    def body(carry, x):
-        T_prev, v_prev = carry
+    def body(prev, x):
         f, active, from_onset, k = x
-        T_start = jnp.where(from_onset, T_on, T_prev)
-        v_start = jnp.where(from_onset, verts_on, v_prev)
-        h = hand_step(kps_rel[f], hand.transl[f], seq.keypoints_px[f], seq.keypoints_conf[f], K,
-                      hyper, config, active, hand_depth(f))
-        v_f = verts_rel[f] + h.params["t"]
-        frame = _frame(seq, f, v_f)
-        res, T_f = object_step(seq.mesh, prep.grid, s_on, K, frame,
-                               ObjectPrev(T_start, v_start), prep.pool, k, hyper, config, active)
-        new_carry = (jnp.where(active, T_f, T_prev), jnp.where(active, v_f, v_prev))
-        if config.progress:
-            jax.debug.callback(_tick, active)
-        out = dict(T=T_f, th=h.params["t"], hi=h.num_iters, oi=res.num_iters,
-                   terms=jnp.stack([res.terms.get(t, jnp.zeros((), K.dtype)) for t in STEP_TERMS]),
-                   trace=res.trace, finite=(res.finite & h.finite) | ~active)
-        return new_carry, out
+        start = _select(from_onset, on, prev)
+        cur, (h, o) = track_frame(config, hyper, start, frame_input(f, k, active))
+        if progress is not None:
+            jax.debug.callback(progress, active)
+        out = dict(T=cur.T_cam_obj, th=cur.hand_t, hi=h.num_iters, oi=o.num_iters,
+                   terms=_step_terms(o, on.obj_scale.dtype), trace=o.trace,
+                   finite=(o.finite & h.finite) | ~active, overflow=o.flagged & active)
+        return _select(active, cur, prev), out
 
-    keys = jax.random.split(k_steps, steps.frame.shape[0])
-    _, out = jax.lax.scan(body, (T_on, verts_on),
-                          (steps.frame, steps.active, steps.from_onset, keys))
+    return jax.lax.scan(body, on, (steps.frame, steps.active, steps.from_onset, steps.key))[1]
 
-    # ---- scatter to frames (onset first, then the scan's steps; inactive steps dropped)
-    frames = jnp.where(steps.active, steps.frame, n)
-    T_f = jnp.zeros((n, 4, 4), K.dtype).at[frames].set(out["T"], mode="drop").at[anchor].set(T_on)
-    th_f = jnp.zeros((n, 3), K.dtype).at[frames].set(out["th"], mode="drop").at[anchor].set(th_on)
-    processed = jnp.zeros(n, bool).at[frames].set(True, mode="drop").at[anchor].set(True)
-    processed = processed & seq.valid
-    hi_f = jnp.zeros(n, jnp.int32).at[frames].set(out["hi"], mode="drop").at[anchor].set(
-        h0.num_iters)
-    oi_f = jnp.zeros(n, jnp.int32).at[frames].set(out["oi"], mode="drop").at[anchor].set(
-        r_joint.num_iters)
-    on_terms = jnp.stack([r_joint.terms.get(t, jnp.zeros((), K.dtype)) for t in STEP_TERMS])
-    terms_f = jnp.zeros((n, len(STEP_TERMS)), K.dtype).at[frames].set(
-        out["terms"], mode="drop").at[anchor].set(on_terms)
-    T_all, th_all = _interp_poses(T_f, th_f, processed)
 
+def _assemble(config: TrackConfig, seq: Sequence, hand: Hand, anchor, on: TrackState, logs,
+              out, sched, onset, found) -> TrackResult:
+    """Scatter the anchor's and the scan's per-step values to frames (inactive steps dropped),
+    interpolate the unprocessed frames."""
+    n, dtype = seq.valid.shape[0], on.obj_scale.dtype
+    frames = jnp.where(sched.active[1:], sched.frame[1:], n)
+
+    def scatter(values, at_anchor, like):
+        return jnp.zeros((n, *like.shape[1:]), like.dtype).at[frames].set(
+            values, mode="drop").at[anchor].set(at_anchor)
+
+    joint = logs["joint"]
+    processed = scatter(jnp.ones_like(sched.active[1:]), True, sched.active) & seq.valid
+    T_all, th_all = _interp_poses(scatter(out["T"], on.T_cam_obj, out["T"]),
+                                  scatter(out["th"], on.hand_t, out["th"]), processed)
+    stages = (logs["pre"], logs["scale"], joint)
+    anchor_overflow = logs["overflow"] | jnp.any(jnp.stack([r.flagged for r in stages]))
     iof_trace = None
     if config.record_trace:
-        stages = (r_pre, r_scale, r_joint)
         width = max(r.trace.shape[1] for r in stages)
         iof_trace = jnp.stack([_pad_trace(r.trace, width) for r in stages])
-    finite = (fit_finite & jnp.all(out["finite"]) & r_pre.finite & r_scale.finite
-              & r_joint.finite & h0.finite & jnp.all(jnp.isfinite(T_all)))
+    finite = (hand.finite & jnp.all(out["finite"]) & logs["hand"].finite
+              & jnp.all(jnp.stack([r.finite for r in stages])) & jnp.all(jnp.isfinite(T_all)))
     return TrackResult(
-        T_cam_obj=T_all, obj_scale=s_on, hand_scale=hand.scale, hand_transl=th_all,
-        processed=processed, onset=onset, anchor=anchor, onset_found=found, hand_iters=hi_f,
-        object_iters=oi_f, terms=terms_f,
+        T_cam_obj=T_all, obj_scale=on.obj_scale, hand_scale=hand.scale, hand_transl=th_all,
+        processed=processed, onset=onset, anchor=anchor, onset_found=found,
+        hand_iters=scatter(out["hi"], logs["hand"].num_iters, out["hi"]),
+        object_iters=scatter(out["oi"], joint.num_iters, out["oi"]),
+        terms=scatter(out["terms"], _step_terms(joint, dtype), out["terms"]),
         step_frame=sched.frame, step_active=sched.active,
-        object_trace=out["trace"] if config.record_trace else None,
-        iof_trace=iof_trace, finite=finite,
-        hand_pose=hand_params.hand_pose if config.hand_fit else None,
-        hand_orient=hand_params.global_orient if config.hand_fit else None)
+        object_trace=out["trace"] if config.record_trace else None, iof_trace=iof_trace,
+        finite=finite, hand_pose=hand.params.hand_pose if config.hand_fit.enabled else None,
+        hand_orient=hand.params.global_orient if config.hand_fit.enabled else None,
+        overflow=scatter(out["overflow"], anchor_overflow, out["overflow"]) & seq.valid)
+
+
+def track_sequence(seq: Sequence, prep: Prepared, model: mano.ManoModel, hyper: TrackHyper,
+                   config: TrackConfig, key: Array, progress: Progress | None = None
+                   ) -> TrackResult:
+    """Track one padded sequence (unbatched leaves; ``vmap`` for batches): initialize (§3.2),
+    the anchor frame's stages, then one scan over frames both ways from the anchor (§3.3).
+    ``progress`` is called on the host after every processed frame."""
+    n = seq.valid.shape[0]
+    k_hand, k_obj, k_iof, k_steps, k_depth, k_fit = jax.random.split(key, 6)
+    onset, found = onset_frame(seq.object_mask, seq.hand_mask, seq.valid)
+    hand = hand_stage(config, hyper, seq, model, (k_hand, k_fit))
+    obs = observations(seq, config.hand_depth_points, k_depth)
+    obj = ObjectModel(mesh=seq.mesh, grid=prep.grid, pool=prep.pool)
+
+    def frame_input(f, k, active=True):
+        return FrameInput(frame_at(obs, f), frame_at(hand.pose, f), obj, k,
+                          jnp.asarray(active, bool))
+
+    start, anchor, search_overflow = initial_object(config, seq, obj, onset)
+    start, h0 = hand_step(config, hyper, start, frame_input(anchor, k_iof))
+    on, logs = anchor_stages(config, hyper, start,
+                             AnchorInput(frame_input(anchor, k_iof), seq, anchor, k_obj))
+    logs.update(hand=h0, overflow=search_overflow | logs.pop("icp_overflow"))
+    sched = bidirectional_schedule(anchor, jnp.sum(seq.valid), n, config.stride)
+    steps = jax.tree.map(lambda x: x[1:], sched)  # step 0 is the anchor frame, done above
+    steps = _Steps(steps.frame, steps.active, steps.from_onset,
+                   jax.random.split(k_steps, steps.frame.shape[0]))
+    out = _scan_frames(config, hyper, on, frame_input, steps, progress)
+    return _assemble(config, seq, hand, anchor, on, logs, out, sched, onset, found)
+
+
+class _Steps(eqx.Module):
+    frame: Array
+    active: Array
+    from_onset: Array
+    key: Array
 
 
 @eqx.filter_jit
-def _track_batch(batch, prep, model, hyper, config, keys):
-    return jax.vmap(lambda s, p, k: track_sequence(s, p, model, hyper, config, k))(
+def _track_batch(batch, prep, model, hyper, config, keys, progress):
+    return jax.vmap(lambda s, p, k: track_sequence(s, p, model, hyper, config, k, progress))(
         batch, prep, keys)
 
 
 def track_batch(batch: Sequence, prep: Prepared, model: mano.ManoModel, hyper: TrackHyper,
-                config: TrackConfig, key: Array) -> TrackResult:
-    """Track a padded batch (leading axis B on every leaf) in one compiled program."""
+                config: TrackConfig, key: Array, progress: Progress | None = None
+                ) -> TrackResult:
+    """Track a padded batch (leading axis B on every leaf) in one compiled program. ``key``:
+    one key per sequence (B, 2), or one key that is split into B (then a sequence's random
+    choices depend on its slot; the driver gives each sequence its own)."""
+    return _track_batch(batch, prep, model, hyper, config, _keys(key, batch), progress)
+
+
+def _keys(key: Array, batch: Sequence) -> Array:
     B = batch.valid.shape[0]
-    return _track_batch(batch, prep, model, hyper, config, jax.random.split(key, B))
+    return key if key.ndim == 2 else jax.random.split(key, B)
 
 
 @eqx.filter_jit
-def _ablate_batch(batch, prep, model, hypers, config, keys):
+def _ablate_batch(batch, prep, model, hypers, config, keys, progress):
     def per_hyper(h):
-        return jax.vmap(lambda s, p, k: track_sequence(s, p, model, h, config, k))(
+        return jax.vmap(lambda s, p, k: track_sequence(s, p, model, h, config, k, progress))(
             batch, prep, keys)
 
     return jax.vmap(per_hyper)(hypers)
 
 
 def ablate_batch(batch: Sequence, prep: Prepared, model: mano.ManoModel, hypers: TrackHyper,
-                 config: TrackConfig, key: Array) -> TrackResult:
+                 config: TrackConfig, key: Array, progress: Progress | None = None
+                 ) -> TrackResult:
     """Track a padded batch under every setting of a stacked :class:`TrackHyper` (leading axis
-    G on its leaves): results have leading axes (G, B). One compiled program; the same keys for
-    every setting, so settings differ only in their numbers."""
-    B = batch.valid.shape[0]
-    return _ablate_batch(batch, prep, model, hypers, config, jax.random.split(key, B))
-
-
-def stack_hypers(hypers: list[TrackHyper]) -> TrackHyper:
-    """Stack settings along a new leading axis (for :func:`ablate_batch`)."""
-    return jax.tree.map(lambda *x: jnp.stack(x), *hypers)
+    G on its leaves, :func:`stack_hypers`): results have leading axes (G, B). One compiled
+    program; the same keys for every setting, so settings differ only in their numbers.
+    ``key`` as in :func:`track_batch`."""
+    return _ablate_batch(batch, prep, model, hypers, config, _keys(key, batch), progress)
 
 
 def tracked_hand_params(result: TrackResult, hand_init: HandParams) -> HandParams:
@@ -438,8 +370,6 @@ def object_vertices(result: TrackResult, vertices: Float[Array, "V 3"]) -> Float
     return jax.vmap(lambda T: losses.obj_to_cam(T, result.obj_scale, vertices))(result.T_cam_obj)
 
 
-__all__ = ["STEP_TERMS", "TRACE_COUNT", "Prepared", "TrackResult", "ablate_batch",
-           "hand_keypoints", "hand_vertices", "object_vertices", "prepare",
-           "tracked_hand_params",
-           "progress_to",
-           "stack_hypers", "stack_prepared", "track_batch", "track_sequence"]
+__all__ = ["STEP_TERMS", "Prepared", "Progress", "TrackResult", "ablate_batch",
+           "hand_keypoints", "hand_vertices", "object_vertices", "prepare", "stack_prepared",
+           "track_batch", "track_sequence", "tracked_hand_params"]

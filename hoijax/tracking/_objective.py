@@ -1,0 +1,115 @@
+"""The tracker's objective for one frame, built in one place and reused by every stage.
+
+:func:`frame_objective` returns ``f(state) -> (total, terms, overflow)`` for the terms a stage
+names: the object is rendered once per evaluation (when an image term is named) and the image
+terms (L_mask, L_depth, L_dino) read that one rendering; the hand terms (L_joint, the hand's
+depth points) read the hand at ``state.hand_t``; the contact terms (L_interact against the
+previous frame, L_contact) read the SDF grid. A term whose observation is missing (no depth
+map, no features) is left out. ``overflow`` is the rasterizer's flag: the pair list was too
+short for this pose, so faces may have been dropped (the driver re-runs such a sequence with a
+larger capacity).
+
+Where the sequence has a depth map, the image terms include L_depth and the hand terms the
+hand's depth points (:mod:`hoijax.losses._depth`; not in AGILE's objective: weights ``depth``
+and ``hand_depth``, 0 for AGILE's).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Bool, Float
+
+from hoijax import losses, render
+from hoijax.tracking._settings import TrackConfig, TrackHyper
+from hoijax.tracking._state import FrameInput, FrameObs, TrackState
+
+IMAGE_TERMS = frozenset({"mask", "depth", "dino"})
+"""Terms that need the rendered object."""
+
+
+def dino_support(obs: FrameObs) -> Bool[Array, "H W"]:
+    """Pixels where L_dino takes points: the observed object outside the hand, eroded by one
+    feature cell, so the four cells a bilinear read touches all lie on the object. At a coarse
+    feature map, border reads blend in background and bias the loss towards a shrunken, distant
+    object (on a 128² frame at stride 4, L_dino fell by 0.1 moving 10 cm away; interior points
+    keep it flat in depth and minimal at the true rotation)."""
+    H, W = obs.object_mask.shape
+    Hf, Wf = obs.feature_map.shape[:2]
+    r = max(int(round(H / Hf)), int(round(W / Wf)))
+    free = (obs.object_mask & ~obs.hand_mask).astype(jnp.float32)
+    eroded = -jax.lax.reduce_window(-free, -jnp.inf, jax.lax.max, (2 * r + 1, 2 * r + 1),
+                                    (1, 1), "SAME")
+    return eroded > 0.5
+
+
+def combine(terms: dict[str, Array], weights: losses.LossWeights):
+    """Weighted sum and the raw terms (the logged values of the optimizer trace)."""
+    total, log = losses.combine_losses(terms, weights)
+    return total, {k: log[k] for k in terms}
+
+
+def frame_objective(config: TrackConfig, hyper: TrackHyper, inp: FrameInput,
+                    prev: TrackState | None, names: frozenset[str]):
+    """``f(state) -> (total, terms, overflow)``: Σ λ_k L_k over ``names`` (AGILE Eq. 1, Eq. 2
+    and the onset-frame objective) at ``state``. ``prev`` is the previous processed frame
+    (L_interact's reference; only needed when ``names`` holds ``"interact"``)."""
+    obs, obj = inp.obs, inp.obj
+    have = {"depth": obs.depth_m is not None,
+            "dino": obs.feature_map is not None and obj.mesh.vertex_features is not None,
+            "hand_depth": obs.hand_points is not None}
+    names = frozenset(n for n in names if have.get(n, True))
+    faces = obj.faces
+    exclude = ~dino_support(obs) if "dino" in names else None
+
+    def image_terms(s: TrackState):
+        rendering = render.rasterize(losses.obj_to_cam(s.T_cam_obj, s.obj_scale,
+                                                       obj.mesh.vertices), faces, obs.K,
+                                     config.raster(obs.image_size), sigma_px2=hyper.sigma_px2)
+        out = {"mask": losses.mask_loss(rendering, obs.object_mask, obs.hand_mask,
+                                        normalize="object")[0]}
+        if "depth" in names:
+            out["depth"] = losses.depth_loss(rendering, obs.depth_m, obs.object_mask,
+                                             obs.hand_mask)[0]
+        if "dino" in names:
+            # Re-drawn at every evaluation from this pose's z-buffer (no extra render; the
+            # choice carries no gradient): always points visible at the current pose.
+            points = losses.select_visible_points(
+                inp.key, obj.pool, obj.mesh.vertices, faces, s.T_cam_obj, s.obj_scale, obs.K,
+                rendering, config.num_dino_points, exclude_mask=exclude)
+            out["dino"] = losses.dino_loss(
+                points, obj.mesh.vertices, faces, obj.mesh.vertex_features, s.T_cam_obj,
+                s.obj_scale, obs.K, obs.feature_map, obs.hand_mask, fixed_support=True)[0]
+        return out, rendering.overflow
+
+    def f(s: TrackState):
+        terms, overflow = {}, jnp.zeros((), bool)
+        if names & IMAGE_TERMS:
+            terms, overflow = image_terms(s)
+        if "interact" in names:
+            terms["interact"] = losses.interaction_loss(
+                s.hand_verts_cam, prev.hand_verts_cam, s.T_cam_obj, prev.T_cam_obj, obj.grid,
+                s.obj_scale, sigma_per_m=hyper.gate_sigma_per_m)[0]
+        if "contact" in names:
+            terms["contact"] = losses.contact_loss(s.hand_verts_cam, s.T_cam_obj, obj.grid,
+                                                   s.obj_scale)[0]
+        if "joint" in names:
+            terms["joint"] = losses.joint_loss(inp.hand.kps_rel + s.hand_t, obs.keypoints_px,
+                                               obs.keypoints_conf, obs.K)[0]
+        if "hand_depth" in names:
+            terms["hand_depth"] = losses.point_to_surface_loss(
+                obs.hand_points, obs.hand_points_valid, inp.hand.verts_rel + s.hand_t,
+                inp.hand.normals_rel)[0]
+        return (*combine(terms, hyper.weights), overflow)
+
+    return f
+
+
+def pose_fit_loss(config: TrackConfig, hyper: TrackHyper, inp: FrameInput,
+                  state: TrackState) -> tuple[Float[Array, ""], Bool[Array, ""]]:
+    """λ_mask L_mask (+ λ_depth L_depth) of one pose and scale, and the rasterizer's overflow:
+    how well they explain the frame's silhouette (and depth), to choose between candidate
+    initializations."""
+    total, _, overflow = frame_objective(config, hyper, inp, None,
+                                         frozenset({"mask", "depth"}))(state)
+    return total, overflow

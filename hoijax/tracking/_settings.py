@@ -1,0 +1,202 @@
+"""The tracker's one settings tree: static :class:`TrackConfig`, traced :class:`TrackHyper`.
+
+Static settings fix shapes or loop bounds (iteration caps, stride, sample counts, the
+rasterizer's pair capacity, the pose search's candidate counts), so changing one recompiles.
+Every number that does not (loss weights, step sizes, tolerances, the hand fit's priors) is a
+traced leaf of :class:`TrackHyper`, nested by stage, so an ablation grid stacks hypers and
+``vmap``s over them in one compiled program. The command line derives its flags from these
+classes (``hoijax.cli``), the experiments and the ablation grids build them directly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Float
+
+from hoijax import losses, render
+
+
+def _scalar(x) -> Array:
+    return jnp.asarray(x, jnp.result_type(float))
+
+
+@dataclasses.dataclass(frozen=True)
+class HandFitConfig:
+    """Static settings of the hand refinement (:func:`hoijax.tracking.fit_hand`)."""
+
+    enabled: bool = True
+    """Refine the detector's articulation, wrist rotation, scale and translations against the
+    keypoints and hand depth before tracking (beyond AGILE, which keeps them: False)."""
+    keypoint_iters: int = 100
+    """Cap of the first stage: keypoints only, the scale held."""
+    align_iters: int = 100
+    """Cap of the second stage: depth, the articulation and rotation held."""
+    iters: int = 200
+    """Cap of the third stage: everything."""
+    fine_iters: int = 100
+    """Cap of the last stage: everything, smaller steps."""
+    num_points: int = 128
+    """Hand depth points per frame (drawn once)."""
+    fit_betas: bool = False
+    """Also fit a per-sequence shape delta."""
+
+
+@dataclasses.dataclass(frozen=True)
+class TrackConfig:
+    """Static settings of the tracker: they fix shapes or loop bounds, so changing one
+    recompiles. The image size is not one of them: it is the masks' (static) shape."""
+
+    stride: int = 5
+    """Process every ``stride``-th frame from the anchor frame (AGILE: 5)."""
+    hand_iters: int = 200
+    """Step 1 iteration cap (supplementary §6)."""
+    object_iters: int = 400
+    """Step 2 iteration cap (supplementary §6)."""
+    iof_iters: int = 300
+    """Iteration cap of each anchor-frame stage."""
+    window: int = 10
+    """Moving-average window of the early stop."""
+    num_dino_points: int = 128
+    """N_p, visible surface points per iteration for L_dino."""
+    pool_points: int = 2048
+    """Surface samples per object that the visible points are drawn from."""
+    hand_fit: HandFitConfig = HandFitConfig()
+    """The hand refinement before tracking."""
+    hand_depth_points: int = 256
+    """Hand depth points per frame for the hand-depth term (fixed draws from the hand mask)."""
+    pairs_per_face: int = 16
+    """Rasterizer pair capacity per face (see :class:`hoijax.render.RasterSettings`); the
+    driver doubles it for a sequence that overflows."""
+    search_directions: int = 24
+    """Pose search without a given pose: directions of the object's axis (Fibonacci sphere)."""
+    search_inplane: int = 8
+    """Pose search: in-plane turns per direction."""
+    search_downsample: int = 4
+    """Pose search: image downsampling of the silhouette comparison."""
+    record_trace: bool = True
+    """Keep per-iteration loss values (for loss curves)."""
+
+    def raster(self, image_size: tuple[int, int]) -> render.RasterSettings:
+        """Rasterizer settings of full-resolution frames of ``image_size`` (H, W)."""
+        return render.RasterSettings(*image_size, pairs_per_face=self.pairs_per_face)
+
+    def doubled(self) -> TrackConfig:
+        """The same settings with twice the rasterizer's pair capacity."""
+        return dataclasses.replace(self, pairs_per_face=2 * self.pairs_per_face)
+
+
+class HandFitHyper(eqx.Module):
+    """Traced numbers of :func:`hoijax.tracking.fit_hand` (a grid of them vmaps without
+    recompiling)."""
+
+    keypoint_sigma_px: Float[Array, ""] = eqx.field(default=2.0, converter=_scalar)
+    """Noise of a keypoint with confidence 1, px (confidence multiplies its cost)."""
+    keypoint_huber_px: Float[Array, ""] = eqx.field(default=8.0, converter=_scalar)
+    """Reprojection error beyond which the keypoint cost grows linearly, px."""
+    depth_sigma_m: Float[Array, ""] = eqx.field(default=0.003, converter=_scalar)
+    """Noise of a depth point's distance to the surface, metres (sensor plus shape error)."""
+    depth_huber_m: Float[Array, ""] = eqx.field(default=0.01, converter=_scalar)
+    """Distance beyond which the depth cost grows linearly, metres."""
+    depth_points_weight: Float[Array, ""] = eqx.field(default=20.0, converter=_scalar)
+    """Weight of a frame's mean depth cost, in independent points: neighbouring depth points
+    share their errors (shape, pose), so the sample is worth far fewer points than its size.
+    Larger values (50–200) fit some sequences better and pull others into a wrong wrist
+    rotation to make up for the kept shape error."""
+    point_to_point: Float[Array, ""] = eqx.field(default=0.05, converter=_scalar)
+    """Share of the squared point-to-point distance added to the point-to-plane one (keeps the
+    scan from sliding along the surface; small, as vertices are ~9 mm apart)."""
+    pca_seq_sigma: Float[Array, ""] = eqx.field(default=0.6, converter=_scalar)
+    """Prior σ of the per-sequence articulation delta, PCA units."""
+    pca_frame_sigma: Float[Array, ""] = eqx.field(default=0.25, converter=_scalar)
+    """Prior σ of the per-frame articulation deltas, PCA units."""
+    rot_seq_sigma_rad: Float[Array, ""] = eqx.field(default=0.1, converter=_scalar)
+    """Prior σ of the per-sequence wrist-rotation delta, radians per axis."""
+    rot_frame_sigma_rad: Float[Array, ""] = eqx.field(default=0.04, converter=_scalar)
+    """Prior σ of the per-frame wrist-rotation deltas, radians per axis."""
+    log_scale_sigma: Float[Array, ""] = eqx.field(default=0.1, converter=_scalar)
+    """Prior σ of the log scale change λ."""
+    betas_sigma: Float[Array, ""] = eqx.field(default=0.5, converter=_scalar)
+    """Prior σ of the per-sequence shape delta (only with ``fit_betas``)."""
+    smooth_pose_sigma_rad: Float[Array, ""] = eqx.field(default=0.03, converter=_scalar)
+    """σ of the second difference over frames of each refined articulation coordinate,
+    radians."""
+    smooth_rot_sigma_rad: Float[Array, ""] = eqx.field(default=0.02, converter=_scalar)
+    """σ of the second difference of the refined wrist rotation, radians (chordal)."""
+    smooth_transl_sigma_m: Float[Array, ""] = eqx.field(default=0.005, converter=_scalar)
+    """σ of the second difference of the refined camera-frame translation, metres."""
+    lr_pca: Float[Array, ""] = eqx.field(default=0.03, converter=_scalar)
+    """Adam step of the articulation deltas, PCA units."""
+    lr_rot: Float[Array, ""] = eqx.field(default=0.005, converter=_scalar)
+    """Adam step of the rotation deltas, radians."""
+    lr_log_scale: Float[Array, ""] = eqx.field(default=0.004, converter=_scalar)
+    """Adam step of λ."""
+    lr_transl: Float[Array, ""] = eqx.field(default=0.004, converter=_scalar)
+    """Adam step of the translations, metres."""
+    lr_betas: Float[Array, ""] = eqx.field(default=0.02, converter=_scalar)
+    """Adam step of the shape delta (only with ``fit_betas``)."""
+    fine_lr_factor: Float[Array, ""] = eqx.field(default=0.2, converter=_scalar)
+    """Step sizes of the last stage relative to the others."""
+    tol: Float[Array, ""] = eqx.field(default=1e-6, converter=_scalar)
+    """Early stop of each stage (moving average of the largest coordinate change per step)."""
+
+
+class TrackHyper(eqx.Module):
+    """Traced numbers of the tracker: an ablation grid vmaps over these without recompiling.
+
+    Turning a term off is setting its weight to 0 (its gradient is then exactly zero):
+    :meth:`without`."""
+
+    weights: losses.LossWeights = eqx.field(default_factory=losses.LossWeights)
+    """λ of every term."""
+    lr_hand_t: Float[Array, ""] = eqx.field(default=1e-3, converter=jnp.asarray)
+    """Adam step for the hand translation, metres (supplementary §6)."""
+    lr_obj_rot: Float[Array, ""] = eqx.field(default=2e-3, converter=jnp.asarray)
+    """Adam step for the object rotation, radians (supplementary §6)."""
+    lr_obj_t: Float[Array, ""] = eqx.field(default=1e-3, converter=jnp.asarray)
+    """Adam step for the object translation, metres (supplementary §6)."""
+    lr_obj_log_scale: Float[Array, ""] = eqx.field(default=2e-3, converter=jnp.asarray)
+    """Adam step for the log object scale at the anchor frame."""
+    tol: Float[Array, ""] = eqx.field(default=2e-5, converter=jnp.asarray)
+    """Early stop: the moving average of the largest coordinate change per step (metres or
+    radians) falls below this. AGILE's 1e-4 stopped our steps after ~100 iterations with
+    millimetres still to go in depth; 2e-5 runs them to convergence."""
+    sigma_px2: Float[Array, ""] = eqx.field(default=0.05, converter=jnp.asarray)
+    """Soft-silhouette σ, px². Small on purpose: the soft silhouette ``1 - Π(1 - p)`` over a
+    tessellated, double-sided mesh is inflated where several faces' blurred edges overlap, which
+    moves L_mask's minimum behind the truth (σ = 1 px²: 6.5 cm on a 96² box; 0.05 px²: a few
+    mm)."""
+    gate_sigma_per_m: Float[Array, ""] = eqx.field(default=40.0, converter=jnp.asarray)
+    """σ of the SDF gate (Eq. 6)."""
+    hand_fit: HandFitHyper = eqx.field(default_factory=HandFitHyper)
+    """The hand refinement's priors and step sizes."""
+
+    def without(self, *terms: str) -> TrackHyper:
+        """These settings with the named loss terms' weights at 0 ("w/o L_term"); an entry
+        may join terms with "+" (``"depth+hand_depth"``)."""
+        names = [t for entry in terms for t in entry.split("+")]
+        unknown = sorted(set(names) - set(losses.LossWeights.__dataclass_fields__))
+        if unknown:
+            raise KeyError(f"no loss term {unknown}; known: "
+                           f"{sorted(losses.LossWeights.__dataclass_fields__)}")
+        return eqx.tree_at(lambda h: [getattr(h.weights, t) for t in names], self,
+                           [jnp.zeros_like(getattr(self.weights, t)) for t in names])
+
+    @classmethod
+    def ablate(cls, term: str, **kwargs) -> TrackHyper:
+        """The defaults (with ``kwargs``) without one loss term."""
+        return cls(**kwargs).without(term)
+
+    @classmethod
+    def agile(cls, **kwargs) -> TrackHyper:
+        """AGILE's objective: without the metric-depth terms (depth serves only the
+        initialization)."""
+        return cls(**kwargs).without("depth", "hand_depth")
+
+
+def stack_hypers(hypers: list[TrackHyper]) -> TrackHyper:
+    """Stack settings along a new leading axis (a grid for :func:`ablate_batch`)."""
+    return jax.tree.map(lambda *x: jnp.stack(x), *hypers)

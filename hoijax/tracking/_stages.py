@@ -1,0 +1,238 @@
+"""The stages of AGILE §3.2–3.3 as functions of pytrees.
+
+Each optimization stage is ``stage(config, hyper, state, inp) -> (state, result)`` over one
+frame of one sequence (:mod:`hoijax.tracking._state`), with the objective of
+:func:`~hoijax.tracking._objective.frame_objective` and one shared solver body
+(:func:`_solve`: Adam with early stop, :func:`hoijax.tracking.minimize`), so it works under
+``vmap`` with per-problem stopping and every number in :class:`TrackHyper` is traced:
+
+- :func:`hand_step` (step 1): T_h alone, by L_joint (Eq. 2) (+ the hand's depth points);
+- :func:`object_step` (step 2): the object's R, T by λ_mask L_mask + λ_dino L_dino +
+  λ_interact L_interact (Eq. 1) (+ L_depth), the hand fixed;
+- the anchor frame (:func:`anchor_stages`): hand and object jointly (:func:`anchor_joint`:
+  L_joint + L_mask + L_dino + L_contact), the scale by ICP (:func:`anchor_icp_scale`, §3.2),
+  the anisotropic scale on the viewing ray (:func:`anchor_scale`: L_mask + L_contact), then
+  jointly again.
+
+Rotations are optimized as a tangent-space increment ``ω`` on the starting rotation
+(``R = R_0 · exp(ω)``, ``ω = 0`` at the start), which has no singularity where the optimizer
+begins. The per-sequence stages (:func:`hand_stage`, :func:`initial_object`) set up the hand
+and the object before the anchor frame.
+"""
+
+from __future__ import annotations
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import jaxlie
+from jaxtyping import Array, Bool, Float, Int
+
+from hoijax import geometry, mano
+from hoijax.data import Sequence
+from hoijax.tracking._hand_fit import fit_hand
+from hoijax.tracking._init import (
+    candidate_rotations,
+    frames_at_rest_before,
+    hand_in_mano_frame,
+    init_hand,
+    init_object_scale,
+    search_object_pose,
+)
+from hoijax.tracking._objective import frame_objective, pose_fit_loss
+from hoijax.tracking._optimize import MinimizeResult, minimize
+from hoijax.tracking._settings import TrackConfig, TrackHyper
+from hoijax.tracking._state import FrameInput, Hand, HandPose, ObjectModel, TrackState
+
+MAX_LOG_SCALE_REFINE = 0.2
+"""Bound on the anchor-frame scale refinement, in log units per axis (±22 %)."""
+
+_OBJECT_TERMS = frozenset({"mask", "depth", "dino"})
+
+
+def pose_matrix(R: Float[Array, "3 3"], t: Float[Array, "3"]) -> Float[Array, "4 4"]:
+    """4×4 ``T_cam_obj`` from a rotation and a translation."""
+    T = jnp.eye(4, dtype=R.dtype)
+    return T.at[:3, :3].set(R).at[:3, 3].set(t)
+
+
+def _rotate(R0: Float[Array, "3 3"], omega: Float[Array, "3"]) -> Float[Array, "3 3"]:
+    return R0 @ jaxlie.SO3.exp(omega).as_matrix()
+
+
+class AnchorInput(eqx.Module):
+    """What the anchor-frame stages read: the anchor frame, and the sequence (ICP pools the
+    resting frames before the anchor)."""
+
+    frame: FrameInput
+    seq: Sequence
+    anchor: Int[Array, ""]
+    icp_key: Array
+
+
+def _solve(config: TrackConfig, hyper: TrackHyper, objective, unpack, start: dict,
+           rates: dict, max_iters: int, active=True) -> tuple[TrackState, MinimizeResult]:
+    """The solver body every stage shares: minimize ``objective(unpack(params))`` from
+    ``start`` (per-group step sizes ``rates``)."""
+    res = minimize(lambda p: objective(unpack(p)), start, rates, max_iters=max_iters,
+                   tol=hyper.tol, window=config.window, record_trace=config.record_trace,
+                   active=active)
+    return unpack(res.params), res
+
+
+def hand_step(config: TrackConfig, hyper: TrackHyper, state: TrackState,
+              inp: FrameInput) -> tuple[TrackState, MinimizeResult]:
+    """Step 1: T_h from its initial value ``inp.hand.t_init`` by L_joint (and the hand's depth
+    points), the hand's rotation, pose and scale fixed; the object stays as in ``state``."""
+    objective = frame_objective(config, hyper, inp, None, frozenset({"joint", "hand_depth"}))
+    return _solve(config, hyper, objective, lambda p: state.with_hand(inp.hand, p["t"]),
+                  {"t": inp.hand.t_init}, {"t": hyper.lr_hand_t}, config.hand_iters,
+                  inp.active)
+
+
+def object_step(config: TrackConfig, hyper: TrackHyper, state: TrackState, inp: FrameInput,
+                prev: TrackState) -> tuple[TrackState, MinimizeResult]:
+    """Step 2: the object's R, T from ``state``'s pose, the hand fixed at ``state``'s; ``prev``
+    is the previous processed frame (L_interact's reference).
+
+    L_dino's N_p points are drawn at every iteration among the pool's points visible at the
+    current pose and inside :func:`~hoijax.tracking._objective.dino_support`. L_mask renders
+    the object alone and leaves out pixels under the observed hand mask, normalized by the
+    object's area."""
+    R0, t0 = state.T_cam_obj[:3, :3], state.T_cam_obj[:3, 3]
+    objective = frame_objective(config, hyper, inp, prev, _OBJECT_TERMS | {"interact"})
+
+    def unpack(p):
+        return eqx.tree_at(lambda s: s.T_cam_obj, state, pose_matrix(_rotate(R0, p["w"]), p["t"]))
+
+    return _solve(config, hyper, objective, unpack, {"w": jnp.zeros(3, t0.dtype), "t": t0},
+                  {"w": hyper.lr_obj_rot, "t": hyper.lr_obj_t}, config.object_iters,
+                  inp.active)
+
+
+def track_frame(config: TrackConfig, hyper: TrackHyper, prev: TrackState, inp: FrameInput
+                ) -> tuple[TrackState, tuple[MinimizeResult, MinimizeResult]]:
+    """One processed frame (§3.3): step 1, then step 2 from the previous frame's pose."""
+    cur, h = hand_step(config, hyper, prev, inp)
+    cur, o = object_step(config, hyper, cur, inp, prev)
+    return cur, (h, o)
+
+
+def anchor_joint(config: TrackConfig, hyper: TrackHyper, state: TrackState,
+                 anc: AnchorInput) -> tuple[TrackState, MinimizeResult]:
+    """Anchor frame: hand translation and object pose together by λ_joint L_joint + λ_mask
+    L_mask + λ_dino L_dino + λ_contact L_contact (scale fixed), plus the depth terms."""
+    inp = anc.frame
+    R0 = state.T_cam_obj[:3, :3]
+    names = _OBJECT_TERMS | {"joint", "contact", "hand_depth"}
+    objective = frame_objective(config, hyper, inp, None, names)
+
+    def unpack(p):
+        moved = state.with_hand(inp.hand, p["th"])
+        return eqx.tree_at(lambda s: s.T_cam_obj, moved, pose_matrix(_rotate(R0, p["w"]), p["t"]))
+
+    start = {"w": jnp.zeros(3, R0.dtype), "t": state.T_cam_obj[:3, 3], "th": state.hand_t}
+    rates = {"w": hyper.lr_obj_rot, "t": hyper.lr_obj_t, "th": hyper.lr_hand_t}
+    return _solve(config, hyper, objective, unpack, start, rates, config.iof_iters)
+
+
+def anchor_scale(config: TrackConfig, hyper: TrackHyper, state: TrackState,
+                 anc: AnchorInput) -> tuple[TrackState, MinimizeResult]:
+    """Anchor frame: the anisotropic scale ``s = s_0 · exp(b·tanh(λ/b))`` (b =
+    :data:`MAX_LOG_SCALE_REFINE`) and the distance along the viewing ray through the object's
+    origin ``t = t_0 · exp(δ)``, rotation fixed, by λ_mask L_mask + λ_contact L_contact (+
+    L_depth). The bound keeps an axis the silhouette does not see (the 4 mm thickness of
+    scissors seen face-on) from growing without limit (a 5× scale error in our runs)."""
+    T0, s0 = state.T_cam_obj, state.obj_scale
+    objective = frame_objective(config, hyper, anc.frame, None, frozenset({"mask", "depth",
+                                                                          "contact"}))
+
+    def unpack(p):
+        b = MAX_LOG_SCALE_REFINE
+        return eqx.tree_at(lambda s: (s.T_cam_obj, s.obj_scale), state,
+                           (T0.at[:3, 3].multiply(jnp.exp(p["d"])),
+                            s0 * jnp.exp(b * jnp.tanh(p["ls"] / b))))
+
+    start = {"ls": jnp.zeros(3, s0.dtype), "d": jnp.zeros((), s0.dtype)}
+    rates = {"ls": hyper.lr_obj_log_scale, "d": hyper.lr_obj_t}
+    return _solve(config, hyper, objective, unpack, start, rates, config.iof_iters)
+
+
+def anchor_icp_scale(config: TrackConfig, hyper: TrackHyper, state: TrackState,
+                     anc: AnchorInput) -> tuple[TrackState, Bool[Array, ""]]:
+    """Anchor frame: the object scale by ICP to the depth points with the rotation fixed
+    (§3.2), pooling the anchor and the resting frames before it; kept only where it explains
+    the anchor frame better (:func:`~hoijax.tracking._objective.pose_fit_loss`): trimmed ICP on
+    a partial, occluded view sometimes lands on a wrong scale (5-8× in our runs on a thin
+    object). Returns the state and the rasterizer's overflow of that comparison."""
+    seq, T = anc.seq, state.T_cam_obj
+    icp = init_object_scale(anc.frame.obj.mesh, seq.K, T[:3, :3], T[:3, 3], state.obj_scale,
+                            seq.object_mask, seq.hand_mask, seq.depth_m,
+                            frames_at_rest_before(anc.anchor, seq.valid), anc.icp_key,
+                            anisotropic=False)
+    ok = icp.valid & jnp.all(icp.scale > 0) & jnp.all(jnp.isfinite(icp.scale))
+    cand = eqx.tree_at(lambda s: (s.T_cam_obj, s.obj_scale), state,
+                       (pose_matrix(T[:3, :3], icp.translation),
+                        jnp.where(ok, icp.scale, state.obj_scale)))
+    loss_icp, over_icp = pose_fit_loss(config, hyper, anc.frame, cand)
+    loss_now, over_now = pose_fit_loss(config, hyper, anc.frame, state)
+    ok = ok & (loss_icp < loss_now)
+    return jax.tree.map(lambda a, b: jnp.where(ok, a, b), cand, state), over_icp | over_now
+
+
+def anchor_stages(config: TrackConfig, hyper: TrackHyper, state: TrackState,
+                  anc: AnchorInput) -> tuple[TrackState, dict]:
+    """The anchor frame's stages in order. The pose is refined before the ICP because ICP
+    with the rotation fixed turns a rotation error into a wrong scale, and the ICP fits one
+    common scale: per-axis ICP scales from a partial, occluded view came out 2× off on one
+    axis of a can in our runs, while the mask stage refines the axes."""
+    state, pre = anchor_joint(config, hyper, state, anc)
+    icp_overflow = jnp.zeros((), bool)
+    if anc.seq.depth_m is not None:
+        state, icp_overflow = anchor_icp_scale(config, hyper, state, anc)
+    state, scale = anchor_scale(config, hyper, state, anc)
+    anc2 = eqx.tree_at(lambda a: a.frame.key, anc, jax.random.fold_in(anc.frame.key, 1))
+    state, joint = anchor_joint(config, hyper, state, anc2)
+    return state, {"pre": pre, "scale": scale, "joint": joint, "icp_overflow": icp_overflow}
+
+
+def hand_stage(config: TrackConfig, hyper: TrackHyper, seq: Sequence, model: mano.ManoModel,
+               keys: tuple[Array, Array]) -> Hand:
+    """The hand before tracking: AGILE's metric initialization (ICP scale, PnP translation,
+    §3.2), then the refinement of :func:`~hoijax.tracking.fit_hand` when
+    ``config.hand_fit.enabled`` (beyond AGILE). ``keys``: (initialization, refinement)."""
+    init = init_hand(model, seq.K, seq.hand_init, seq.keypoints_px, seq.keypoints_conf,
+                     seq.valid, seq.hand_mask, seq.depth_m, keys[0])
+    params, scale, transl, finite = seq.hand_init, init.scale, init.transl, jnp.ones((), bool)
+    if config.hand_fit.enabled:
+        fit = fit_hand(model, seq.K, seq.hand_init, init.scale, init.transl, seq.keypoints_px,
+                       seq.keypoints_conf, seq.valid, seq.hand_mask, seq.depth_m, keys[1],
+                       config=config.hand_fit, hyper=hyper.hand_fit)
+        params, scale, transl, finite = fit.hand, fit.scale, fit.transl, fit.finite
+    verts, kps = jax.vmap(lambda p: hand_in_mano_frame(model, p))(params)
+    verts, kps = scale * verts, scale * kps
+    normals = jax.vmap(lambda v: geometry.vertex_normals(v, model.faces))(verts)
+    return Hand(params=params, scale=scale, pose=HandPose(verts, kps, normals, transl),
+                finite=finite)
+
+
+def initial_object(config: TrackConfig, seq: Sequence, obj: ObjectModel,
+                   onset: Int[Array, ""]) -> tuple[TrackState, Int[Array, ""], Bool[Array, ""]]:
+    """The object's pose and scale to start from, the anchor frame and the rasterizer's
+    overflow: a given pose (e.g. FoundationPose's) holds at its own frame, which becomes the
+    anchor; without one, a render-and-compare search at the onset frame. The hand part of the
+    state is a placeholder (zero) until step 1 sets it."""
+    dtype = seq.K.dtype
+    zero_hand = (jnp.zeros(3, dtype), jnp.zeros((778, 3), dtype))
+    if seq.T_cam_obj_init is not None:
+        state = TrackState(seq.T_cam_obj_init, jnp.ones(3, dtype), *zero_hand)
+        return state, jnp.asarray(seq.init_frame, jnp.int32), jnp.zeros((), bool)
+    rotations = candidate_rotations(config.search_directions, config.search_inplane)
+    search = search_object_pose(obj.mesh, seq.K, seq.object_mask[onset], seq.hand_mask[onset],
+                                None if seq.depth_m is None else seq.depth_m[onset],
+                                jnp.asarray(rotations, dtype),
+                                downsample=config.search_downsample,
+                                pairs_per_face=config.pairs_per_face)
+    state = TrackState(pose_matrix(search.R_cam_obj, search.t_cam_obj),
+                       jnp.full(3, search.scale, dtype), *zero_hand)
+    return state, onset, search.overflow
