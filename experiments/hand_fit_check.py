@@ -30,7 +30,7 @@ import numpy as np
 from _common import package_versions
 
 from hoijax import data, mano, tracking
-from hoijax.tracking.stages import fit_hand, hand_in_mano_frame, init_hand
+from hoijax.tracking.stages import HandObs, fit_hand, hand_in_mano_frame, init_hand
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -75,9 +75,7 @@ def main() -> None:
     cfgs, seqs = _sequences(args)
     model = mano.synthetic_mano("right")
     key = jax.random.PRNGKey(0)
-    init_fn = jax.jit(lambda s: init_hand(model, s.K, s.hand_init, s.keypoints_px,
-                                          s.keypoints_conf, s.valid, s.hand_mask, s.depth_m,
-                                          key))
+    init_fn = jax.jit(lambda s: init_hand(model, HandObs.of(s), key))
     inits = [init_fn(s) for s in seqs]
     stack = lambda xs: jax.tree.map(lambda *a: jnp.stack(a), *xs)  # noqa: E731
     batch = stack([(s.K, s.hand_init, s.keypoints_px, s.keypoints_conf, s.valid, s.hand_mask,
@@ -89,7 +87,7 @@ def main() -> None:
     def fit_one(K, hand, kp, conf, valid, mask, depth, scale, transl, k):
         if args.no_depth:
             mask = depth = None
-        return fit_hand(model, K, hand, scale, transl, kp, conf, valid, mask, depth, k,
+        return fit_hand(model, HandObs(K, hand, kp, conf, valid, mask, depth), scale, transl, k,
                         config=tracking.HandFitConfig(
                             iters=args.iters, keypoint_iters=args.keypoint_iters,
                             align_iters=args.align_iters, fine_iters=args.fine_iters,

@@ -12,7 +12,7 @@ from jax.test_util import check_grads
 
 from hoijax import data, mano
 from hoijax.tracking import _hand_fit as hf
-from hoijax.tracking._init import hand_in_mano_frame
+from hoijax.tracking._init import HandObs, hand_in_mano_frame
 
 KEY = jax.random.PRNGKey(0)
 
@@ -29,7 +29,8 @@ def _fit(batched: bool = False, depth: bool = True):
     def one(K, hand, scale, transl, kp, conf, valid, mask, depth_m, key):
         if not depth:
             mask = depth_m = None
-        return hf.fit_hand(_model(), K, hand, scale, transl, kp, conf, valid, mask, depth_m, key)
+        obs = HandObs(K, hand, kp, conf, valid, mask, depth_m)
+        return hf.fit_hand(_model(), obs, scale, transl, key)
 
     return jax.jit(jax.vmap(one) if batched else one)
 

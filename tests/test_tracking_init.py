@@ -24,16 +24,14 @@ def clean_sequence():
 def test_init_hand_recovers_scale_and_translation(clean_sequence):
     seq = clean_sequence
     model = mano.synthetic_mano(seq.side)
-    h = init.init_hand(model, seq.K, seq.hand_init, seq.keypoints_px, seq.keypoints_conf,
-                       seq.valid, seq.hand_mask, seq.depth_m, jax.random.PRNGKey(0))
+    h = init.init_hand(model, init.HandObs.of(seq), jax.random.PRNGKey(0))
     assert bool(h.scale_valid) and abs(float(h.scale) - 1.0) < 0.03
     _, kps = jax.vmap(lambda p: init.hand_in_mano_frame(model, p))(seq.hand_init)
     root_err = np.linalg.norm(h.scale * kps[:, 0] + h.transl - seq.gt.joints_cam[:, 0], axis=-1)
     visible = np.asarray(seq.hand_mask.sum((1, 2)) > 200)
     assert np.all(root_err[visible] < 0.01), root_err
     # Without depth the scale stays 1 and is flagged as not estimated.
-    h1 = init.init_hand(model, seq.K, seq.hand_init, seq.keypoints_px, seq.keypoints_conf,
-                        seq.valid, None, None, jax.random.PRNGKey(0))
+    h1 = init.init_hand(model, init.HandObs.of(seq).without_depth(), jax.random.PRNGKey(0))
     assert not bool(h1.scale_valid) and float(h1.scale) == 1.0
 
 

@@ -52,12 +52,12 @@ def frame_data():
 
 
 def test_hand_step_recovers_translation(frame_data):
-    seq, f, model, _ = frame_data
+    seq, f, model, grid = frame_data
     params = jax.tree.map(lambda x: x[f], seq.gt.hand)
     _, kps = st.hand_in_mano_frame(model, params)
     t_true = seq.gt.joints_cam[f, 0] - kps[0]
     t0 = t_true + jnp.array([0.012, -0.008, 0.02])
-    inp = _frame_input(seq, f, model, None, t_init=t0)
+    inp = _frame_input(seq, f, model, grid, t_init=t0)
     start = _state(seq.gt.T_cam_obj[f], seq.gt.obj_scale, seq.gt.verts_cam[f])
     _, res = st.hand_step(tr.TrackConfig(), tr.TrackHyper(), start, inp)
     err0 = float(jnp.linalg.norm(t0 - t_true))
@@ -114,7 +114,7 @@ def test_depth_term_settles_the_object_depth(frame_data):
 def test_hand_depth_points_settle_the_hand_depth(frame_data):
     """Step 1 with 2-pixel keypoint noise: L_joint alone leaves the depth a few mm off (it sees
     depth only through the keypoints' spread); the hand's depth points pin it."""
-    seq, f, model, _ = frame_data
+    seq, f, model, grid = frame_data
     params = jax.tree.map(lambda x: x[f], seq.gt.hand)
     _, kps = st.hand_in_mano_frame(model, params)
     t_true = seq.gt.joints_cam[f, 0] - kps[0]
@@ -125,7 +125,7 @@ def test_hand_depth_points_settle_the_hand_depth(frame_data):
     start = _state(seq.gt.T_cam_obj[f], seq.gt.obj_scale, seq.gt.verts_cam[f])
 
     def hand_t(kp, with_depth):
-        inp = _frame_input(seq, f, model, None, t_init=t0,
+        inp = _frame_input(seq, f, model, grid, t_init=t0,
                            hand_points=(pts, ok) if with_depth else None)
         inp = eqx.tree_at(lambda i: (i.obs.keypoints_px, i.obs.keypoints_conf), inp,
                           (kp, jnp.ones(21)))

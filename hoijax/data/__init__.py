@@ -43,12 +43,13 @@ from hoijax.data._sequence import (
 )
 
 __all__ = [
-    "FORMAT_VERSION", "OBJECT_KINDS", "EmptyMaskError", "FrameCountError", "GeometryError",
-    "GroundTruth", "HandParams", "ManifestError", "MeshError", "MissingFileError", "NonFiniteError",
-    "NonWatertightMeshWarning", "ObjectMesh", "Sequence", "SequenceFormatError", "ShapeError",
-    "Side", "VersionError", "load_batch", "load_object_mesh", "load_sequence", "read_manifest",
-    "save_sequence", "stack_sequences", "ObjectKind", "OcclusionLevel", "SyntheticConfig",
-    "default_benchmark_configs", "tracking_benchmark_configs", "generate_sequence", "make_object_trimesh",
-    "object_mesh_from_trimesh", "vertex_features", "write_benchmark",
-    "Converted", "convert_dexycb", "convert_ho3d", "load_dexycb", "load_ho3d",
+    "Converted", "EmptyMaskError", "FORMAT_VERSION", "FrameCountError", "GeometryError",
+    "GroundTruth", "HandParams", "ManifestError", "MeshError", "MissingFileError",
+    "NonFiniteError", "NonWatertightMeshWarning", "OBJECT_KINDS", "ObjectKind", "ObjectMesh",
+    "OcclusionLevel", "Sequence", "SequenceFormatError", "ShapeError", "Side",
+    "SyntheticConfig", "VersionError", "convert_dexycb", "convert_ho3d",
+    "default_benchmark_configs", "generate_sequence", "load_batch", "load_dexycb", "load_ho3d",
+    "load_object_mesh", "load_sequence", "make_object_trimesh", "object_mesh_from_trimesh",
+    "read_manifest", "save_sequence", "stack_sequences", "tracking_benchmark_configs",
+    "vertex_features", "write_benchmark",
 ]

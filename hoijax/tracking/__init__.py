@@ -64,13 +64,13 @@ from hoijax.tracking._track import (
 )
 
 __all__ = [
-    "DEFAULT_ONSET_TAU", "PER_FRAME_METRICS", "RESULT_FORMAT", "RESULT_FORMAT_VERSION",
-    "STEP_TERMS", "HandFitConfig", "HandFitHyper", "ManoMismatchError", "ManoSource",
-    "MinimizeResult", "Prepared", "Progress", "ResultFormatError", "Schedule", "TrackConfig",
+    "DEFAULT_ONSET_TAU", "HandFitConfig", "HandFitHyper", "ManoMismatchError", "ManoSource",
+    "MinimizeResult", "PER_FRAME_METRICS", "Prepared", "Progress", "RESULT_FORMAT",
+    "RESULT_FORMAT_VERSION", "ResultFormatError", "STEP_TERMS", "Schedule", "TrackConfig",
     "TrackHyper", "TrackResult", "TrackRun", "ablate_batch", "bidirectional_schedule",
-    "check_mano", "evaluate_run", "jsonable", "sequence_key", "evaluate_sequence", "fit_hand", "hand_keypoints", "hand_vertices",
-    "load_result", "minimize", "motion_ratio", "num_steps", "object_vertices", "onset_frame",
-    "prepare", "save_result", "save_run", "stack_hypers", "stack_prepared", "stages",
-    "summarize", "touches_border", "track_batch", "track_sequence", "track_sequences",
-    "tracked_hand_params",
+    "check_mano", "evaluate_run", "evaluate_sequence", "fit_hand", "hand_keypoints",
+    "hand_vertices", "jsonable", "load_result", "minimize", "motion_ratio", "num_steps",
+    "object_vertices", "onset_frame", "prepare", "save_result", "save_run", "sequence_key",
+    "stack_hypers", "stack_prepared", "stages", "summarize", "touches_border", "track_batch",
+    "track_sequence", "track_sequences", "tracked_hand_params",
 ]

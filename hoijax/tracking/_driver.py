@@ -148,18 +148,49 @@ def sequence_key(seed: int, name: str) -> jax.Array:
     return jax.random.fold_in(jax.random.PRNGKey(seed), zlib.crc32(name.encode()) & 0x7FFFFFFF)
 
 
-def _run(seqs, names, preps, model, config, hypers, grid, seed, progress):
-    batch = data.stack_sequences([seqs[n] for n in names])
-    prep = stack_prepared([preps[n] for n in names])
-    keys = jnp.stack([sequence_key(seed, n) for n in names])
-    if grid:
-        res = ablate_batch(batch, prep, model, stack_hypers(hypers), config, keys, progress)
-        res = jax.block_until_ready(res)
-        return {n: [jax.tree.map(lambda x, g=g, j=j: x[g, j], res) for g in range(len(hypers))]
-                for j, n in enumerate(names)}
-    res = jax.block_until_ready(track_batch(batch, prep, model, hypers[0], config, keys,
-                                            progress))
-    return {n: jax.tree.map(lambda x, j=j: x[j], res) for j, n in enumerate(names)}
+@dataclasses.dataclass
+class _Batches:
+    """What every batch of one driver call shares."""
+
+    seqs: dict[str, data.Sequence]
+    preps: dict
+    hypers: list[TrackHyper]
+    grid: bool
+    seed: int
+    progress: Progress | None
+    errors: dict[str, str]
+    log: Callable[[str], None]
+
+    def run(self, names: list[str], model: mano.ManoModel, config: TrackConfig) -> dict:
+        """Track ``names`` as one padded batch; per name its result (a list for a grid)."""
+        batch = data.stack_sequences([self.seqs[n] for n in names])
+        prep = stack_prepared([self.preps[n] for n in names])
+        keys = jnp.stack([sequence_key(self.seed, n) for n in names])
+        if self.grid:
+            res = jax.block_until_ready(ablate_batch(batch, prep, model,
+                                                     stack_hypers(self.hypers), config, keys,
+                                                     self.progress))
+            return {n: [jax.tree.map(lambda x, g=g, j=j: x[g, j], res)
+                        for g in range(len(self.hypers))] for j, n in enumerate(names)}
+        res = jax.block_until_ready(track_batch(batch, prep, model, self.hypers[0], config,
+                                                keys, self.progress))
+        return {n: jax.tree.map(lambda x, j=j: x[j], res) for j, n in enumerate(names)}
+
+    def run_isolated(self, names: list[str], model: mano.ManoModel, config: TrackConfig
+                     ) -> dict:
+        """:meth:`run`; when the batch's program raises, each sequence alone, so one bad
+        sequence does not sink the others."""
+        try:
+            return self.run(names, model, config)
+        except Exception as e:  # noqa: BLE001 - any failure skips the sequences it hits
+            if len(names) == 1:
+                self.errors[names[0]] = f"tracking failed: {type(e).__name__}: {e}"
+                self.log(f"skipped {names[0]}: {self.errors[names[0]]}")
+                return {}
+        out = {}
+        for name in names:
+            out.update(self.run_isolated([name], model, config))
+        return out
 
 
 def _overflowed(result) -> bool:
@@ -184,66 +215,53 @@ def track_sequences(
     list tracks every sequence under every setting (an ablation grid, one program)."""
     grid = isinstance(hyper, list)
     hypers = hyper if grid else [hyper]
-    errors, preps, timing = {}, {}, {"prepare_s": 0.0, "track_s": 0.0, "batches": []}
+    batches = _Batches(seqs, {}, hypers, grid, seed, progress, {}, log)
+    timing = {"prepare_s": 0.0, "track_s": 0.0, "batches": []}
     t0 = time.perf_counter()
     for name, seq in seqs.items():
         try:
-            preps[name] = prepare(seq, config, sdf_resolution=sdf_resolution, seed=seed)
+            batches.preps[name] = prepare(seq, config, sdf_resolution=sdf_resolution, seed=seed)
         except Exception as e:  # noqa: BLE001 - any failure skips this sequence alone
-            errors[name] = f"preparation failed: {type(e).__name__}: {e}"
-            log(f"skipped {name}: {errors[name]}")
+            batches.errors[name] = f"preparation failed: {type(e).__name__}: {e}"
+            log(f"skipped {name}: {batches.errors[name]}")
     timing["prepare_s"] = time.perf_counter() - t0
     groups: dict = {}
-    for name in preps:
+    for name in batches.preps:
         groups.setdefault(_shape_key(seqs[name]), []).append(name)
     results: dict = {}
     for key, names in groups.items():
-        model = mano_source.model(key[0])
         for start in range(0, len(names), batch_size):
             chunk = names[start:start + batch_size]
             t0 = time.perf_counter()
-            results.update(_run_isolated(seqs, chunk, preps, model, config, hypers, grid, seed,
-                                         progress, errors, log))
-            dt = time.perf_counter() - t0
-            timing["track_s"] += dt
-            timing["batches"].append({"sequences": len(chunk), "seconds": dt})
+            results.update(batches.run_isolated(chunk, mano_source.model(key[0]), config))
+            timing["batches"].append({"sequences": len(chunk),
+                                      "seconds": time.perf_counter() - t0})
+            timing["track_s"] += timing["batches"][-1]["seconds"]
+    capacity, still = _rerun_overflowing(batches, results, mano_source, config, max_doublings)
+    return TrackRun(results=results, errors=batches.errors, overflow=still, capacity=capacity,
+                    timing=timing, config=config, hypers=hypers, mano=mano_source)
+
+
+def _rerun_overflowing(batches: _Batches, results: dict, mano_source: ManoSource,
+                       config: TrackConfig, max_doublings: int) -> tuple[dict, list]:
+    """Re-run each sequence whose rendering overflowed alone with doubled capacity; returns the
+    capacities that sufficed and the sequences that still overflow."""
     capacity, still = {}, []
     for name in [n for n in results if _overflowed(results[n])]:
-        cfg = config
+        cfg, model = config, mano_source.model(batches.seqs[name].side)
         for _ in range(max_doublings):
             cfg = cfg.doubled()
-            log(f"{name}: the rasterizer's pair list overflowed; re-running with "
-                f"pairs_per_face={cfg.pairs_per_face}")
-            model = mano_source.model(seqs[name].side)
-            results[name] = _run(seqs, [name], preps, model, cfg, hypers, grid, seed,
-                                 progress)[name]
-            if not _overflowed(results[name]):
+            batches.log(f"{name}: the rasterizer's pair list overflowed; re-running with "
+                        f"pairs_per_face={cfg.pairs_per_face}")
+            results.update(batches.run_isolated([name], model, cfg))
+            if name in results and not _overflowed(results[name]):
                 capacity[name] = cfg.pairs_per_face
                 break
         else:
             still.append(name)
-            log(f"warning: {name} still overflows at pairs_per_face={cfg.pairs_per_face}; "
-                "its result is flagged")
-    return TrackRun(results=results, errors=errors, overflow=still, capacity=capacity,
-                    timing=timing, config=config, hypers=hypers, mano=mano_source)
-
-
-def _run_isolated(seqs, chunk, preps, model, config, hypers, grid, seed, progress, errors,
-                  log) -> dict:
-    """One batch; when its program raises, each sequence alone, so one bad sequence does not
-    sink the others."""
-    try:
-        return _run(seqs, chunk, preps, model, config, hypers, grid, seed, progress)
-    except Exception as e:  # noqa: BLE001
-        if len(chunk) == 1:
-            errors[chunk[0]] = f"tracking failed: {type(e).__name__}: {e}"
-            log(f"skipped {chunk[0]}: {errors[chunk[0]]}")
-            return {}
-    out = {}
-    for name in chunk:
-        out.update(_run_isolated(seqs, [name], preps, model, config, hypers, grid, seed,
-                                 progress, errors, log))
-    return out
+            batches.log(f"warning: {name} still overflows at pairs_per_face="
+                        f"{cfg.pairs_per_face}; its result is flagged")
+    return capacity, still
 
 
 def evaluate_run(run: TrackRun, seqs: dict[str, data.Sequence]) -> dict[str, dict | list]:

@@ -56,7 +56,7 @@ from jaxtyping import Array, ArrayLike, Bool, Float, Int
 
 from hoijax import geometry, mano
 from hoijax.data import HandParams
-from hoijax.tracking._init import sample_mask_points
+from hoijax.tracking._init import HandObs, sample_mask_points
 from hoijax.tracking._optimize import minimize
 from hoijax.tracking._settings import HandFitConfig, HandFitHyper
 
@@ -265,15 +265,9 @@ def _initial_params(transl: Float[Array, "N 3"], num_betas: int) -> Params:
 
 def fit_hand(
     model: mano.ManoModel,
-    K: Float[ArrayLike, "3 3"],
-    hand_init: HandParams,
+    obs: HandObs,
     scale: Float[ArrayLike, ""],
     transl: Float[ArrayLike, "N 3"],
-    keypoints_px: Float[ArrayLike, "N 21 2"],
-    keypoints_conf: Float[ArrayLike, "N 21"],
-    valid: Bool[ArrayLike, " N"],
-    hand_mask: Bool[ArrayLike, "N H W"] | None,
-    depth_m: Float[ArrayLike, "N H W"] | None,
     key: Array,
     *,
     config: HandFitConfig = HandFitConfig(),
@@ -285,10 +279,11 @@ def fit_hand(
     Goes beyond AGILE §3.2, which keeps θ and R_h fixed: the per-sequence bias and per-frame
     jitter of the detector's θ (12 PCA components) and R_h are estimated jointly with ``s_h``
     and ``T_h`` (see the module docstring for the model, the objective and the stages).
-    ``hand_init`` is the detector's per-frame estimate (its ``transl`` is not used); ``scale``
+    ``obs.hand_init`` is the detector's per-frame estimate (its ``transl`` is not used); ``scale``
     and ``transl`` are the metric initialization, e.g.
     :func:`~hoijax.tracking._init.init_hand`'s. Keypoints with a non-positive or non-finite
-    confidence or non-finite coordinates count as missing. ``hand_mask`` or ``depth_m`` None:
+    confidence or non-finite coordinates count as missing. ``obs.hand_mask`` or ``obs.depth_m``
+    None:
     keypoints only, the scale held. ``key`` draws the ``config.num_points`` depth points per
     frame (once). Static iteration caps per stage (:class:`HandFitConfig`): ``keypoint_iters``
     (keypoints, scale held), ``align_iters`` (depth, pose held), ``iters`` (everything),
@@ -298,6 +293,8 @@ def fit_hand(
     """
     hp = HandFitHyper() if hyper is None else hyper
     c = config
+    K, hand_init, hand_mask, depth_m = obs.K, obs.hand_init, obs.hand_mask, obs.depth_m
+    keypoints_px, keypoints_conf, valid = obs.keypoints_px, obs.keypoints_conf, obs.valid
     K = jnp.asarray(K)
     dtype = jnp.asarray(hand_init.hand_pose).dtype
     hand_init = jax.tree.map(lambda x: jnp.asarray(x, dtype), hand_init)

@@ -23,7 +23,7 @@ import numpy as np
 from jaxtyping import Array, ArrayLike, Bool, Float, Int
 
 from hoijax import geometry, mano, render
-from hoijax.data import HandParams, ObjectMesh
+from hoijax.data import HandParams, ObjectMesh, Sequence
 
 _TINY = 1e-9
 
@@ -78,19 +78,42 @@ class HandInit(eqx.Module):
     """PnP had enough confident keypoints."""
 
 
+class HandObs(eqx.Module):
+    """What the hand's initialization and refinement read of one sequence (leading axis N on
+    the per-frame fields)."""
+
+    K: Float[ArrayLike, "3 3"]
+    """Camera intrinsics, pixels."""
+    hand_init: HandParams
+    """The detector's per-frame MANO estimate."""
+    keypoints_px: Float[ArrayLike, "N 21 2"]
+    """Detected 2D keypoints (OpenPose order), pixels."""
+    keypoints_conf: Float[ArrayLike, "N 21"]
+    """Their confidences (0 or non-finite: missing)."""
+    valid: Bool[ArrayLike, " N"]
+    """Real (not padded) frames."""
+    hand_mask: Bool[ArrayLike, "N H W"] | None
+    """Hand masks; None: keypoints only."""
+    depth_m: Float[ArrayLike, "N H W"] | None
+    """Depth maps, metres; None: keypoints only."""
+
+    @classmethod
+    def of(cls, seq: Sequence) -> HandObs:
+        return cls(seq.K, seq.hand_init, seq.keypoints_px, seq.keypoints_conf, seq.valid,
+                   seq.hand_mask, seq.depth_m)
+
+    def without_depth(self) -> HandObs:
+        return HandObs(self.K, self.hand_init, self.keypoints_px, self.keypoints_conf,
+                       self.valid, None, None)
+
+
 def _masked_median(x: Float[Array, " N"], valid: Bool[Array, " N"]) -> Float[Array, ""]:
     return jnp.nanmedian(jnp.where(valid, x, jnp.nan))
 
 
 def init_hand(
     model: mano.ManoModel,
-    K: Float[ArrayLike, "3 3"],
-    hand_init: HandParams,
-    keypoints_px: Float[ArrayLike, "N 21 2"],
-    keypoints_conf: Float[ArrayLike, "N 21"],
-    valid: Bool[ArrayLike, " N"],
-    hand_mask: Bool[ArrayLike, "N H W"] | None,
-    depth_m: Float[ArrayLike, "N H W"] | None,
+    obs: HandObs,
     key: Array,
     *,
     num_points: int = 512,
@@ -99,6 +122,8 @@ def init_hand(
     pnp_refine_steps: int = 2,
 ) -> HandInit:
     """AGILE §3.2 metric hand: ICP scale with R_h fixed (median over frames), then PnP per frame."""
+    K, hand_init, hand_mask, depth_m = obs.K, obs.hand_init, obs.hand_mask, obs.depth_m
+    keypoints_px, keypoints_conf, valid = obs.keypoints_px, obs.keypoints_conf, obs.valid
     verts, kps = jax.vmap(lambda p: hand_in_mano_frame(model, p))(hand_init)
     valid = jnp.asarray(valid, bool)
     uv, conf = jnp.asarray(keypoints_px), jnp.asarray(keypoints_conf)

@@ -32,6 +32,7 @@ from hoijax import geometry, mano
 from hoijax.data import Sequence
 from hoijax.tracking._hand_fit import fit_hand
 from hoijax.tracking._init import (
+    HandObs,
     candidate_rotations,
     frames_at_rest_before,
     hand_in_mano_frame,
@@ -201,13 +202,12 @@ def hand_stage(config: TrackConfig, hyper: TrackHyper, seq: Sequence, model: man
     """The hand before tracking: AGILE's metric initialization (ICP scale, PnP translation,
     §3.2), then the refinement of :func:`~hoijax.tracking.fit_hand` when
     ``config.hand_fit.enabled`` (beyond AGILE). ``keys``: (initialization, refinement)."""
-    init = init_hand(model, seq.K, seq.hand_init, seq.keypoints_px, seq.keypoints_conf,
-                     seq.valid, seq.hand_mask, seq.depth_m, keys[0])
+    obs = HandObs.of(seq)
+    init = init_hand(model, obs, keys[0])
     params, scale, transl, finite = seq.hand_init, init.scale, init.transl, jnp.ones((), bool)
     if config.hand_fit.enabled:
-        fit = fit_hand(model, seq.K, seq.hand_init, init.scale, init.transl, seq.keypoints_px,
-                       seq.keypoints_conf, seq.valid, seq.hand_mask, seq.depth_m, keys[1],
-                       config=config.hand_fit, hyper=hyper.hand_fit)
+        fit = fit_hand(model, obs, init.scale, init.transl, keys[1], config=config.hand_fit,
+                       hyper=hyper.hand_fit)
         params, scale, transl, finite = fit.hand, fit.scale, fit.transl, fit.finite
     verts, kps = jax.vmap(lambda p: hand_in_mano_frame(model, p))(params)
     verts, kps = scale * verts, scale * kps

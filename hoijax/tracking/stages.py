@@ -15,6 +15,7 @@ Every optimization stage is ``stage(config, hyper, state, inp) -> (state, result
 from hoijax.tracking._hand_fit import HandFitResult, fit_hand
 from hoijax.tracking._init import (
     HandInit,
+    HandObs,
     PoseSearchResult,
     candidate_rotations,
     frames_at_rest_before,
@@ -52,7 +53,7 @@ from hoijax.tracking._state import (
 
 __all__ = [
     "MAX_LOG_SCALE_REFINE", "AnchorInput", "FrameInput", "FrameObs", "Hand", "HandFitResult",
-    "HandInit", "HandPose", "ObjectModel", "PoseSearchResult", "TrackState",
+    "HandInit", "HandObs", "HandPose", "ObjectModel", "PoseSearchResult", "TrackState",
     "anchor_icp_scale", "anchor_joint", "anchor_scale", "anchor_stages",
     "candidate_rotations", "dino_support", "fit_hand", "frame_at", "frame_objective",
     "frames_at_rest_before", "hand_in_mano_frame", "hand_stage", "hand_step", "init_hand",
