@@ -79,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     from hoijax.cli import _track
     from hoijax.cli._demo import DemoConfig
     from hoijax.cli._icl import IclEval, IclTrain, run_icl_eval, run_icl_train
+    from hoijax.cli._tiger import TigerEval, TigerTrain, run_tiger_eval, run_tiger_train
 
     commands = {
         "demo": (_track.Demo, _track.run_demo),
@@ -87,6 +88,8 @@ def main(argv: list[str] | None = None) -> int:
         "eval": (_track.Eval, _track.run_eval),
         "icl-train": (IclTrain, run_icl_train),
         "icl-eval": (IclEval, run_icl_eval),
+        "tiger-train": (TigerTrain, run_tiger_train),
+        "tiger-eval": (TigerEval, run_tiger_eval),
         "init-demo": (DemoConfig, _init_demo),
         "mano-export": (ManoExport, _mano_export),
         "mano-info": (ManoInfo, _mano_info),
