@@ -81,7 +81,8 @@ def _chunked(fn, arrays, chunk=64):
     for s in range(0, n, chunk):
         idx = np.r_[np.arange(s, min(s + chunk, n)), np.full(max(0, s + chunk - n), n - 1)]
         out = fn(*(jnp.asarray(a[idx]) for a in arrays))
-        res.append(jax.tree.map(lambda x: np.asarray(x)[:min(chunk, n - s)], out))
+        keep = min(chunk, n - s)
+        res.append(jax.tree.map(lambda x, keep=keep: np.asarray(x)[:keep], out))
     return jax.tree.map(lambda *xs: np.concatenate(xs), *res)
 
 

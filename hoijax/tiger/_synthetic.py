@@ -48,6 +48,23 @@ class SyntheticTigerConfig:
     """Generator motion speed (8: about 12° between consecutive frames)."""
 
 
+def _bucket(x: int, smallest: int = 512) -> int:
+    b = smallest
+    while b < x:
+        b *= 2
+    return b
+
+
+def _other_instance(kind, seed):
+    # A few procedural seeds give non-watertight meshes (the generator refuses them): try on.
+    for k in range(1, 20):
+        try:
+            return hdata.make_object_trimesh(kind, seed + 7919 * k)
+        except RuntimeError:
+            continue
+    raise RuntimeError(f"no watertight {kind} instance near seed {seed}")
+
+
 def _sample(mesh, n, seed):
     return np.asarray(metrics.sample_surface(jax.random.key(seed), np.asarray(mesh.vertices,
                                                                               np.float32),
@@ -65,6 +82,11 @@ def _scene(cfg: SyntheticTigerConfig, s: int, sources: tuple[int, ...]) -> list[
         with_rgb=True, with_depth=False, with_features=False, object_init=False))
     verts = np.asarray(seq.mesh.vertices, np.float32)
     faces = np.asarray(seq.mesh.faces, np.int32)
+    # Pad to power-of-two buckets (extra vertices repeat vertex 0, extra faces are the
+    # zero-area (0, 0, 0)) so one compiled rasterizer serves many objects.
+    nv, nf_ = _bucket(len(verts)), _bucket(len(faces))
+    verts = np.concatenate([verts, np.repeat(verts[:1], nv - len(verts), 0)])
+    faces = np.concatenate([faces, np.zeros((nf_ - len(faces), 3), np.int32)])
     canon = _sample(seq.mesh, cfg.num_points, seed)  # object frame, metres
     T = np.asarray(seq.gt.T_cam_obj, np.float64)
     K = np.asarray(seq.K, np.float32)
@@ -90,7 +112,7 @@ def _scene(cfg: SyntheticTigerConfig, s: int, sources: tuple[int, ...]) -> list[
         if name == "sphere":
             prior = sphere_prior(cfg.num_points, cfg.sphere_radius_m)
         elif name == "instance":
-            other = hdata.make_object_trimesh(kind, seed + 7919)
+            other = _other_instance(kind, seed)
             prior = _sample(other, cfg.num_points, seed + 1)
             prior = prior - prior.mean(0)
         else:
@@ -102,7 +124,8 @@ def _scene(cfg: SyntheticTigerConfig, s: int, sources: tuple[int, ...]) -> list[
 
 def make_synthetic_tiger(cfg: SyntheticTigerConfig = SyntheticTigerConfig(), *,
                          all_priors: bool = False, progress: bool = False) -> TigerData:
-    """Synthetic TIGeR examples (see the module docstring). With ``all_priors`` the examples
+    """Synthetic TIGeR examples (see the module docstring; the rare scene whose procedural
+    mesh the generator refuses as non-watertight is skipped). With ``all_priors`` the examples
     are grouped by prior source: all sphere-prior examples, then instance, then noisy-GT."""
     from tqdm.auto import tqdm
 
@@ -111,7 +134,11 @@ def make_synthetic_tiger(cfg: SyntheticTigerConfig = SyntheticTigerConfig(), *,
     for s in tqdm(range(cfg.num_scenes), disable=not progress, desc="tiger-data"):
         sources = (tuple(range(len(PRIOR_SOURCES))) if all_priors
                    else (s % len(PRIOR_SOURCES),))
-        for src, d in zip(sources, _scene(cfg, s, sources)):
+        try:
+            scene = _scene(cfg, s, sources)
+        except RuntimeError:  # the generator refuses a non-watertight procedural mesh: skip
+            continue
+        for src, d in zip(sources, scene):
             per_source[src].append(d)
             in_order.append(d)
     if all_priors:

@@ -123,7 +123,8 @@ class TigerBatchData:
 
 
 def _labels(params):
-    return {k: jax.tree.map(lambda _: "frozen" if k in FROZEN_IN_PHASE2 else "train", v)
+    return {k: jax.tree.map(lambda _, lab=("frozen" if k in FROZEN_IN_PHASE2 else "train"): lab,
+                            v)
             for k, v in params.items()}
 
 
