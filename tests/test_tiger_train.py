@@ -40,8 +40,8 @@ def test_attention_rows_sum_to_one_and_untrained_network_returns_prior():
     d = _data()
     params = tiger.init_tiger_params(SMALL, jax.random.key(0), CROP)
     img = tiger.downsample_image(jnp.asarray(d.rgb[0], jnp.float32), SMALL.image_size)
-    out = tiger.apply_tiger(params, SMALL, img, jnp.asarray(d.K[0]), jnp.asarray(d.prior_obj[0]),
-                            CROP)
+    out = jax.jit(tiger.apply_tiger, static_argnums=(1, 5))(
+        params, SMALL, img, jnp.asarray(d.K[0]), jnp.asarray(d.prior_obj[0]), CROP)
     assert out.attention1.shape == (SMALL.sa1_centroids, SMALL.grid1**2)
     assert out.attention2.shape == (SMALL.sa2_centroids, SMALL.grid2**2)
     np.testing.assert_allclose(np.asarray(out.attention1).sum(-1), 1.0, atol=1e-5)
@@ -62,7 +62,8 @@ def test_all_equal_prior_points_and_empty_mask_give_finite_gradients():
     params = tiger.init_tiger_params(SMALL, jax.random.key(1), CROP)
     w = tiger.TigerTrainConfig().loss_weights()
     for phase in (1, 2):
-        (loss, _), g = jax.value_and_grad(tiger.batch_loss, has_aux=True)(
+        (loss, _), g = jax.jit(jax.value_and_grad(tiger.batch_loss, has_aux=True),
+                               static_argnums=(1, 5, 6))(
             params, SMALL, batch.arrays, jnp.arange(4), w, CROP, phase)
         assert np.isfinite(float(loss))
         assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(g))
