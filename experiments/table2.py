@@ -74,7 +74,7 @@ def main() -> None:
     hypers = [base] + [base.without(e) for e in drop]
     t0 = time.perf_counter()
     run = tracking.track_sequences(seqs, tracking.ManoSource.synthetic(), config, hypers,
-                                   batch_size=args.batch_size)
+                                   tracking.RunOptions(batch_size=args.batch_size))
     elapsed = time.perf_counter() - t0
     evals = tracking.evaluate_run(run, seqs)
     rows = {name: tracking.summarize([e[g] for e in evals.values()])

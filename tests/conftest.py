@@ -5,6 +5,9 @@ from __future__ import annotations
 import os
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# The commands' persistent compilation cache stays off in tests (nothing written to the
+# user's home); tests that need it point HOIJAX_COMPILE_CACHE at a temporary folder.
+os.environ.setdefault("HOIJAX_COMPILE_CACHE", "0")
 
 import pytest  # noqa: E402
 

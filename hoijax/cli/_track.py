@@ -13,26 +13,35 @@ import dataclasses
 import json
 import sys
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
-from tyro.conf import Positional
+from tyro.conf import Positional, arg
 
 from hoijax import data, tracking
+from hoijax.cli._cache import enable_compile_cache
 from hoijax.cli._flags import build, flags_of
 
 HyperFlags = flags_of(tracking.TrackHyper)
 
 
-@dataclasses.dataclass
-class RunOptions:
-    """How the driver batches and seeds the tracking."""
+RunOptions = tracking.RunOptions
 
-    batch_size: int = 8
-    """Sequences tracked at once (one compiled program per padded batch shape)."""
-    sdf_resolution: int = 32
-    """SDF grid points along the object's longest side."""
-    seed: int = 0
-    """Seed of the tracker's random choices (each sequence's follow its name)."""
+
+@dataclasses.dataclass
+class Distributed:
+    """A run across processes (hosts) with JAX's own runtime: every process tracks every n-th
+    sequence and writes its own results; process 0 writes the summary."""
+
+    enabled: bool = False
+    """Initialize jax.distributed (cluster auto-detection: SLURM, Open MPI, Kubernetes; or the
+    flags below)."""
+    coordinator: str | None = None
+    """host:port of process 0 (default: auto-detected)."""
+    num_processes: int | None = None
+    """Processes in the run (default: auto-detected)."""
+    process_id: int | None = None
+    """This process's index (default: auto-detected)."""
 
 
 def _demo_config() -> tracking.TrackConfig:
@@ -66,7 +75,7 @@ class Demo:
 class Track:
     """Track sequence directories (hoijax sequence format) and write results."""
 
-    sequences: Positional[list[Path]]
+    sequences: Positional[Annotated[list[Path], arg(help_behavior_hint="(required)")]]
     """Sequence directories (see README, "Sequences on disk")."""
     out: Path = Path("results/track")
     """Output folder: one sub-folder per sequence."""
@@ -78,7 +87,9 @@ class Track:
     hyper: HyperFlags = dataclasses.field(default_factory=HyperFlags)
     """Loss weights, step sizes and tolerances."""
     run: RunOptions = dataclasses.field(default_factory=RunOptions)
-    """Batching and seeding."""
+    """Batching, devices, seeding, resuming."""
+    distributed: Distributed = dataclasses.field(default_factory=Distributed)
+    """Several processes (hosts)."""
     pictures: bool = True
     """Write overlays, GIFs, loss curves and meshes."""
 
@@ -87,8 +98,9 @@ class Track:
 class Ablate:
     """Track sequences under a grid of loss weights (one compiled program) and tabulate."""
 
-    sequences: list[Path] = dataclasses.field(default_factory=list)
-    """Sequence directories; empty: generate the synthetic benchmark."""
+    sequences: Annotated[list[Path], arg(help_behavior_hint="(default: none)")] = (
+        dataclasses.field(default_factory=list))
+    """Sequence directories; none: generate the synthetic benchmark."""
     out: Path = Path("results/ablate")
     """Output folder: table.md, table.json, ablation.png."""
     drop: tuple[str, ...] = ("joint", "mask", "dino", "interact", "depth+hand_depth")
@@ -113,14 +125,14 @@ class Ablate:
 
 @dataclasses.dataclass
 class Eval:
-    """Score saved results (``track``/``demo`` outputs) against the sequences' ground truth."""
+    """Score saved results (track or demo outputs) against the sequences' ground truth."""
 
     results: Positional[Path]
-    """Folder with one result sub-folder per sequence (as ``track`` writes)."""
+    """Folder with one result sub-folder per sequence (as track writes)."""
     sequences: list[Path]
     """The sequence directories; each is matched to the result that names it."""
     out: Path | None = None
-    """Where to write metrics.json (default: inside ``results``)."""
+    """Where to write metrics.json; None: inside the results folder."""
     mano_dir: Path | None = None
     """The MANO files the results were tracked with; default: the synthetic hand."""
 
@@ -143,15 +155,17 @@ def _progress_bar(seqs: dict, stride: int, settings: int, desc: str):
 
 
 def track_with_progress(seqs: dict, mano_source: tracking.ManoSource,
-                        config: tracking.TrackConfig, hyper, run: RunOptions
+                        config: tracking.TrackConfig, hyper, run: RunOptions, **kwargs
                         ) -> tracking.TrackRun:
-    """The driver with a progress bar; skipped and overflowing sequences are named."""
+    """The driver with a progress bar (``kwargs``: the driver's ``checkpoint``, ``share``);
+    skipped and overflowing sequences are named."""
     n_settings = len(hyper) if isinstance(hyper, list) else 1
-    bar = _progress_bar(seqs, config.stride, n_settings, f"tracking {len(seqs)} sequences")
+    share = kwargs.get("share", (0, 1))
+    mine = {n: s for i, (n, s) in enumerate(seqs.items()) if i % share[1] == share[0]}
+    bar = _progress_bar(mine, config.stride, n_settings, f"tracking {len(mine)} sequences")
     result = tracking.track_sequences(
-        seqs, mano_source, config, hyper, seed=run.seed, batch_size=run.batch_size,
-        sdf_resolution=run.sdf_resolution, progress=tracking.Progress(bar.update),
-        log=lambda msg: bar.write(msg, file=sys.stderr))
+        seqs, mano_source, config, hyper, run, progress=tracking.Progress(bar.update),
+        log=lambda msg: bar.write(msg, file=sys.stderr), **kwargs)
     bar.n = bar.total
     bar.close()
     return result
@@ -207,6 +221,7 @@ def _report_problems(run: tracking.TrackRun) -> None:
 
 
 def run_demo(cfg: Demo) -> int:
+    enable_compile_cache()
     configs = data.tracking_benchmark_configs(cfg.sequences, cfg.frames, cfg.image_size,
                                               hand_noise=cfg.hand_noise)
     seqs = {f"seq_{i:03d}_{c.object_kind}_{c.occlusion}": data.generate_sequence(c)
@@ -239,15 +254,46 @@ def _load(paths: list[Path]) -> tuple[dict[str, data.Sequence], dict[str, str]]:
 
 
 def run_track(cfg: Track) -> int:
+    enable_compile_cache()
+    share = _start_distributed(cfg.distributed)
     seqs, bad = _load(cfg.sequences)
     if not seqs:
         print("error: no sequence could be loaded", file=sys.stderr)
         return 2
+    checkpoint = cfg.out / ".chunks" / f"process_{share[0]}"
     run = track_with_progress(seqs, _mano(cfg.mano_dir), cfg.config,
-                              build(tracking.TrackHyper, cfg.hyper), cfg.run)
-    run.errors = {**bad, **run.errors}
-    _finish(cfg.out, run, seqs, cfg.pictures, {})
+                              build(tracking.TrackHyper, cfg.hyper), cfg.run,
+                              checkpoint=checkpoint, share=share)
+    run.errors = {**(bad if share[0] == 0 else {}), **run.errors}
+    if share[1] == 1:
+        _finish(cfg.out, run, seqs, cfg.pictures, {})
+        return 0 if not run.errors else 1
+    # Each process writes what it tracked; after a barrier, process 0 writes the summary.
+    tracking.save_run(cfg.out, run, seqs, part=share[0])
+    from jax.experimental import multihost_utils
+
+    multihost_utils.sync_global_devices("hoijax track: results written")
+    if share[0] == 0:
+        report = tracking.gather_run(cfg.out)
+        print(f"{len(report['per_sequence'])} sequences tracked by {share[1]} processes; "
+              f"summary in {cfg.out / 'summary.json'}")
+        for name, cause in report["skipped"].items():
+            print(f"skipped {name}: {cause}", file=sys.stderr)
     return 0 if not run.errors else 1
+
+
+def _start_distributed(opts: Distributed) -> tuple[int, int]:
+    """``(process index, process count)``, after ``jax.distributed.initialize`` when asked."""
+    if not opts.enabled:
+        return 0, 1
+    import jax
+
+    if jax.default_backend() == "cpu":
+        # Cross-process collectives (the final barrier) on the CPU backend.
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize(coordinator_address=opts.coordinator,
+                               num_processes=opts.num_processes, process_id=opts.process_id)
+    return jax.process_index(), jax.process_count()
 
 
 def ablation_hypers(base: tracking.TrackHyper, drop: tuple[str, ...]
@@ -258,6 +304,7 @@ def ablation_hypers(base: tracking.TrackHyper, drop: tuple[str, ...]
 
 
 def run_ablate(cfg: Ablate) -> int:
+    enable_compile_cache()
     if cfg.sequences:
         seqs, _ = _load(cfg.sequences)
     else:

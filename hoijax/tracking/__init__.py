@@ -18,9 +18,11 @@ from hoijax.tracking import stages
 from hoijax.tracking._driver import (
     ManoMismatchError,
     ManoSource,
+    RunOptions,
     TrackRun,
     check_mano,
     evaluate_run,
+    gather_run,
     jsonable,
     save_run,
     sequence_key,
@@ -50,6 +52,7 @@ from hoijax.tracking._settings import (
 from hoijax.tracking._track import (
     STEP_TERMS,
     Prepared,
+    SEQUENCE_AXIS,
     Progress,
     TrackResult,
     ablate_batch,
@@ -57,6 +60,7 @@ from hoijax.tracking._track import (
     hand_vertices,
     object_vertices,
     prepare,
+    sequence_mesh,
     stack_prepared,
     track_batch,
     track_sequence,
@@ -64,7 +68,7 @@ from hoijax.tracking._track import (
 )
 
 __all__ = [
-    "DEFAULT_ONSET_TAU", "HandFitConfig", "HandFitHyper", "ManoMismatchError", "ManoSource",
+    "DEFAULT_ONSET_TAU", "RunOptions", "SEQUENCE_AXIS", "gather_run", "sequence_mesh", "HandFitConfig", "HandFitHyper", "ManoMismatchError", "ManoSource",
     "MinimizeResult", "PER_FRAME_METRICS", "Prepared", "Progress", "RESULT_FORMAT",
     "RESULT_FORMAT_VERSION", "ResultFormatError", "STEP_TERMS", "Schedule", "TrackConfig",
     "TrackHyper", "TrackResult", "TrackRun", "ablate_batch", "bidirectional_schedule",

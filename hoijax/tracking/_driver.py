@@ -32,12 +32,14 @@ import numpy as np
 
 from hoijax import data, mano
 from hoijax.tracking._evaluate import evaluate_sequence, save_result, summarize
+from hoijax.tracking._resume import ChunkStore
 from hoijax.tracking._settings import TrackConfig, TrackHyper, stack_hypers
 from hoijax.tracking._track import (
     Progress,
     TrackResult,
     ablate_batch,
     prepare,
+    sequence_mesh,
     stack_prepared,
     track_batch,
 )
@@ -148,6 +150,25 @@ def sequence_key(seed: int, name: str) -> jax.Array:
     return jax.random.fold_in(jax.random.PRNGKey(seed), zlib.crc32(name.encode()) & 0x7FFFFFFF)
 
 
+@dataclasses.dataclass(frozen=True)
+class RunOptions:
+    """How the driver executes a run (the command line reads these as ``--run.*``)."""
+
+    batch_size: int = 8
+    """Sequences tracked at once per padded batch (one compiled program per shape); rounded
+    up to a multiple of the devices."""
+    devices: int | None = None
+    """Local devices each batch's sequences are split over (default: all)."""
+    seed: int = 0
+    """Seed of the tracker's random choices (each sequence's follow its name)."""
+    sdf_resolution: int = 32
+    """SDF grid points along the object's longest side."""
+    max_doublings: int = 3
+    """Times the rasterizer's pair capacity is doubled for a sequence that overflows."""
+    resume: bool = False
+    """Skip the sequences of chunks a killed run already finished (its checkpoint folder)."""
+
+
 @dataclasses.dataclass
 class _Batches:
     """What every batch of one driver call shares."""
@@ -160,20 +181,24 @@ class _Batches:
     progress: Progress | None
     errors: dict[str, str]
     log: Callable[[str], None]
+    mesh: jax.sharding.Mesh | None = None
 
     def run(self, names: list[str], model: mano.ManoModel, config: TrackConfig) -> dict:
-        """Track ``names`` as one padded batch; per name its result (a list for a grid)."""
-        batch = data.stack_sequences([self.seqs[n] for n in names])
-        prep = stack_prepared([self.preps[n] for n in names])
-        keys = jnp.stack([sequence_key(self.seed, n) for n in names])
+        """Track ``names`` as one padded batch (padded further, with copies of its last
+        sequence, to a multiple of the devices); per name its result (a list for a grid)."""
+        n_dev = 1 if self.mesh is None else self.mesh.size
+        slots = names + [names[-1]] * (-len(names) % n_dev)
+        batch = data.stack_sequences([self.seqs[n] for n in slots])
+        prep = stack_prepared([self.preps[n] for n in slots])
+        keys = jnp.stack([sequence_key(self.seed, n) for n in slots])
         if self.grid:
             res = jax.block_until_ready(ablate_batch(batch, prep, model,
                                                      stack_hypers(self.hypers), config, keys,
-                                                     self.progress))
+                                                     self.progress, self.mesh))
             return {n: [jax.tree.map(lambda x, g=g, j=j: x[g, j], res)
                         for g in range(len(self.hypers))] for j, n in enumerate(names)}
         res = jax.block_until_ready(track_batch(batch, prep, model, self.hypers[0], config,
-                                                keys, self.progress))
+                                                keys, self.progress, self.mesh))
         return {n: jax.tree.map(lambda x, j=j: x[j], res) for j, n in enumerate(names)}
 
     def run_isolated(self, names: list[str], model: mano.ManoModel, config: TrackConfig
@@ -203,65 +228,82 @@ def track_sequences(
     mano_source: ManoSource,
     config: TrackConfig,
     hyper: TrackHyper | list[TrackHyper],
+    options: RunOptions = RunOptions(),
     *,
-    seed: int = 0,
-    batch_size: int = 8,
-    sdf_resolution: int = 32,
-    max_doublings: int = 3,
+    checkpoint: str | Path | None = None,
+    share: tuple[int, int] = (0, 1),
     progress: Progress | None = None,
     log: Callable[[str], None] = print,
 ) -> TrackRun:
-    """Track named sequences in batches of ``batch_size`` of one padded shape. ``hyper`` as a
-    list tracks every sequence under every setting (an ablation grid, one program)."""
+    """Track named sequences in batches of one padded shape, each batch split over the local
+    devices. ``hyper`` as a list tracks every sequence under every setting (an ablation grid,
+    one program). ``checkpoint``: a folder where every finished chunk is saved (orbax), so
+    that ``options.resume`` skips them after a kill. ``share = (i, n)``: this is process ``i``
+    of ``n`` and tracks every n-th sequence from the i-th (a distributed run)."""
     grid = isinstance(hyper, list)
     hypers = hyper if grid else [hyper]
-    batches = _Batches(seqs, {}, hypers, grid, seed, progress, {}, log)
+    mesh = sequence_mesh(options.devices) if jax.local_device_count() > 1 else None
+    batches = _Batches(seqs, {}, hypers, grid, options.seed, progress, {}, log, mesh)
+    store = None if checkpoint is None else ChunkStore(checkpoint, resume=options.resume)
+    results, info = store.done() if store is not None else ({}, {"capacity": {}, "overflow": []})
+    if results:
+        log(f"resuming: {len(results)} sequences were finished before")
+    mine = [n for i, n in enumerate(seqs) if i % share[1] == share[0] and n not in results]
     timing = {"prepare_s": 0.0, "track_s": 0.0, "batches": []}
     t0 = time.perf_counter()
-    for name, seq in seqs.items():
+    for name in mine:
         try:
-            batches.preps[name] = prepare(seq, config, sdf_resolution=sdf_resolution, seed=seed)
+            batches.preps[name] = prepare(seqs[name], config,
+                                          sdf_resolution=options.sdf_resolution,
+                                          seed=options.seed)
         except Exception as e:  # noqa: BLE001 - any failure skips this sequence alone
             batches.errors[name] = f"preparation failed: {type(e).__name__}: {e}"
             log(f"skipped {name}: {batches.errors[name]}")
     timing["prepare_s"] = time.perf_counter() - t0
+    size = -(-options.batch_size // (1 if mesh is None else mesh.size)) * (
+        1 if mesh is None else mesh.size)
+    for chunk in _chunks(seqs, list(batches.preps), size):
+        t0 = time.perf_counter()
+        model = mano_source.model(seqs[chunk[0]].side)
+        done = batches.run_isolated(chunk, model, config)
+        _rerun_overflowing(batches, done, model, config, options.max_doublings, info)
+        if store is not None:
+            store.save(done, info)
+        results.update(done)
+        timing["batches"].append({"sequences": len(chunk), "seconds": time.perf_counter() - t0})
+        timing["track_s"] += timing["batches"][-1]["seconds"]
+    return TrackRun(results=results, errors=batches.errors, overflow=info["overflow"],
+                    capacity=info["capacity"], timing=timing, config=config, hypers=hypers,
+                    mano=mano_source)
+
+
+def _chunks(seqs: dict, names: list[str], size: int) -> list[list[str]]:
+    """Names grouped by padded shape, in chunks of ``size``."""
     groups: dict = {}
-    for name in batches.preps:
+    for name in names:
         groups.setdefault(_shape_key(seqs[name]), []).append(name)
-    results: dict = {}
-    for key, names in groups.items():
-        for start in range(0, len(names), batch_size):
-            chunk = names[start:start + batch_size]
-            t0 = time.perf_counter()
-            results.update(batches.run_isolated(chunk, mano_source.model(key[0]), config))
-            timing["batches"].append({"sequences": len(chunk),
-                                      "seconds": time.perf_counter() - t0})
-            timing["track_s"] += timing["batches"][-1]["seconds"]
-    capacity, still = _rerun_overflowing(batches, results, mano_source, config, max_doublings)
-    return TrackRun(results=results, errors=batches.errors, overflow=still, capacity=capacity,
-                    timing=timing, config=config, hypers=hypers, mano=mano_source)
+    return [g[i:i + size] for g in groups.values() for i in range(0, len(g), size)]
 
 
-def _rerun_overflowing(batches: _Batches, results: dict, mano_source: ManoSource,
-                       config: TrackConfig, max_doublings: int) -> tuple[dict, list]:
-    """Re-run each sequence whose rendering overflowed alone with doubled capacity; returns the
-    capacities that sufficed and the sequences that still overflow."""
-    capacity, still = {}, []
+def _rerun_overflowing(batches: _Batches, results: dict, model: mano.ManoModel,
+                       config: TrackConfig, max_doublings: int, info: dict) -> None:
+    """Re-run each sequence of ``results`` whose rendering overflowed alone with doubled
+    capacity; records in ``info`` the capacities that sufficed and the sequences that still
+    overflow."""
     for name in [n for n in results if _overflowed(results[n])]:
-        cfg, model = config, mano_source.model(batches.seqs[name].side)
+        cfg = config
         for _ in range(max_doublings):
             cfg = cfg.doubled()
             batches.log(f"{name}: the rasterizer's pair list overflowed; re-running with "
                         f"pairs_per_face={cfg.pairs_per_face}")
             results.update(batches.run_isolated([name], model, cfg))
             if name in results and not _overflowed(results[name]):
-                capacity[name] = cfg.pairs_per_face
+                info["capacity"][name] = cfg.pairs_per_face
                 break
         else:
-            still.append(name)
+            info["overflow"].append(name)
             batches.log(f"warning: {name} still overflows at pairs_per_face="
                         f"{cfg.pairs_per_face}; its result is flagged")
-    return capacity, still
 
 
 def evaluate_run(run: TrackRun, seqs: dict[str, data.Sequence]) -> dict[str, dict | list]:
@@ -303,12 +345,15 @@ def settings_meta(run: TrackRun) -> dict:
 
 
 def save_run(out: str | Path, run: TrackRun, seqs: dict[str, data.Sequence], *,
-             meta: dict | None = None, evals: dict | None = None) -> dict:
+             meta: dict | None = None, evals: dict | None = None,
+             part: int | None = None) -> dict:
     """Write every result (``out/<name>/result.{json,npz}`` with the settings, the MANO
     model's identity and ``meta``), per-sequence ``metrics.json`` where there is ground truth,
     and ``summary.json``; returns the summary (``summary``: across sequences, ``per_sequence``,
     ``skipped``, ``overflow``, ``capacity``, ``timing``). ``evals``: :func:`evaluate_run`'s,
-    when the caller has them already."""
+    when the caller has them already. ``part``: this is process ``part`` of a distributed
+    run: its report goes to ``.part_<part>.json`` for :func:`gather_run`, not to
+    ``summary.json``."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     evals = evaluate_run(run, seqs) if evals is None else evals
@@ -332,6 +377,33 @@ def save_run(out: str | Path, run: TrackRun, seqs: dict[str, data.Sequence], *,
                          for n, e in single.items()},
         "skipped": dict(run.errors), "overflow": list(run.overflow),
         "capacity": dict(run.capacity), "timing": run.timing, **(meta or {}),
+    }
+    name = "summary.json" if part is None else f".part_{part}.json"
+    (out / name).write_text(json.dumps(jsonable(report), indent=2))
+    return report
+
+
+def gather_run(out: str | Path) -> dict:
+    """``summary.json`` of a distributed run from what its processes wrote under ``out`` (the
+    per-sequence ``metrics.json`` and each process's ``.part_<i>.json``); returns it."""
+    out = Path(out)
+    parts = [json.loads(p.read_text()) for p in sorted(out.glob(".part_*.json"))]
+    evals = {}
+    for d in sorted(p.parent for p in out.glob("*/metrics.json")):
+        ev = json.loads((d / "metrics.json").read_text())
+        ev["per_frame"] = {k: np.asarray([np.nan if v is None else v for v in vals], float)
+                           for k, vals in ev["per_frame"].items()}
+        ev["mean"] = {k: np.nan if v is None else v for k, v in ev["mean"].items()}
+        evals[d.name] = ev
+    report = {
+        "summary": summarize(list(evals.values())) if evals else {},
+        "per_sequence": {n: {**e["mean"], "failed": e["failed"],
+                             "obj_scale_err_pct": e["obj_scale_err_pct"]}
+                         for n, e in evals.items()},
+        "skipped": {k: v for p in parts for k, v in p["skipped"].items()},
+        "overflow": [n for p in parts for n in p["overflow"]],
+        "capacity": {k: v for p in parts for k, v in p["capacity"].items()},
+        "timing": {"processes": [p["timing"] for p in parts]},
     }
     (out / "summary.json").write_text(json.dumps(jsonable(report), indent=2))
     return report

@@ -51,7 +51,7 @@ class TrackConfig:
     recompiles. The image size is not one of them: it is the masks' (static) shape."""
 
     stride: int = 5
-    """Process every ``stride``-th frame from the anchor frame (AGILE: 5)."""
+    """Process every stride-th frame from the anchor frame (AGILE: 5)."""
     hand_iters: int = 200
     """Step 1 iteration cap (supplementary §6)."""
     object_iters: int = 400
@@ -69,7 +69,7 @@ class TrackConfig:
     hand_depth_points: int = 256
     """Hand depth points per frame for the hand-depth term (fixed draws from the hand mask)."""
     pairs_per_face: int = 16
-    """Rasterizer pair capacity per face (see :class:`hoijax.render.RasterSettings`); the
+    """Rasterizer pair capacity per face (see hoijax.render.RasterSettings); the
     driver doubles it for a sequence that overflows."""
     search_directions: int = 24
     """Pose search without a given pose: directions of the object's axis (Fibonacci sphere)."""

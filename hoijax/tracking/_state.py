@@ -21,24 +21,24 @@ from hoijax.tracking._init import sample_mask_points
 class FrameObs(eqx.Module):
     """One frame's observations (leading axis N when they are a whole sequence's)."""
 
-    K: Float[Array, "3 3"]
+    K: Float[Array, "*B 3 3"]
     """Camera intrinsics, pixels."""
-    object_mask: Bool[Array, "H W"]
+    object_mask: Bool[Array, "*B H W"]
     """Observed object silhouette (visible part)."""
-    hand_mask: Bool[Array, "H W"]
+    hand_mask: Bool[Array, "*B H W"]
     """Observed hand silhouette."""
-    keypoints_px: Float[Array, "21 2"]
+    keypoints_px: Float[Array, "*B 21 2"]
     """Detected 2D hand keypoints (OpenPose order), pixels."""
-    keypoints_conf: Float[Array, "21"]
+    keypoints_conf: Float[Array, "*B 21"]
     """Their confidences (0: missing)."""
-    depth_m: Float[Array, "H W"] | None
+    depth_m: Float[Array, "*B H W"] | None
     """Metric depth map, or None."""
-    feature_map: Float[Array, "Hf Wf C"] | None
+    feature_map: Float[Array, "*B Hf Wf C"] | None
     """Dense image features (DINO), or None."""
-    hand_points: Float[Array, "P 3"] | None
+    hand_points: Float[Array, "*B P 3"] | None
     """A fixed random subset of the hand mask's depth points, camera frame, metres (None
     without depth)."""
-    hand_points_valid: Bool[Array, " P"] | None
+    hand_points_valid: Bool[Array, "*B P"] | None
     """Which of :attr:`hand_points` are real."""
 
     @property
@@ -50,13 +50,13 @@ class HandPose(eqx.Module):
     """The tracked hand at one frame at zero translation (fixed while the frame is tracked):
     the camera-frame hand is ``verts_rel + T_h``. Leading axis N for a whole sequence."""
 
-    verts_rel: Float[Array, "778 3"]
+    verts_rel: Float[Array, "*B 778 3"]
     """Scaled, posed, rotated MANO vertices at zero translation, metres."""
-    kps_rel: Float[Array, "21 3"]
+    kps_rel: Float[Array, "*B 21 3"]
     """Its 21 keypoints (OpenPose order, smplx fingertips)."""
-    normals_rel: Float[Array, "778 3"]
+    normals_rel: Float[Array, "*B 778 3"]
     """Its vertex normals."""
-    t_init: Float[Array, "3"]
+    t_init: Float[Array, "*B 3"]
     """Initial translation T_h (PnP or the hand fit), metres."""
 
 

@@ -20,6 +20,8 @@ import jax
 import jax.numpy as jnp
 import jaxlie
 import numpy as np
+from jax.sharding import Mesh
+from jax.sharding import PartitionSpec as P
 from jaxtyping import Array, Bool, Float, Int
 
 from hoijax import losses, mano, sdf
@@ -299,19 +301,56 @@ class _Steps(eqx.Module):
     key: Array
 
 
+SEQUENCE_AXIS = "seq"
+"""Name of the device-mesh axis the sequences of a batch are split over."""
+
+
+def sequence_mesh(num_devices: int | None = None) -> Mesh:
+    """A one-axis mesh (:data:`SEQUENCE_AXIS`) over the first ``num_devices`` local devices
+    (default: all)."""
+    devices = jax.local_devices()
+    n = len(devices) if num_devices is None else num_devices
+    if not 1 <= n <= len(devices):
+        raise ValueError(f"asked for {n} devices, {len(devices)} are available")
+    return Mesh(np.asarray(devices[:n]), (SEQUENCE_AXIS,))
+
+
+def _over_sequences(fn, mesh: Mesh | None, batched: tuple, shared: tuple, out_spec: P):
+    """``fn(*batched, *shared)``; with a mesh, each device runs ``fn`` on its own slice of the
+    sequence axis (``shard_map``, the shared arguments replicated): no communication."""
+    if mesh is None or mesh.size == 1:
+        return fn(*batched, *shared)
+    specs = (P(SEQUENCE_AXIS),) * len(batched) + (P(),) * len(shared)
+    return jax.shard_map(fn, mesh=mesh, in_specs=specs, out_specs=out_spec,
+                         check_vma=False)(*batched, *shared)
+
+
 @eqx.filter_jit
-def _track_batch(batch, prep, model, hyper, config, keys, progress):
-    return jax.vmap(lambda s, p, k: track_sequence(s, p, model, hyper, config, k, progress))(
-        batch, prep, keys)
+def _track_batch(batch, prep, model, hyper, config, keys, progress, mesh):
+    def run(b, p, k, m, h):
+        return jax.vmap(lambda s, q, kk: track_sequence(s, q, m, h, config, kk, progress))(
+            b, p, k)
+
+    return _over_sequences(run, mesh, (batch, prep, keys), (model, hyper), P(SEQUENCE_AXIS))
+
+
+def _check_divisible(batch: Sequence, mesh: Mesh | None) -> None:
+    B = batch.valid.shape[0]
+    if mesh is not None and B % mesh.size:
+        raise ValueError(f"a batch of {B} sequences does not split over {mesh.size} devices: "
+                         "pad it to a multiple (the driver does)")
 
 
 def track_batch(batch: Sequence, prep: Prepared, model: mano.ManoModel, hyper: TrackHyper,
-                config: TrackConfig, key: Array, progress: Progress | None = None
-                ) -> TrackResult:
+                config: TrackConfig, key: Array, progress: Progress | None = None,
+                mesh: Mesh | None = None) -> TrackResult:
     """Track a padded batch (leading axis B on every leaf) in one compiled program. ``key``:
     one key per sequence (B, 2), or one key that is split into B (then a sequence's random
-    choices depend on its slot; the driver gives each sequence its own)."""
-    return _track_batch(batch, prep, model, hyper, config, _keys(key, batch), progress)
+    choices depend on its slot; the driver gives each sequence its own). With ``mesh``
+    (:func:`sequence_mesh`), the sequences are split over its devices, B a multiple of their
+    number."""
+    _check_divisible(batch, mesh)
+    return _track_batch(batch, prep, model, hyper, config, _keys(key, batch), progress, mesh)
 
 
 def _keys(key: Array, batch: Sequence) -> Array:
@@ -320,22 +359,28 @@ def _keys(key: Array, batch: Sequence) -> Array:
 
 
 @eqx.filter_jit
-def _ablate_batch(batch, prep, model, hypers, config, keys, progress):
-    def per_hyper(h):
-        return jax.vmap(lambda s, p, k: track_sequence(s, p, model, h, config, k, progress))(
-            batch, prep, keys)
+def _ablate_batch(batch, prep, model, hypers, config, keys, progress, mesh):
+    def run(b, p, k, m, hs):
+        def per_hyper(h):
+            return jax.vmap(lambda s, q, kk: track_sequence(s, q, m, h, config, kk, progress))(
+                b, p, k)
 
-    return jax.vmap(per_hyper)(hypers)
+        return jax.vmap(per_hyper)(hs)
+
+    return _over_sequences(run, mesh, (batch, prep, keys), (model, hypers),
+                           P(None, SEQUENCE_AXIS))
 
 
 def ablate_batch(batch: Sequence, prep: Prepared, model: mano.ManoModel, hypers: TrackHyper,
-                 config: TrackConfig, key: Array, progress: Progress | None = None
-                 ) -> TrackResult:
+                 config: TrackConfig, key: Array, progress: Progress | None = None,
+                 mesh: Mesh | None = None) -> TrackResult:
     """Track a padded batch under every setting of a stacked :class:`TrackHyper` (leading axis
     G on its leaves, :func:`stack_hypers`): results have leading axes (G, B). One compiled
     program; the same keys for every setting, so settings differ only in their numbers.
-    ``key`` as in :func:`track_batch`."""
-    return _ablate_batch(batch, prep, model, hypers, config, _keys(key, batch), progress)
+    ``key`` and ``mesh`` as in :func:`track_batch` (the sequence axis is split; every device
+    runs every setting)."""
+    _check_divisible(batch, mesh)
+    return _ablate_batch(batch, prep, model, hypers, config, _keys(key, batch), progress, mesh)
 
 
 def tracked_hand_params(result: TrackResult, hand_init: HandParams) -> HandParams:
@@ -370,6 +415,6 @@ def object_vertices(result: TrackResult, vertices: Float[Array, "V 3"]) -> Float
     return jax.vmap(lambda T: losses.obj_to_cam(T, result.obj_scale, vertices))(result.T_cam_obj)
 
 
-__all__ = ["STEP_TERMS", "Prepared", "Progress", "TrackResult", "ablate_batch",
+__all__ = ["SEQUENCE_AXIS", "STEP_TERMS", "Prepared", "Progress", "TrackResult", "ablate_batch",
            "hand_keypoints", "hand_vertices", "object_vertices", "prepare", "stack_prepared",
-           "track_batch", "track_sequence", "tracked_hand_params"]
+           "sequence_mesh", "track_batch", "track_sequence", "tracked_hand_params"]
