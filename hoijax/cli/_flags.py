@@ -12,12 +12,20 @@ import ast
 import dataclasses
 import functools
 import inspect
+import re
 import textwrap
 from typing import Annotated
 
 import equinox as eqx
 import numpy as np
 import tyro
+
+
+def plain(text: str) -> str:
+    """Docstring text as a terminal shows it: RST roles and literals unwrapped
+    (":class:`a.B`" and "``x``" become "a.B" and "x"), lines joined."""
+    text = re.sub(r":[a-z]+:`~?([^`]+)`", r"\1", text)
+    return " ".join(re.sub(r"``([^`]+)``", r"\1", text).split())
 
 
 def _attribute_docs(cls: type) -> dict[str, str]:
@@ -33,7 +41,7 @@ def _attribute_docs(cls: type) -> dict[str, str]:
             if (isinstance(a, ast.AnnAssign) and isinstance(a.target, ast.Name)
                     and isinstance(b, ast.Expr) and isinstance(b.value, ast.Constant)
                     and isinstance(b.value.value, str)):
-                docs[a.target.id] = " ".join(b.value.value.split())
+                docs[a.target.id] = plain(b.value.value)
     return docs
 
 
@@ -51,9 +59,11 @@ def flags_of(cls: type) -> type:
                            dataclasses.field(default_factory=sub)))
         else:
             fields.append((f.name, Annotated[float, tyro.conf.arg(help=help_)],
-                           dataclasses.field(default=float(np.asarray(value)))))
+                           # float32 defaults printed as the shortest decimal that reads
+                           # back the same (0.001, not 0.0010000000474974513)
+                           dataclasses.field(default=float(str(np.asarray(value))))))
     return dataclasses.make_dataclass(f"{cls.__name__}Flags", fields,
-                                      namespace={"__doc__": cls.__doc__})
+                                      namespace={"__doc__": plain(cls.__doc__ or "")})
 
 
 def build(cls: type, flags) -> eqx.Module:

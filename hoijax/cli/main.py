@@ -73,35 +73,73 @@ def _mano_info(cmd: ManoInfo) -> int:
     return 0
 
 
+# name: (settings class, runner, one line for the top-level help), as "module:attribute".
+# Only the chosen command's module is imported, so `hoijax --help` does not load JAX
+# (tests/test_viz_cli.py checks each line against the class's docstring).
+_T, _M = "hoijax.cli._track", "hoijax.cli.main"
+_COMMANDS: dict[str, tuple[str, str, str]] = {
+    "demo": (f"{_T}:Demo", f"{_T}:run_demo",
+             "Generate the synthetic hand-object benchmark, track it batched, score it, draw it."),
+    "track": (f"{_T}:Track", f"{_T}:run_track",
+              "Track sequence directories (hoijax sequence format) and write results."),
+    "ablate": (f"{_T}:Ablate", f"{_T}:run_ablate",
+               "Track sequences under a grid of loss weights (one compiled program) and "
+               "tabulate."),
+    "eval": (f"{_T}:Eval", f"{_T}:run_eval",
+             "Score saved results (track or demo outputs) against the sequences' ground truth."),
+    "view": ("hoijax.cli._view:View", "hoijax.cli._view:run_view",
+             "Look at a tracking result in the browser: meshes, camera, contact, errors."),
+    "icl-train": ("hoijax.cli._icl:IclTrain", "hoijax.cli._icl:run_icl_train",
+                  "Train EgoHandICL (synthetic frames without --data); resumes a run folder."),
+    "icl-eval": ("hoijax.cli._icl:IclEval", "hoijax.cli._icl:run_icl_eval",
+                 "Evaluate an EgoHandICL checkpoint on held-out scenes."),
+    "tiger-train": ("hoijax.cli._tiger:TigerTrain", "hoijax.cli._tiger:run_tiger_train",
+                    "Train the TIGeR refinement network; resumes a run folder."),
+    "tiger-eval": ("hoijax.cli._tiger:TigerEval", "hoijax.cli._tiger:run_tiger_eval",
+                   "Evaluate a TIGeR checkpoint on held-out scenes."),
+    "init-demo": ("hoijax.cli._demo:DemoConfig", f"{_M}:_init_demo",
+                  "AGILE's metric hand initialization on its own, on a synthetic sequence."),
+    "mano-export": (f"{_M}:ManoExport", f"{_M}:_mano_export",
+                    "Write the synthetic hand as MANO_RIGHT.pkl and MANO_LEFT.pkl."),
+    "mano-info": (f"{_M}:ManoInfo", f"{_M}:_mano_info",
+                  "Load and validate a MANO model file (.pkl or .npz) and print what it holds."),
+}
+
+
+def _top_parser():
+    import argparse
+
+    width = max(len(n) for n in _COMMANDS) + 2
+    lines = [f"  {n:<{width}}{line}" for n, (_, _, line) in _COMMANDS.items()]
+    return argparse.ArgumentParser(
+        prog="hoijax", usage="hoijax [-h] COMMAND [ARGS ...]",
+        description="Fast, batched, differentiable hand-object reconstruction in JAX.",
+        epilog="commands:\n" + "\n".join(lines)
+        + "\n\n'hoijax COMMAND --help' lists a command's flags.",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
+def _load(spec: str):
+    import importlib
+
+    module, attr = spec.split(":")
+    return getattr(importlib.import_module(module), attr)
+
+
 def main(argv: list[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] not in _COMMANDS:
+        parser = _top_parser()
+        if args and args[0] in ("-h", "--help"):
+            parser.print_help()
+            return 0
+        parser.print_usage(sys.stderr)
+        what = f"unknown command {args[0]!r}" if args else "no command given"
+        parser.exit(2, f"hoijax: error: {what} (choose from {', '.join(_COMMANDS)})\n")
     import tyro
 
-    from hoijax.cli import _track
-    from hoijax.cli._demo import DemoConfig
-    from hoijax.cli._icl import IclEval, IclTrain, run_icl_eval, run_icl_train
-    from hoijax.cli._tiger import TigerEval, TigerTrain, run_tiger_eval, run_tiger_train
-
-    commands = {
-        "demo": (_track.Demo, _track.run_demo),
-        "track": (_track.Track, _track.run_track),
-        "ablate": (_track.Ablate, _track.run_ablate),
-        "eval": (_track.Eval, _track.run_eval),
-        "icl-train": (IclTrain, run_icl_train),
-        "icl-eval": (IclEval, run_icl_eval),
-        "tiger-train": (TigerTrain, run_tiger_train),
-        "tiger-eval": (TigerEval, run_tiger_eval),
-        "init-demo": (DemoConfig, _init_demo),
-        "mano-export": (ManoExport, _mano_export),
-        "mano-info": (ManoInfo, _mano_info),
-    }
-    parsed = tyro.extras.subcommand_cli_from_dict(
-        {name: cls for name, (cls, _) in commands.items()},
-        prog="hoijax",
-        description="Fast, batched, differentiable hand-object reconstruction in JAX.",
-        args=argv,
-    )
-    runner = next(run for cls, run in commands.values() if isinstance(parsed, cls))
-    return runner(parsed)
+    cls, run, _ = _COMMANDS[args[0]]
+    return _load(run)(tyro.cli(_load(cls), args=args[1:], prog=f"hoijax {args[0]}"))
 
 
 if __name__ == "__main__":

@@ -10,11 +10,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from hoijax import render
-from hoijax.tracking import STEP_TERMS, hand_vertices, object_vertices
-
-_HAND_RGB = np.array([0.95, 0.55, 0.2])
-_OBJ_RGB = np.array([0.2, 0.6, 0.95])
-
+from hoijax.tracking import STEP_TERMS, hand_keypoints
+from hoijax.viz._hand2d import draw_hand_2d
+from hoijax.viz._overlay import DETECTED_KEYPOINTS, HAND_CONTOUR, overlay_frame
+from hoijax.viz._scene import _downsampled, frame_labels, save_scene, scene_from
 
 def _plt():
     import matplotlib
@@ -51,55 +50,108 @@ def _background(seq, f):
     return img
 
 
-def _compose(bg, ids):
-    img = bg.copy()
-    for k, rgb in ((0, _HAND_RGB), (1, _OBJ_RGB)):
-        m = ids == k
-        img[m] = 0.45 * img[m] + 0.55 * rgb
-    return np.clip(img, 0, 1)
+def _keypoints_px(result, seq, model, n: int) -> np.ndarray:
+    from hoijax import geometry
+
+    kp = hand_keypoints(result, seq.hand_init, model)[:n]
+    return np.asarray(jax.vmap(lambda k: geometry.project(jnp.asarray(seq.K), k))(kp))
 
 
-def draw_sequence(out: Path, seq, result, model, ev: dict | None) -> None:
-    """overlay.png (a few frames), overlay.gif (every frame), loss_curves.png and .ply meshes
-    of the processed frames, under ``out``."""
+def _title(f: int, label: str, scene) -> str:
+    head = f"frame {f} · {label}" + (" · anchor" if f == scene.anchor else "")
+    if not scene.errors:
+        return head
+    e = scene.errors
+    return (f"{head}\nobject {e['rot_err_deg'][f]:.1f}°, {e['trans_err_mm'][f]:.1f} mm · "
+            f"hand {e['hand_mm'][f]:.1f} mm")
+
+
+LEGEND = ("Grey frame; observed masks tinted: hand magenta, object cyan. Tracked contours: hand "
+          "yellow, object red (dashed: frame not processed).\nTracked skeleton yellow, detected "
+          "keypoints green. Before the first (after the last) processed frame the pose is held "
+          "from the nearest processed one,\nwhile the hand's articulation and rotation stay the "
+          "detector's for that frame ('held from k'): the hand can sit off there.")
+"""What the overlay's colours and labels mean (printed under overlay.png and in the report)."""
+
+
+def _hex(rgb) -> str:
+    return "#" + "".join(f"{int(c):02x}" for c in rgb)
+
+
+def _panel(ax, frame, kp_tracked, kp_detected, scale: float):
+    """One overlay frame with the tracked skeleton and the detected keypoints."""
+    ax.imshow(frame, interpolation="nearest")
+    draw_hand_2d(ax, kp_tracked * scale, color=_hex(HAND_CONTOUR), size=6)
+    det = np.asarray(kp_detected, np.float64) * scale
+    ax.scatter(det[:, 0], det[:, 1], s=18, marker="x", linewidths=1,
+               c=_hex(DETECTED_KEYPOINTS), zorder=4)
+    ax.set_xlim(-0.5, frame.shape[1] - 0.5)
+    ax.set_ylim(frame.shape[0] - 0.5, -0.5)
+    ax.axis("off")
+
+
+def overlay_frames(seq, result, model, scene) -> list[np.ndarray]:
+    """Every frame's error overlay (:func:`hoijax.viz.overlay_frame`), uint8, upscaled."""
+    n = scene.num_frames
+    vo = np.stack([scene.obj_verts_at(f) for f in range(n)]).astype(np.float32)
+    ids = _render_ids(jnp.asarray(scene.hand_verts), jnp.asarray(vo),
+                      jnp.asarray(model.faces), jnp.asarray(scene.obj_faces), seq.K,
+                      tuple(int(x) for x in seq.image_size))
+    labels = frame_labels(scene.processed)
+    return [overlay_frame(_background(seq, f), ids[f], np.asarray(seq.hand_mask[f]),
+                          np.asarray(seq.object_mask[f]), dashed=labels[f] != "processed")
+            for f in range(n)]
+
+
+def draw_sequence(out: Path, seq, result, model, ev: dict | None = None) -> None:
+    """Under ``out``: overlay.png (a few frames), overlay.gif (every frame), loss_curves.png,
+    .ply meshes of the processed frames, and scene.npz (what ``hoijax view`` and the report
+    read). The errors in the labels are the scene's, on every frame (``ev``, the evaluation's,
+    covers processed frames only and is not needed)."""
+    del ev
     plt = _plt()
-    n = int(np.sum(np.asarray(seq.valid)))
-    vh = np.asarray(hand_vertices(result, seq.hand_init, model))[:n]
-    keep = np.asarray(seq.mesh.face_valid)
-    faces_o = np.asarray(seq.mesh.faces)[keep]
-    vo = np.asarray(object_vertices(result, seq.mesh.vertices))[:n]
-    ids = _render_ids(jnp.asarray(vh), jnp.asarray(vo), jnp.asarray(model.faces),
-                      jnp.asarray(faces_o), seq.K, tuple(int(x) for x in seq.image_size))
-    frames = [np.asarray(_compose(_background(seq, f), ids[f])) for f in range(n)]
+    out.mkdir(parents=True, exist_ok=True)
+    scene = scene_from(out.name, seq, result, model)
+    n = scene.num_frames
+    frames = overlay_frames(seq, result, model, scene)
+    labels = frame_labels(scene.processed)
+    u = frames[0].shape[1] // scene.image_size[1]
+    kp = _keypoints_px(result, seq, model, n)
+    conf = np.asarray(seq.keypoints_conf)[:n]
+    det = np.where(conf[..., None] > 0, np.asarray(seq.keypoints_px)[:n], np.nan)
+    # the viewer's camera image is the overlay at the sequence's resolution
+    scene.images = _downsampled(np.stack([f[::u, ::u] for f in frames]))
+    save_scene(out, scene)
 
-    pick = sorted({0, int(result.anchor), n // 2, n - 1})
-    fig, axes = plt.subplots(1, len(pick), figsize=(3.2 * len(pick), 3.4))
+    pick = sorted({0, scene.anchor, n // 2, n - 1})
+    fig, axes = plt.subplots(1, len(pick), figsize=(3.4 * len(pick), 4.6))
     for ax, f in zip(np.atleast_1d(axes), pick):
-        ax.imshow(frames[f])
-        title = f"frame {f}" + (" (anchor)" if f == int(result.anchor) else "")
-        if ev is not None and np.isfinite(ev["per_frame"]["rot_err_deg"][f]):
-            title += (f"\n{ev['per_frame']['rot_err_deg'][f]:.1f}°, "
-                      f"{ev['per_frame']['trans_err_mm'][f]:.1f} mm")
-        ax.set_title(title, fontsize=9)
-        ax.axis("off")
-    fig.suptitle("tracked hand (orange) and object (blue)", fontsize=10)
-    fig.tight_layout()
+        _panel(ax, frames[f], kp[f], det[f], u)
+        ax.set_title(_title(f, labels[f], scene), fontsize=8)
+    fig.text(0.5, 0.01, LEGEND, ha="center", va="bottom", fontsize=6)
+    fig.tight_layout(rect=(0, 0.12, 1, 1))
     fig.savefig(out / "overlay.png", dpi=110)
     plt.close(fig)
 
     from matplotlib.animation import FuncAnimation, PillowWriter
 
-    fig, ax = plt.subplots(figsize=(3.2, 3.2))
-    im = ax.imshow(frames[0])
-    ax.axis("off")
-    fig.tight_layout()
-    anim = FuncAnimation(fig, lambda i: (im.set_data(frames[i]), ax.set_title(f"frame {i}"))[:1],
-                         frames=n, blit=False)
-    anim.save(out / "overlay.gif", writer=PillowWriter(fps=8), dpi=80)
+    # the axes leave the top fifth of the figure to the two-line title, which is never clipped
+    fig = plt.figure(figsize=(3.6, 4.4))
+    ax = fig.add_axes((0.02, 0.02, 0.96, 0.8))
+
+    def draw(i):
+        ax.clear()
+        _panel(ax, frames[i], kp[i], det[i], u)
+        ax.set_title(_title(i, labels[i], scene), fontsize=8)
+
+    FuncAnimation(fig, draw, frames=n, blit=False).save(out / "overlay.gif",
+                                                        writer=PillowWriter(fps=8), dpi=80)
     plt.close(fig)
 
     loss_curves(out / "loss_curves.png", result)
-    write_meshes(out / "meshes", result, vh, vo, np.asarray(model.faces), faces_o)
+    vo = np.stack([scene.obj_verts_at(f) for f in range(n)])
+    write_meshes(out / "meshes", result, scene.hand_verts, vo, np.asarray(model.faces),
+                 scene.obj_faces)
 
 
 def loss_curves(path: Path, result) -> None:
@@ -111,13 +163,17 @@ def loss_curves(path: Path, result) -> None:
     tr = np.asarray(result.object_trace)
     act = np.asarray(result.step_active)[1:]
     frames = np.asarray(result.step_frame)[1:]
-    for k in np.flatnonzero(act):
+    cmap = plt.get_cmap("viridis")
+    steps = sorted(np.flatnonzero(act), key=lambda k: frames[k])  # legend in frame order
+    for j, k in enumerate(steps):
         t = tr[k, :, 0]
         used = np.flatnonzero(t != 0)
         if used.size:
-            axes[0].plot(used, t[used], lw=0.8, label=f"frame {frames[k]}")
+            axes[0].plot(used, t[used], lw=0.8, label=f"frame {frames[k]}",
+                         color=cmap(j / max(len(steps) - 1, 1)))
     axes[0].set_yscale("log")
     axes[0].set_xlabel("iteration")
+    axes[0].set_ylabel("objective (weighted sum of terms)")
     axes[0].set_title("step 2 objective per processed frame (" + ", ".join(STEP_TERMS) + ")",
                       fontsize=9)
     if act.sum() <= 12:
@@ -130,6 +186,7 @@ def loss_curves(path: Path, result) -> None:
                 axes[1].plot(used, row[used, 0], label=name)
         axes[1].set_yscale("log")
         axes[1].set_xlabel("iteration")
+        axes[1].set_ylabel("objective (weighted sum of terms)")
         axes[1].set_title(f"anchor frame {int(result.anchor)} stages", fontsize=9)
         axes[1].legend(fontsize=7)
     fig.tight_layout()
@@ -167,6 +224,7 @@ def metric_plots(path: Path, names: list[str], evals: list[dict]) -> None:
             ax.plot(np.flatnonzero(ok), v[ok], marker="o", ms=3, lw=1, label=name)
         ax.set_title(title, fontsize=9)
         ax.set_xlabel("frame")
+        ax.set_ylabel(title.split("(")[-1].rstrip(")"))
     axes[0].legend(fontsize=6)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
