@@ -189,14 +189,34 @@ _KEYS = [("rot °", "rot_err_deg"), ("trans mm", "trans_err_mm"), ("ADD-S mm", "
          ("scale err %", "obj_scale_err_pct"), ("failed", "failed")]
 
 
+def _summary_line(s: dict) -> str:
+    """The run's one-line result (medians over all processed frames of all sequences)."""
+    return (f"median rotation {s['rot_err_deg_median']:.2f}° | median translation "
+            f"{s['trans_err_mm_median']:.1f} mm | MPJPE {s['mpjpe_mm_median']:.1f} mm | hand "
+            f"(camera) {s['hand_cam_mm_median']:.1f} mm | success {100 * s['success_rate']:.0f}%")
+
+
+def _metrics_md(report: dict) -> str:
+    """metrics.md: the per-sequence means, the medians across sequences, the summary line."""
+    rows = list(report["per_sequence"].items())
+    if not rows:
+        return "(no ground truth: nothing to score)"
+    s = report["summary"]
+    medians = {k: s.get(f"{k}_median") for _, k in _KEYS}
+    table = _table(rows + [("median over all processed frames", medians)], _KEYS)
+    return ("Per sequence: means over its processed frames (interpolated frames not scored); "
+            "last row: medians over the processed frames of all sequences.\n\n"
+            f"{table}\n\n{_summary_line(s)}")
+
+
 def _finish(out: Path, run: tracking.TrackRun, seqs: dict, pictures: bool, meta: dict) -> dict:
-    """Save the run, draw it, print the table and the skipped sequences."""
+    """Save the run, draw it (overlays, scene.npz for hoijax view, report.html), write
+    metrics.md, print the table and the skipped sequences."""
     from hoijax import viz
 
     evals = tracking.evaluate_run(run, seqs)
     report = tracking.save_run(out, run, seqs, meta=meta, evals=evals)
-    rows = list(report["per_sequence"].items())
-    table = _table(rows, _KEYS) if rows else "(no ground truth: nothing to score)"
+    table = _metrics_md(report)
     (out / "metrics.md").write_text(table + "\n")
     if pictures:
         for name, res in run.results.items():
@@ -204,6 +224,7 @@ def _finish(out: Path, run: tracking.TrackRun, seqs: dict, pictures: bool, meta:
                               evals.get(name))
         if evals:
             viz.metric_plots(out / "metrics.png", list(evals), list(evals.values()))
+    viz.write_report(out)
     print(table)
     _report_problems(run)
     return report
@@ -231,14 +252,10 @@ def run_demo(cfg: Demo) -> int:
                               build(tracking.TrackHyper, cfg.hyper), cfg.run)
     report = _finish(cfg.out, run, seqs, True, {"hand_model": "synthetic MANO-format hand"})
     processed = sum(int(np.sum(np.asarray(r.processed))) for r in run.results.values())
-    s = report["summary"]
-    line = (f"median rotation {s['rot_err_deg_median']:.2f}° | median translation "
-            f"{s['trans_err_mm_median']:.1f} mm | MPJPE {s['mpjpe_mm_median']:.1f} mm | hand "
-            f"(camera) {s['hand_cam_mm_median']:.1f} mm | success {100 * s['success_rate']:.0f}%")
-    print(f"\n{line}")
+    del report
     print(f"tracked {len(run.results)} sequences ({processed} processed frames) with the "
           f"synthetic MANO hand in {run.timing['track_s']:.0f} s including compilation; "
-          f"results in {cfg.out.resolve()}")
+          f"results in {cfg.out.resolve()} (open report.html, or: hoijax view {cfg.out})")
     return 0
 
 

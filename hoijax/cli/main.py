@@ -90,17 +90,20 @@ _COMMANDS: dict[str, tuple[str, str, str]] = {
     "view": ("hoijax.cli._view:View", "hoijax.cli._view:run_view",
              "Look at a tracking result in the browser: meshes, camera, contact, errors."),
     "icl-train": ("hoijax.cli._icl:IclTrain", "hoijax.cli._icl:run_icl_train",
-                  "Train EgoHandICL (synthetic frames without --data); resumes a run folder."),
+                  "Train EgoHandICL (synthetic data by default), then evaluate it on the held-out "
+                  "frames."),
     "icl-eval": ("hoijax.cli._icl:IclEval", "hoijax.cli._icl:run_icl_eval",
-                 "Evaluate an EgoHandICL checkpoint on held-out scenes."),
+                 "Evaluate a trained EgoHandICL run: coarse input vs. refinement with and "
+                 "without template."),
     "tiger-train": ("hoijax.cli._tiger:TigerTrain", "hoijax.cli._tiger:run_tiger_train",
-                    "Train the TIGeR refinement network; resumes a run folder."),
+                    "Train TIGeR's refinement network (synthetic data by default), then evaluate it."),
     "tiger-eval": ("hoijax.cli._tiger:TigerEval", "hoijax.cli._tiger:run_tiger_eval",
-                   "Evaluate a TIGeR checkpoint on held-out scenes."),
+                   "Evaluate a trained TIGeR run: refined object vs. prior, hand, occlusion bins."),
     "init-demo": ("hoijax.cli._demo:DemoConfig", f"{_M}:_init_demo",
                   "AGILE's metric hand initialization on its own, on a synthetic sequence."),
     "mano-export": (f"{_M}:ManoExport", f"{_M}:_mano_export",
-                    "Write the synthetic hand as MANO_RIGHT.pkl and MANO_LEFT.pkl."),
+                    "Write the synthetic hand as MANO_RIGHT.pkl and MANO_LEFT.pkl (official pickle "
+                    "layout)."),
     "mano-info": (f"{_M}:ManoInfo", f"{_M}:_mano_info",
                   "Load and validate a MANO model file (.pkl or .npz) and print what it holds."),
 }

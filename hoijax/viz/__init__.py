@@ -15,6 +15,7 @@ from hoijax.viz._overlay import (
     overlay_frame,
     upscale_factor,
 )
+from hoijax.viz._report import METRIC_DEFINITIONS, write_report
 from hoijax.viz._scene import (
     CONTACT_M,
     SCENE_FILE,
@@ -36,8 +37,8 @@ from hoijax.viz._track import (
 )
 
 __all__ = ["CONTACT_M", "DETECTED_KEYPOINTS", "HAND_CONTOUR", "HAND_MASK_TINT", "LEGEND",
-           "OBJECT_CONTOUR", "OBJECT_MASK_TINT", "OPENPOSE_BONES", "SCENE_FILE", "Scene",
+           "METRIC_DEFINITIONS", "OBJECT_CONTOUR", "OBJECT_MASK_TINT", "OPENPOSE_BONES", "SCENE_FILE", "Scene",
            "ablation_plot", "contour", "demo_overlay", "draw_hand_2d", "draw_sequence",
            "frame_labels", "load_scene", "loss_curves", "metric_plots", "oracle_result",
            "overlay_frame", "overlay_frames", "save_scene", "scene_from", "upscale_factor",
-           "write_meshes"]
+           "write_meshes", "write_report"]

@@ -78,7 +78,7 @@ def _hex(rgb) -> str:
     return "#" + "".join(f"{int(c):02x}" for c in rgb)
 
 
-def _panel(ax, frame, kp_tracked, kp_detected, scale: float):
+def _panel(ax, frame, kp_tracked, kp_detected, scale: int):
     """One overlay frame with the tracked skeleton and the detected keypoints."""
     ax.imshow(frame, interpolation="nearest")
     draw_hand_2d(ax, kp_tracked * scale, color=_hex(HAND_CONTOUR), size=6)
