@@ -38,14 +38,17 @@ def test_loss_gradients_match_finite_differences():
     uv = rng.uniform(0, 256, size=(len(b), 2))
     with jax.enable_x64(True):
         j = lambda x: jnp.asarray(x, jnp.float64)  # noqa: E731
-        check_grads(lambda x: tiger.rec_loss(j(x), j(b)), (j(a),), order=1, modes="rev", eps=1e-6)
-        check_grads(lambda x: tiger.mask_loss(j(x), j(mask)), (j(logits),), order=1, modes="rev", eps=1e-6)
-        check_grads(lambda x: tiger.keypoint_loss(j(x), j(kp_g)), (j(kp_p),), order=1, modes="rev", eps=1e-6)
-        check_grads(lambda x: tiger.proj_loss(j(x), j(b), j(center), jnp.asarray(mapping), j(K)),
-                    (j(a),), order=1, modes="rev", eps=1e-6)
-        check_grads(lambda x: tiger.weight_loss(jax.nn.softmax(j(x), -1), jnp.asarray(patch), j(a),
-                                                jnp.asarray(mapping), j(uv), 256),
-                    (j(att_logits),), order=1, modes="rev", eps=1e-6)
+        # Each loss compiled once (op-by-op float64 evaluation costs more than the compile).
+        fns = [
+            (lambda x: tiger.rec_loss(x, j(b)), a),
+            (lambda x: tiger.mask_loss(x, j(mask)), logits),
+            (lambda x: tiger.keypoint_loss(x, j(kp_g)), kp_p),
+            (lambda x: tiger.proj_loss(x, j(b), j(center), jnp.asarray(mapping), j(K)), a),
+            (lambda x: tiger.weight_loss(jax.nn.softmax(x, -1), jnp.asarray(patch), j(a),
+                                         jnp.asarray(mapping), j(uv), 256), att_logits),
+        ]
+        for f, x in fns:
+            check_grads(jax.jit(f), (j(x),), order=1, modes="rev", eps=1e-6)
 
 
 def test_weight_loss_prefers_attention_peaked_at_the_projection():
@@ -72,16 +75,43 @@ def test_degenerate_inputs_give_finite_losses_and_gradients():
     mapping = jnp.zeros(len(b), jnp.int32)
     empty = jnp.zeros((8, 8))
     grads = [
-        jax.grad(lambda x: tiger.rec_loss(x, jnp.asarray(b)))(same),
-        jax.grad(lambda x: tiger.proj_loss(x, x[:20], jnp.array([0, 0, 0.5]), mapping,
-                                           jnp.asarray(K)))(same),
-        jax.grad(lambda x: tiger.mask_loss(x, empty))(jnp.zeros((8, 8))),
-        jax.grad(lambda x: tiger.weight_loss(jax.nn.softmax(x, -1), jnp.zeros(4, jnp.int32),
-                                             same, mapping, jnp.full((20, 2), 128.0), 256))(
-            jnp.zeros((4, 16))),
+        jax.jit(jax.grad(lambda x: tiger.rec_loss(x, jnp.asarray(b))))(same),
+        jax.jit(jax.grad(lambda x: tiger.proj_loss(x, x[:20], jnp.array([0, 0, 0.5]), mapping,
+                                                   jnp.asarray(K))))(same),
+        jax.jit(jax.grad(lambda x: tiger.mask_loss(x, empty)))(jnp.zeros((8, 8))),
+        jax.jit(jax.grad(lambda x: tiger.weight_loss(
+            jax.nn.softmax(x, -1), jnp.zeros(4, jnp.int32), same, mapping,
+            jnp.full((20, 2), 128.0), 256)))(jnp.zeros((4, 16))),
     ]
     for g in grads:
         assert np.isfinite(np.asarray(g)).all()
     # An empty mask is an ordinary target: confident "background" is cheap, "object" dear.
     assert float(tiger.mask_loss(jnp.full((8, 8), -5.0), empty)) < 0.01
     assert float(tiger.mask_loss(jnp.full((8, 8), 5.0), empty)) > 4.0
+
+
+def test_eq7_sums_the_terms_with_lambda_proj_on_crop_normalised_projections():
+    # λ_proj applies to L_proj in crop-normalised units × 10⁴ (the m² → cm² factor of L_rec):
+    # the same pixel error weighs half as much on a crop twice as large.
+    from hoijax.tiger._losses import PROJ_SCALE
+
+    rng = np.random.default_rng(3)
+    a, b = _clouds(rng, 24, 20)
+    f = lambda x: jnp.asarray(x, jnp.float32)  # noqa: E731
+    out = tiger.TigerOutput(
+        points_obj=f(a), attention1=jnp.full((4, 16), 1 / 16), attention2=jnp.full((4, 16), 1 / 16),
+        patch2_index=jnp.arange(4), mask_logits=f(rng.normal(size=(4, 4))),
+        hand_uv_px=jnp.zeros((21, 2)), hand_joints_cam=f(rng.normal(0, 0.03, (21, 3)) + [0, 0, 0.5]),
+        obj_center_uv_px=jnp.zeros(2), obj_center_cam=f([0.01, 0.0, 0.5]))
+    tgt = tiger.TigerTarget(points_obj=f(b), center_cam=f([0.0, 0.01, 0.5]),
+                            hand_joints_cam=f(rng.normal(0, 0.03, (21, 3)) + [0, 0, 0.5]),
+                            mask=f(rng.uniform(size=(4, 4)) > 0.5),
+                            mapping=jnp.asarray(rng.integers(0, 24, 20)), K=f(K))
+    w = tiger.TigerLossWeights(rec=1.0, mask=0.5, hand=2.0, center=3.0, weight=0.1, proj=0.01)
+    run = jax.jit(tiger.tiger_loss, static_argnums=(4,))
+    for crop in (256, 512):
+        total, t = run(out, tgt, f(a), w, crop)
+        expect = (t["rec"] + 0.5 * t["mask"] + 2.0 * t["hand"] + 3.0 * t["center"]
+                  + 0.1 * t["weight"] + 0.01 * PROJ_SCALE / crop * t["proj"])
+        np.testing.assert_allclose(float(total), float(expect), rtol=1e-5)
+    assert PROJ_SCALE == 1e4 and float(t["proj"]) > 1.0  # pixels, a non-trivial error

@@ -36,9 +36,21 @@ def _data(n=8, seed=0) -> tiger.TigerData:
         prior_source=np.zeros(n, np.int32))
 
 
-def test_attention_rows_sum_to_one_and_untrained_network_returns_prior():
+@pytest.fixture(scope="module")
+def params():
+    """One set of SMALL parameters for the model-level tests (one compilation of init)."""
+    return tiger.init_tiger_params(SMALL, jax.random.key(0), CROP)
+
+
+@pytest.fixture(scope="module")
+def cfg():
+    """The training settings every training test shares (the compiled steps are reused)."""
+    return tiger.TigerTrainConfig(steps=4, phase2_steps=2, batch_size=4, learning_rate=1e-3,
+                                  phase2_learning_rate=1e-3, checkpoint_every=100, log_every=1)
+
+
+def test_attention_rows_sum_to_one_and_untrained_network_returns_prior(params):
     d = _data()
-    params = tiger.init_tiger_params(SMALL, jax.random.key(0), CROP)
     img = tiger.downsample_image(jnp.asarray(d.rgb[0], jnp.float32), SMALL.image_size)
     out = jax.jit(tiger.apply_tiger, static_argnums=(1, 5))(
         params, SMALL, img, jnp.asarray(d.K[0]), jnp.asarray(d.prior_obj[0]), CROP)
@@ -54,25 +66,30 @@ def test_attention_rows_sum_to_one_and_untrained_network_returns_prior():
                                atol=1e-4)
 
 
-def test_all_equal_prior_points_and_empty_mask_give_finite_gradients():
-    d = _data(4)
+def test_all_equal_prior_points_and_empty_mask_give_finite_gradients(params, cfg):
+    # The training step itself (the one the resume test compiles, same shapes): its loss and
+    # the global norm of the gradient over *every* parameter group (frozen ones included)
+    # must be finite in both phases.
+    from hoijax.tiger._train import _optimizers, _train_step
+
+    d = _data()
     d = d.replace(prior_obj=np.full_like(d.prior_obj, 0.01),
                   amodal_mask=np.zeros_like(d.amodal_mask))
     batch = tiger.TigerBatchData(d, SMALL)
-    params = tiger.init_tiger_params(SMALL, jax.random.key(1), CROP)
-    w = tiger.TigerTrainConfig().loss_weights()
-    for phase in (1, 2):
-        (loss, _), g = jax.jit(jax.value_and_grad(tiger.batch_loss, has_aux=True),
-                               static_argnums=(1, 5, 6))(
-            params, SMALL, batch.arrays, jnp.arange(4), w, CROP, phase)
+    opt1, opt2 = _optimizers(cfg.learning_rate, cfg.phase2_learning_rate, cfg.steps,
+                             cfg.phase2_steps)
+    state = {"step": jnp.zeros((), jnp.int32), "params": params, "opt1": opt1.init(params),
+             "opt2": opt2.init(params)}
+    for phase, opt in ((1, opt1), (2, opt2)):
+        new, loss, terms = _train_step(state, jnp.arange(4), batch.arrays, cfg.loss_weights(),
+                                       model_cfg=SMALL, opt=opt, crop_px=CROP, phase=phase)
         assert np.isfinite(float(loss))
-        assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(g))
+        assert np.isfinite(float(terms["grad_norm"])) and float(terms["grad_norm"]) > 0
+        assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(new["params"]))
 
 
-def test_resume_equals_uninterrupted_run_and_phase2_freezes_encoders(tmp_path):
+def test_resume_equals_uninterrupted_run_and_phase2_freezes_encoders(tmp_path, cfg):
     d = _data()
-    cfg = tiger.TigerTrainConfig(steps=4, phase2_steps=2, batch_size=4, learning_rate=1e-3,
-                                 phase2_learning_rate=1e-3, checkpoint_every=100, log_every=1)
     full = tiger.train_tiger(SMALL, cfg, d, progress=False)
     # Stopped at the end of phase 1, resumed through phase 2.
     part = tiger.train_tiger(SMALL, cfg, d, checkpoint_dir=tmp_path, stop_at_step=4,

@@ -44,10 +44,13 @@ class TigerTrain:
     """Phase-1 Adam learning rate (the paper's)."""
     phase2_learning_rate: float = 1e-5
     """Phase-2 Adam learning rate (the paper's)."""
+    cosine: bool = True
+    """Decay each phase's learning rate by a cosine to 5 % of it."""
     w_weight: float = 0.1
     """λ_weight (0 trains without L_weight)."""
     w_proj: float = 0.01
-    """λ_proj (0 trains without L_proj)."""
+    """λ_proj (0 trains without L_proj; applied to L_proj in crop-normalised units × 10⁴, see
+    ``hoijax.tiger._losses``)."""
     bf16: bool = False
     """Compute convolutions and dense layers in bfloat16 (for accelerators)."""
     scenes: int = 160
@@ -140,7 +143,8 @@ def run_tiger_train(cfg: TigerTrain) -> int:
     train_cfg = tiger.TigerTrainConfig(
         steps=cfg.steps, phase2_steps=cfg.phase2_steps, batch_size=cfg.batch_size,
         learning_rate=cfg.learning_rate, phase2_learning_rate=cfg.phase2_learning_rate,
-        seed=cfg.seed, checkpoint_every=cfg.checkpoint_every, w_weight=cfg.w_weight,
+        cosine=cfg.cosine, seed=cfg.seed, checkpoint_every=cfg.checkpoint_every,
+        w_weight=cfg.w_weight,
         w_proj=cfg.w_proj)
     tiger.save_tiger_run_meta(out / "run.json", model_cfg, train_cfg, {"source": source})
     result = tiger.train_tiger(model_cfg, train_cfg, train, checkpoint_dir=ckpt,

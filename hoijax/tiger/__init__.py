@@ -14,9 +14,10 @@ point cloud ``V̄`` (a generated prior, a retrieved template, a unit sphere) and
    and object-centre heatmap heads (soft-argmax, unprojection by K); widths in
    :class:`TigerConfig`;
 4. losses (:func:`tiger_loss`, Eq. 2–7): L_rec, L_mask, L_ph, L_po, λ_weight·L_weight (heatmap
-   cross-entropy), λ_proj·L_proj;
-5. training (:func:`train_tiger`: Adam, then the paper's L_rec-only phase with the shape and
-   hand encoders frozen; orbax checkpoints with exact resume);
+   cross-entropy), λ_proj·L_proj (crop-normalised units × 10⁴, see :mod:`._losses`);
+5. training (:func:`train_tiger`: Adam with a cosine decay per phase, then the paper's
+   L_rec-only phase with the shape and hand encoders frozen; orbax checkpoints with exact
+   resume);
 6. the hand: MANO fitted to the keypoints (:func:`fit_mano_to_keypoints`);
 7. evaluation (:func:`evaluate_tiger`): CD_o, FS_o@5/10 (camera frame and centred), CD_h,
    FS_h@1/5, and the occlusion-rate bins (:func:`occlusion_bins`, :func:`plot_occlusion_bins`).

@@ -1,9 +1,14 @@
 """TIGeR's training objective (TIGeR Eq. 2–7): one function per term, then their sum.
 
 Every term acts on one example and returns a scalar; the caller ``vmap``s and averages.
-Units (chosen so that the paper's weights λ_weight = 0.1, λ_proj = 0.01 and 1 elsewhere give
-terms of comparable size): squared distances in **cm²**, projections in **crop pixels**, the
-attention and mask terms in nats.
+Units: squared distances in **cm²**, the attention and mask terms in nats, L_proj reported in
+**crop pixels**. The paper gives no units for λ_proj = 0.01. Read with L_rec in m² (the clouds'
+unit) and L_proj in crop-normalised coordinates (crop side = 1), the two terms pull on the
+refined points with gradients of the same order; with L_rec in cm² and L_proj in pixels the same
+λ leaves L_proj at ~1.6 % of L_rec's gradient on the offset head (measured at initialisation on
+synthetic frames: an inert term, and an ablation that removes nothing). So Eq. 7 adds
+``λ_proj · L_proj[px] · 10⁴ / crop_px`` (:data:`PROJ_SCALE`): the paper's λ on L_proj in
+crop-normalised units, scaled by the same 10⁴ that turns L_rec from m² into cm².
 
 L_weight (Eq. 2) prints ``‖φ(V_i) − argmax W_2(J(i))‖²``, whose argmax has no gradient. We use
 **heatmap cross-entropy**: the target of patch ``J(i)``'s attention map is a Gaussian
@@ -28,6 +33,9 @@ from hoijax.tiger._model import TigerOutput, cell_centers_px
 
 M2_TO_CM2 = 1e4
 """Square metres to square centimetres."""
+
+PROJ_SCALE = M2_TO_CM2
+"""L_proj enters Eq. 7 as ``λ_proj · PROJ_SCALE · L_proj[px] / crop_px`` (module docstring)."""
 
 _LOG_FLOOR = 1e-12
 """Attention probabilities are floored before the log (underflow would give -inf)."""
@@ -138,7 +146,8 @@ def tiger_loss(
     weights: TigerLossWeights,
     crop_px: int = 256,
 ) -> tuple[Float[Array, ""], dict[str, Array]]:
-    """L_registration (Eq. 7) of one example and its terms (unweighted)."""
+    """L_registration (Eq. 7) of one example and its terms (unweighted; ``proj`` in crop
+    pixels, entering the sum in crop-normalised units × :data:`PROJ_SCALE`)."""
     uv_gt = geometry.project(target.K, target.points_obj + target.center_cam)
     terms = {
         "rec": rec_loss(out.points_obj, target.points_obj),
@@ -152,7 +161,8 @@ def tiger_loss(
     }
     total = (weights.rec * terms["rec"] + weights.mask * terms["mask"]
              + weights.hand * terms["hand"] + weights.center * terms["center"]
-             + weights.weight * terms["weight"] + weights.proj * terms["proj"])
+             + weights.weight * terms["weight"]
+             + weights.proj * (PROJ_SCALE / crop_px) * terms["proj"])
     return total, terms
 
 

@@ -27,6 +27,7 @@ Frames and units: the prior and the refined points are object-centred with camer
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import equinox as eqx
 import flax.linen as nn
@@ -268,8 +269,10 @@ class TigerNet(nn.Module):
             obj_center_uv_px=obj_uv[0], obj_center_cam=obj_cam[0])
 
 
+@functools.partial(jax.jit, static_argnames=("config", "crop_px"))
 def init_tiger_params(config: TigerConfig, key: jax.Array, crop_px: int = 256) -> dict:
-    """Fresh parameters of :class:`TigerNet`."""
+    """Fresh parameters of :class:`TigerNet` (compiled: run op by op, the PointNet++ loops of
+    ``init`` cost far more than one compilation)."""
     s = config.image_size
     return TigerNet(config).init(key, jnp.zeros((s, s, 3)), jnp.eye(3),
                                  jax.random.normal(key, (config.num_points, 3)) * 0.05,

@@ -1,6 +1,7 @@
 """Training TIGeR's refinement network: two phases, one jitted step each, orbax checkpoints.
 
-Phase 1 (``steps`` steps): Adam on L_registration (Eq. 7) at ``learning_rate`` (paper: 5e-5).
+Phase 1 (``steps`` steps): Adam on L_registration (Eq. 7) at ``learning_rate`` (paper: 5e-5),
+decayed by a cosine over the phase unless ``cosine=False``.
 Phase 2 (``phase2_steps``): the paper's fine-tuning "with L_rec at 1e-5 while freezing the
 object shape and hand pose encoders": Adam on the Chamfer of the *assembled* object
 (``Ṽ + C̃_o``), with the shape visual encoder, the PointNet++ levels, the mask head and the hand
@@ -51,6 +52,9 @@ class TigerTrainConfig:
     """Phase-1 Adam learning rate (paper: 5e-5)."""
     phase2_learning_rate: float = 1e-5
     """Phase-2 Adam learning rate (paper: 1e-5)."""
+    cosine: bool = True
+    """Decay each phase's rate by a cosine to 5 % of it (the paper states no schedule; a
+    constant rate leaves the last steps' noise in the weights)."""
     seed: int = 0
     """Seeds parameters and data order."""
     checkpoint_every: int = 500
@@ -129,10 +133,19 @@ def _labels(params):
 
 
 @functools.lru_cache(maxsize=16)
-def _optimizers(lr1: float, lr2: float):
-    opt2 = optax.multi_transform({"train": optax.adam(lr2), "frozen": optax.set_to_zero()},
-                                 _labels)
-    return optax.adam(lr1), opt2
+def _optimizers(lr1: float, lr2: float, steps1: int = 0, steps2: int = 0):
+    """Adam per phase; with ``steps1`` / ``steps2`` > 0 the rate decays over the phase by a
+    cosine to ``COSINE_FLOOR`` of its start (the step count lives in the optimizer state, so
+    a resumed run follows the same schedule)."""
+    def rate(lr, n):
+        return optax.cosine_decay_schedule(lr, n, alpha=COSINE_FLOOR) if n > 0 else lr
+    opt2 = optax.multi_transform({"train": optax.adam(rate(lr2, steps2)),
+                                  "frozen": optax.set_to_zero()}, _labels)
+    return optax.adam(rate(lr1, steps1)), opt2
+
+
+COSINE_FLOOR = 0.05
+"""Fraction of the learning rate left at the end of a phase with the cosine schedule."""
 
 
 def batch_loss(params, model_cfg: TigerConfig, arrays: dict, idx: jax.Array,
@@ -162,6 +175,7 @@ def _train_step(state, idx, arrays, weights, *, model_cfg, opt, crop_px, phase):
         return batch_loss(p, model_cfg, arrays, idx, weights, crop_px, phase)
 
     (loss, terms), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
+    terms = dict(terms, grad_norm=optax.tree.norm(grads))  # all groups, frozen ones too
     updates, opt_state = opt.update(grads, state[key], state["params"])
     new = dict(state, step=state["step"] + 1, params=optax.apply_updates(state["params"], updates))
     new[key] = opt_state
@@ -208,7 +222,9 @@ def train_tiger(
     batch = data if isinstance(data, TigerBatchData) else TigerBatchData(data, model_cfg)
     init_key = jax.random.key(train_cfg.seed)
     params = init_tiger_params(model_cfg, init_key, batch.crop_px)
-    opt1, opt2 = _optimizers(train_cfg.learning_rate, train_cfg.phase2_learning_rate)
+    opt1, opt2 = _optimizers(train_cfg.learning_rate, train_cfg.phase2_learning_rate,
+                             *((train_cfg.steps, train_cfg.phase2_steps) if train_cfg.cosine
+                               else (0, 0)))
     state = {"step": jnp.zeros((), jnp.int32), "params": params,
              "opt1": opt1.init(params), "opt2": opt2.init(params)}
     losses: list[float] = []
