@@ -158,7 +158,8 @@ class RunOptions:
     """Sequences tracked at once per padded batch (one compiled program per shape); rounded
     up to a multiple of the devices."""
     devices: int | None = None
-    """Local devices each batch's sequences are split over (default: all)."""
+    """Local devices each batch's sequences are split over (default: all; on a one-device
+    machine, no split)."""
     seed: int = 0
     """Seed of the tracker's random choices (each sequence's follow its name)."""
     sdf_resolution: int = 32
@@ -242,7 +243,10 @@ def track_sequences(
     of ``n`` and tracks every n-th sequence from the i-th (a distributed run)."""
     grid = isinstance(hyper, list)
     hypers = hyper if grid else [hyper]
-    mesh = sequence_mesh(options.devices) if jax.local_device_count() > 1 else None
+    # A mesh whenever there is more than one device or the devices are named: the program
+    # each device runs is then the same whatever their number (results do not depend on it).
+    split = options.devices is not None or jax.local_device_count() > 1
+    mesh = sequence_mesh(options.devices) if split else None
     batches = _Batches(seqs, {}, hypers, grid, options.seed, progress, {}, log, mesh)
     store = None if checkpoint is None else ChunkStore(checkpoint, resume=options.resume)
     results, info = store.done() if store is not None else ({}, {"capacity": {}, "overflow": []})

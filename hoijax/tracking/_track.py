@@ -241,8 +241,14 @@ def _assemble(config: TrackConfig, seq: Sequence, hand: Hand, anchor, on: TrackS
 
     joint = logs["joint"]
     processed = scatter(jnp.ones_like(sched.active[1:]), True, sched.active) & seq.valid
-    T_all, th_all = _interp_poses(scatter(out["T"], on.T_cam_obj, out["T"]),
-                                  scatter(out["th"], on.hand_t, out["th"]), processed)
+    # The hand of an unprocessed frame is its own initial translation (PnP or the hand fit,
+    # which follows that frame's articulation) plus the correction interpolated from the
+    # processed frames: copying a processed frame's translation onto another frame's
+    # articulation put the hand a hand-width off before the first processed frame.
+    t_init = hand.pose.t_init
+    T_all, dt_all = _interp_poses(scatter(out["T"], on.T_cam_obj, out["T"]),
+                                  scatter(out["th"], on.hand_t, out["th"]) - t_init, processed)
+    th_all = t_init + dt_all
     stages = (logs["pre"], logs["scale"], joint)
     anchor_overflow = logs["overflow"] | jnp.any(jnp.stack([r.flagged for r in stages]))
     iof_trace = None
@@ -318,7 +324,7 @@ def sequence_mesh(num_devices: int | None = None) -> Mesh:
 def _over_sequences(fn, mesh: Mesh | None, batched: tuple, shared: tuple, out_spec: P):
     """``fn(*batched, *shared)``; with a mesh, each device runs ``fn`` on its own slice of the
     sequence axis (``shard_map``, the shared arguments replicated): no communication."""
-    if mesh is None or mesh.size == 1:
+    if mesh is None:
         return fn(*batched, *shared)
     specs = (P(SEQUENCE_AXIS),) * len(batched) + (P(),) * len(shared)
     return jax.shard_map(fn, mesh=mesh, in_specs=specs, out_specs=out_spec,

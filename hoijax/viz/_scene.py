@@ -79,9 +79,8 @@ class Scene:
 def frame_labels(processed: np.ndarray) -> list[str]:
     """How each frame's pose came about: ``processed``, ``interpolated a–b`` (between the
     processed frames a and b), or ``held from k``: before the first (after the last) processed
-    frame the tracker copies the nearest processed frame's object pose and hand translation,
-    while the hand's articulation and rotation stay the detector's for that frame, so the hand
-    can sit visibly off there."""
+    frame the tracker holds the nearest processed frame's object pose and its correction of the
+    hand translation."""
     done = np.flatnonzero(np.asarray(processed))
     labels = []
     for f in range(len(processed)):

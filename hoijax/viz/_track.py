@@ -68,9 +68,9 @@ def _title(f: int, label: str, scene) -> str:
 
 LEGEND = ("Grey frame; observed masks tinted: hand magenta, object cyan. Tracked contours: hand "
           "yellow, object red (dashed: frame not processed).\nTracked skeleton yellow, detected "
-          "keypoints green. Before the first (after the last) processed frame the pose is held "
-          "from the nearest processed one,\nwhile the hand's articulation and rotation stay the "
-          "detector's for that frame ('held from k'): the hand can sit off there.")
+          "keypoints green. Before the first (after the last) processed frame the object pose is "
+          "held from the nearest processed one\n('held from k'); the hand keeps its own "
+          "initial translation plus that frame's correction.")
 """What the overlay's colours and labels mean (printed under overlay.png and in the report)."""
 
 
