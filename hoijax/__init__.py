@@ -6,3 +6,7 @@ Import them explicitly, e.g. ``from hoijax import mano, geometry``.
 """
 
 __version__ = "0.1.0"
+
+from hoijax._runtime import configure_xla_cpu as _configure_xla_cpu
+
+_configure_xla_cpu()
