@@ -63,3 +63,10 @@ def test_sample_surface_is_area_weighted_and_skips_padding():
     np.testing.assert_allclose(np.asarray(bary).sum(-1), 1.0, atol=1e-6)
     # Uniform on the triangle: the mean barycentric is the centroid.
     np.testing.assert_allclose(np.asarray(bary).mean(0), 1 / 3, atol=0.01)
+    # Batch padding (more invalid faces appended) leaves the draw unchanged, so a sequence's
+    # result does not depend on the largest mesh in its batch.
+    f_pad = jnp.concatenate([f, jnp.zeros((37, 3), f.dtype)])
+    valid_pad = jnp.concatenate([valid, jnp.zeros(37, bool)])
+    face_pad, bary_pad = sample_surface(jax.random.PRNGKey(0), v, f_pad, 20000, valid_pad)
+    np.testing.assert_array_equal(np.asarray(face_pad), np.asarray(face))
+    np.testing.assert_array_equal(np.asarray(bary_pad), np.asarray(bary))

@@ -37,7 +37,8 @@ def sample_surface(
     """``num_points`` (static) points uniform over the surface area, as (face, barycentrics).
 
     Faces are drawn with probability proportional to their area (padding faces, ``face_valid``
-    False, and zero-area faces never); barycentrics are uniform on the triangle
+    False, and zero-area faces never), by inverse CDF, so appending invalid faces (batch
+    padding) leaves the samples unchanged; barycentrics are uniform on the triangle
     (``1-√r1, √r1(1-r2), √r1 r2``), like open3d's ``sample_points_uniformly``. Returned as
     (face, barycentric) pairs so the same points can follow the mesh into any pose."""
     v = jnp.asarray(vertices)
@@ -46,9 +47,15 @@ def sample_surface(
     area = 0.5 * jnp.linalg.norm(jnp.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=-1)
     if face_valid is not None:
         area = jnp.where(jnp.asarray(face_valid, bool), area, 0.0)
-    logits = jnp.where(area > 0, jnp.log(jnp.where(area > 0, area, 1.0)), -jnp.inf)
+    area = jnp.where(area > 0, area, 0.0)
+    # Inverse-CDF draw: the uniforms do not depend on the face count, so padding a mesh with
+    # invalid faces (a batch's larger mesh) leaves its samples unchanged.
+    cdf = jnp.cumsum(area)
     k_face, k_bary = jax.random.split(key)
-    face = jax.random.categorical(k_face, logits, shape=(num_points,)).astype(jnp.int32)
+    u = jax.random.uniform(k_face, (num_points,), cdf.dtype)
+    face = jnp.searchsorted(cdf, u * cdf[-1], side="right").astype(jnp.int32)
+    last = jnp.max(jnp.where(area > 0, jnp.arange(area.shape[0], dtype=jnp.int32), 0))
+    face = jnp.minimum(face, last)
     r = jax.random.uniform(k_bary, (num_points, 2), v.dtype)
     s = jnp.sqrt(r[:, 0])
     bary = jnp.stack([1 - s, s * (1 - r[:, 1]), s * r[:, 1]], axis=-1)
