@@ -35,7 +35,10 @@ def test_loss_is_zero_at_the_ground_truth_and_positive_elsewhere():
         assert float(v) == pytest.approx(0.0, abs=1e-7), k
     pred = gt.at[:, 3:48].add(0.1)
     total, terms = icl.icl_loss(pred, gt, pres, MODELS, PN)
-    assert float(terms["mano_params"]) == pytest.approx(0.01 * 45 / 61, rel=1e-4)
+    # L_mano: the paper's sum of squared parameter errors (45 entries × 0.1² per hand).
+    assert float(terms["mano_params"]) == pytest.approx(0.01 * 45, rel=1e-4)
+    _, t_tr = icl.icl_loss(gt.at[:, 58:61].add(0.02), gt, pres, MODELS, PN)
+    assert float(t_tr["mano_params"]) == pytest.approx(3 * 0.02 ** 2, rel=1e-4)  # metres
     assert float(terms["vertex_l1"]) > 1e-4 and float(terms["perceptual_3d"]) > 0
     assert float(terms["keypoint_l1"]) == 0.0  # MANO ground truth known: no keypoint term
     w = icl.IclLossWeights()

@@ -154,3 +154,29 @@ def test_bf16_compute_stays_close_to_float32():
     assert np.abs(delta_b - delta_a).max() < 0.05 * np.abs(delta_a).max()
     with pytest.raises(ValueError, match="dtype"):
         icl.IclConfig(dtype="int8")
+
+
+def test_target_difference_tokens_read_target_minus_input_per_group():
+    """With ``target_difference`` a target token also encodes its own group's target − input:
+    changing the template's coarse index-finger entries changes that group's template-target
+    token only; the paper's tokens do not depend on the coarse input at all."""
+    cfg = icl.IclConfig(**{**CFG2.to_dict(), "sides": CFG2.sides, "target_difference": True})
+    p = icl.init_icl_params(cfg, P, C, D, jax.random.key(3))
+    assert "difference_encoder" in p["tokenizer"]
+    ex = _example(cfg)
+    index_ids = list(dict(icl.PARAM_GROUPS)["index"])
+    ex2 = _replace(ex, template_coarse=ex.template_coarse.at[0, index_ids].add(0.3))
+    t1, t2 = icl.tokenize(p, cfg, ex), icl.tokenize(p, cfg, ex2)
+    changed = np.abs(np.asarray(t1.template_target - t2.template_target)).max(-1) > 1e-6
+    k_index = [name for name, _ in icl.PARAM_GROUPS].index("index")
+    assert changed.tolist() == [i == k_index for i in range(cfg.num_target_tokens)]
+    np.testing.assert_allclose(t1.query_target, t2.query_target, atol=1e-6)
+    plain = icl.init_icl_params(CFG2, P, C, D, jax.random.key(3))
+    np.testing.assert_allclose(icl.tokenize(plain, CFG2, ex).template_target,
+                               icl.tokenize(plain, CFG2, ex2).template_target, atol=1e-6)
+    # Inference still never reads the query's ground truth (its target is fully masked).
+    p = {**p, "decoder": _params(CFG2)["decoder"]}
+    out = icl.refine(p, cfg, ex)
+    np.testing.assert_allclose(icl.refine(p, cfg, _replace(ex, query_gt=ex.query_gt + 1.0)), out,
+                               atol=1e-6)
+    assert icl.IclConfig.from_dict(cfg.to_dict()) == cfg

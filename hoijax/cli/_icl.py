@@ -8,7 +8,8 @@
     data/train.npz       training frames (IclData fields; the template database)
     data/test.npz        held-out query frames (synthetic data only)
     loss_curve.png       training loss per step and its moving average
-    metrics.json         P-MPJPE, P-MPVPE, F@5, F@15, MRRPE of coarse / ICL / ICL without template
+    metrics.json         P-MPJPE, P-MPVPE, F@5, F@15, MRRPE, EgoExo4D MPJPE, joint F@10/F@15 of
+                         coarse / ICL / ICL without template
 
 Without ``--data`` the frames are synthetic (:func:`hoijax.icl.make_synthetic_icl`), split by
 scene into training and held-out scenes. Rerunning ``icl-train`` on an existing folder resumes
@@ -59,6 +60,8 @@ class IclTrain:
     """Attention heads."""
     text_slots: int = 2
     """Text tokens."""
+    target_difference: bool = False
+    """Also encode each target token's target − input (IclConfig.target_difference)."""
     bf16: bool = False
     """Compute in bfloat16 (for GPUs; parameters and losses stay float32)."""
     one_hand: bool = False
@@ -176,6 +179,7 @@ def run_icl_train(cfg: IclTrain) -> int:
     model_cfg = icl.IclConfig(sides=sides, d_model=cfg.d_model, num_heads=cfg.num_heads,
                               num_layers=cfg.num_layers,
                               text_slots=cfg.text_slots,
+                              target_difference=cfg.target_difference,
                               dtype="bfloat16" if cfg.bf16 else "float32")
     train_cfg = icl.TrainConfig(total_steps=cfg.steps, batch_size=cfg.batch_size,
                                 learning_rate=cfg.learning_rate, weight_decay=cfg.weight_decay,

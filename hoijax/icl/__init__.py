@@ -11,15 +11,29 @@ retrieved template whose coarse and ground-truth MANO are both known:
   (:func:`refine`);
 - losses (:func:`icl_loss`): MANO parameters, vertices, PointNet perceptual term, keypoints;
 - training (:func:`train_icl`: AdamW + cosine, orbax checkpoints, exact resume) and evaluation
-  (:func:`evaluate_icl`: P-MPJPE, P-MPVPE, F@5, F@15, MRRPE);
+  (:func:`evaluate_icl`: P-MPJPE, P-MPVPE, F@5, F@15, MRRPE, and EgoExo4D's MPJPE and joint
+  F@10 / F@15, :mod:`hoijax.icl._metrics`);
+- converters from ARCTIC-style and EgoExo4D-style egocentric annotations
+  (:func:`arctic_to_icl`, :func:`egoexo4d_to_icl`, layouts in ``_convert.py``);
 - synthetic data where the context matters (:func:`make_synthetic_icl`).
 
 The parameter layout shared by inputs and outputs is documented in ``_params.py``.
 """
 
+from hoijax.icl._convert import (
+    EGOEXO4D_JOINTS,
+    EgocentricInputs,
+    arctic_to_icl,
+    egoexo4d_to_icl,
+    load_egocentric_inputs,
+    read_arctic_sequence,
+    read_egoexo4d_take,
+    world_mano_to_camera,
+)
 from hoijax.icl._data import (
     IclData,
     IclDataError,
+    all_joints_valid,
     batch_indices,
     concat_icl_data,
     epoch_permutation,
@@ -33,8 +47,15 @@ from hoijax.icl._data import (
 from hoijax.icl._evaluate import (
     evaluate_icl,
     hand_metrics_arrays,
+    keypoint_metrics_arrays,
     predict_icl,
     summarize_metrics,
+)
+from hoijax.icl._metrics import (
+    JOINT_FSCORE_THRESHOLDS_M,
+    egoexo_mpjpe_mm,
+    joint_fscores,
+    joints_pa_mpjpe_mm,
 )
 from hoijax.icl._losses import PERCEPTUAL_NUM_POINTS, IclLossWeights, icl_loss
 from hoijax.icl._model import (
@@ -104,6 +125,10 @@ from hoijax.icl._train import (
 )
 
 __all__ = [
+    "EGOEXO4D_JOINTS", "JOINT_FSCORE_THRESHOLDS_M", "EgocentricInputs", "all_joints_valid",
+    "arctic_to_icl", "egoexo4d_to_icl", "egoexo_mpjpe_mm", "joint_fscores",
+    "joints_pa_mpjpe_mm", "keypoint_metrics_arrays", "load_egocentric_inputs",
+    "read_arctic_sequence", "read_egoexo4d_take", "world_mano_to_camera",
     "BETAS", "BOTH", "DEFAULT_POINTNET_FEATURES", "DEFAULT_TEXT_DIM", "GLOBAL_ORIENT",
     "HAND_POSE", "HAND_TYPES", "LEFT", "NONE", "NUM_HAND_PARAMS", "PARAM_GROUPS", "PERCEPTUAL_NUM_POINTS",
     "RIGHT", "TRANSL", "TWO_HANDS", "EgoHandIcl", "IclConfig", "IclData", "IclDataError",

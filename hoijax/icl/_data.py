@@ -27,7 +27,9 @@ from hoijax.icl._params import NUM_HAND_PARAMS, TWO_HANDS, hand_type_id
 from hoijax.icl._retrieval import Retrieval, retrieve_templates
 
 _FIELDS = ("image_features", "text_embedding", "coarse", "gt", "presence", "keypoints_gt",
-           "has_mano_gt")
+           "has_mano_gt", "keypoints_valid")
+_OPTIONAL_FIELDS = ("keypoints_valid",)
+"""Fields a file may omit: ``keypoints_valid`` defaults to every joint of a present hand."""
 
 
 class IclDataError(ValueError):
@@ -52,6 +54,9 @@ class IclData(eqx.Module):
     """Ground-truth 3D keypoints, metres, OpenPose order (smplx tips)."""
     has_mano_gt: Bool[ArrayLike, " N"]
     """Frames whose MANO ground truth is known (else only ``keypoints_gt`` supervises)."""
+    keypoints_valid: Bool[ArrayLike, "N H 21"]
+    """Annotated joints of ``keypoints_gt`` (EgoExo4D leaves some joints out); all joints of a
+    present hand for MANO-annotated data (:func:`all_joints_valid`)."""
 
     @property
     def num_frames(self) -> int:
@@ -68,6 +73,12 @@ class IclData(eqx.Module):
         return jax.tree.map(np.asarray, self)
 
 
+def all_joints_valid(presence: Bool[ArrayLike, "N H"]) -> Bool[np.ndarray, "N H 21"]:
+    """``keypoints_valid`` when every joint of every present hand is annotated."""
+    p = np.asarray(presence, bool)
+    return np.repeat(p[..., None], 21, axis=-1)
+
+
 def _validate_arrays(arrays: dict, sides: Sequence[mano.Side], source: str) -> None:
     h = len(sides)
     shape0 = np.shape(arrays["image_features"])
@@ -77,7 +88,7 @@ def _validate_arrays(arrays: dict, sides: Sequence[mano.Side], source: str) -> N
     expected = {
         "text_embedding": (n, None), "coarse": (n, h, NUM_HAND_PARAMS),
         "gt": (n, h, NUM_HAND_PARAMS), "presence": (n, h), "keypoints_gt": (n, h, 21, 3),
-        "has_mano_gt": (n,),
+        "has_mano_gt": (n,), "keypoints_valid": (n, h, 21),
     }
     for name, shape in expected.items():
         got = np.shape(arrays[name])
@@ -109,12 +120,15 @@ def load_icl_data(path: str | Path, sides: Sequence[mano.Side] = TWO_HANDS) -> I
     """Read and validate an ``.npz`` written by :func:`save_icl_data` (or by hand)."""
     path = Path(path)
     with np.load(path) as z:
-        missing = [f for f in _FIELDS if f not in z.files]
+        missing = [f for f in _FIELDS if f not in z.files and f not in _OPTIONAL_FIELDS]
         if missing:
             raise IclDataError(f"{path}: missing field(s) {missing}")
-        arrays = {f: z[f] for f in _FIELDS}
+        arrays = {f: z[f] for f in _FIELDS if f in z.files}
     arrays["presence"] = arrays["presence"].astype(bool)
     arrays["has_mano_gt"] = arrays["has_mano_gt"].astype(bool)
+    if "keypoints_valid" not in arrays:
+        arrays["keypoints_valid"] = all_joints_valid(arrays["presence"])
+    arrays["keypoints_valid"] = arrays["keypoints_valid"].astype(bool)
     _validate_arrays(arrays, sides, str(path))
     return IclData(**arrays)
 

@@ -5,6 +5,11 @@ the 21 keypoints and P-MPVPE on the 778 vertices (mm, after Procrustes alignment
 (fractions) of the aligned vertices; per two-hand frame: MRRPE (mm, right-to-left wrist vector)
 and the two-hand P-MPVPE (mean of the frame's two hands). Averages are over present hands
 (resp. two-hand frames), via :func:`hoijax.metrics.aggregate`.
+
+EgoExo4D's joint metrics (:mod:`hoijax.icl._metrics`) are computed against the frames'
+annotated 3D keypoints (``keypoints_gt`` where ``keypoints_valid``), on every frame, so they also
+cover frames without MANO ground truth: MPJPE (EgoExo4D's, wrist-aligned), the joints' P-MPJPE
+and joint F@10 / F@15.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from jaxtyping import Float
 
 from hoijax import mano, metrics
 from hoijax.icl._data import IclData, gather_examples
+from hoijax.icl._metrics import egoexo_mpjpe_mm, joint_fscores, joints_pa_mpjpe_mm
 from hoijax.icl._model import IclConfig, refine
 from hoijax.icl._params import hands_forward_batch
 
@@ -105,16 +111,66 @@ def hand_metrics_arrays(
     return out
 
 
+def _per_hand_joints(kp_pred, kp_gt, valid):
+    f = joint_fscores(kp_pred, kp_gt, valid)
+    return (egoexo_mpjpe_mm(kp_pred, kp_gt, valid), joints_pa_mpjpe_mm(kp_pred, kp_gt, valid),
+            f[0], f[1])
+
+
+_per_hand_joints_batch = jax.jit(jax.vmap(_per_hand_joints))
+
+
+def keypoint_metrics_arrays(
+    pred: Float[np.ndarray, "N H 61"],
+    keypoints_gt: Float[np.ndarray, "N H 21 3"],
+    keypoints_valid: np.ndarray,
+    presence: np.ndarray,
+    models: Sequence[mano.ManoModel],
+    chunk: int = 128,
+) -> dict[str, np.ndarray]:
+    """Per-hand ``(N, H)`` arrays (NaN where the hand is absent or has no annotated joint) of
+    EgoExo4D's ``mpjpe_mm`` (wrist-aligned), ``joints_pa_mpjpe_mm``, ``joint_f10`` and
+    ``joint_f15``, against annotated 3D keypoints (metres, OpenPose order)."""
+    valid = np.asarray(keypoints_valid, bool) & np.asarray(presence, bool)[..., None]
+    n, h = valid.shape[:2]
+    _, kp = hands_forward_batch(models, np.asarray(pred, np.float32))
+    rows = np.flatnonzero(valid.any(-1).ravel())
+    flat = [np.asarray(kp).reshape(n * h, 21, 3),
+            np.asarray(keypoints_gt, np.float32).reshape(n * h, 21, 3), valid.reshape(n * h, 21)]
+    res = [np.full(n * h, np.nan) for _ in range(4)]
+    for s in range(0, len(rows), chunk):
+        sel = rows[s:s + chunk]
+        pad = np.concatenate([sel, np.full(chunk - len(sel), sel[-1])])
+        vals = _per_hand_joints_batch(*(x[pad] for x in flat))
+        for r, v in zip(res, vals):
+            r[sel] = np.asarray(v)[:len(sel)]
+    return {name: r.reshape(n, h) for name, r in zip(
+        ("mpjpe_mm", "joints_pa_mpjpe_mm", "joint_f10", "joint_f15"), res)}
+
+
+_SUMMARY_NAMES = {
+    "pa_mpjpe_mm": "P-MPJPE_mm", "pa_mpvpe_mm": "P-MPVPE_mm", "f5": "F@5", "f15": "F@15",
+    "two_hand_pa_mpvpe_mm": "two_hand_P-MPVPE_mm", "mrrpe_mm": "MRRPE_mm",
+    "mpjpe_mm": "MPJPE_mm", "joints_pa_mpjpe_mm": "joints_P-MPJPE_mm", "joint_f10": "joint_F@10",
+    "joint_f15": "joint_F@15",
+}
+
+
 def summarize_metrics(arrays: dict[str, np.ndarray]) -> dict[str, float]:
-    """Means over present hands / two-hand frames (NaN-free entries only), paper's names."""
-    names = {"pa_mpjpe_mm": "P-MPJPE_mm", "pa_mpvpe_mm": "P-MPVPE_mm", "f5": "F@5",
-             "f15": "F@15", "two_hand_pa_mpvpe_mm": "two_hand_P-MPVPE_mm", "mrrpe_mm": "MRRPE_mm"}
+    """Means over present hands / two-hand frames (NaN-free entries only), paper's names
+    (NaN for the metrics ``arrays`` lacks, e.g. mesh metrics without MANO ground truth)."""
     out = {}
-    for key, label in names.items():
+    for key, label in _SUMMARY_NAMES.items():
+        if key not in arrays:
+            out[label] = float("nan")
+            continue
         v = np.asarray(arrays[key], np.float64).ravel()
         out[label] = metrics.aggregate(v[np.isfinite(v)]) if np.isfinite(v).any() else float("nan")
-    out["num_hands"] = int(np.isfinite(np.asarray(arrays["pa_mpvpe_mm"])).sum())
-    out["num_two_hand_frames"] = int(np.isfinite(np.asarray(arrays["mrrpe_mm"])).sum())
+    count = lambda k: int(np.isfinite(np.asarray(arrays[k])).sum()) if k in arrays else 0  # noqa: E731
+    out["num_hands"] = count("pa_mpvpe_mm")
+    out["num_two_hand_frames"] = count("mrrpe_mm")
+    if "mpjpe_mm" in arrays:
+        out["num_keypoint_hands"] = count("mpjpe_mm")
     return out
 
 
@@ -129,22 +185,31 @@ def evaluate_icl(
     variants: Sequence[str] = ("coarse", "icl", "icl_no_template"),
 ) -> dict[str, dict[str, float]]:
     """Metrics of the coarse input and of the model's refinements (with its retrieved template,
-    and with the template tokens removed), on queries that have MANO ground truth."""
+    and with the template tokens removed). Mesh metrics (P-MPJPE, P-MPVPE, F@5/15, MRRPE) on the
+    queries that have MANO ground truth; EgoExo4D's joint metrics (MPJPE, joints' P-MPJPE,
+    joint F@10/15) on every query with annotated keypoints."""
     from hoijax.icl._params import hand_models
 
     models = hand_models(config.sides) if models is None else models
-    keep = np.flatnonzero(np.asarray(queries.has_mano_gt, bool))
-    q = queries.take(keep)
-    t_idx = np.asarray(template_index)[keep]
+    has_mano = np.asarray(queries.has_mano_gt, bool)
+    t_idx = np.asarray(template_index)
     preds = {}
     for v in variants:
         if v == "coarse":
-            preds[v] = np.asarray(q.coarse)
+            preds[v] = np.asarray(queries.coarse)
         elif v == "icl":
-            preds[v] = predict_icl(params, config, q, database, t_idx, use_template=True)
+            preds[v] = predict_icl(params, config, queries, database, t_idx, use_template=True)
         elif v == "icl_no_template":
-            preds[v] = predict_icl(params, config, q, database, t_idx, use_template=False)
+            preds[v] = predict_icl(params, config, queries, database, t_idx, use_template=False)
         else:
             raise ValueError(f"unknown variant {v!r}")
-    return {v: summarize_metrics(hand_metrics_arrays(p, q.gt, q.presence, models, config.sides))
-            for v, p in preds.items()}
+    out = {}
+    for v, p in preds.items():
+        arrays = keypoint_metrics_arrays(p, queries.keypoints_gt, queries.keypoints_valid,
+                                         queries.presence, models)
+        if has_mano.any():
+            q = queries.take(np.flatnonzero(has_mano))
+            arrays.update(hand_metrics_arrays(p[has_mano], q.gt, q.presence, models,
+                                              config.sides))
+        out[v] = summarize_metrics(arrays)
+    return out

@@ -3,8 +3,9 @@
 ``L = λm L_mano + λv L_V + λ3D L_3D (+ λkp L_kp)`` with the paper's weights λm = 0.05,
 λv = 5.0, λ3D = 0.01:
 
-- ``L_mano``: squared error of the 61 parameters (``hoijax.losses.mano_param_loss``, a mean over
-  entries) in network units (radians, betas, translation in decimetres);
+- ``L_mano = ‖Θ − Θgt‖² + ‖β − βgt‖² + ‖Φ − Φgt‖²`` as in the paper: the **sum** of the squared
+  errors of a hand's 61 parameters in their own units (pose and orientation in radians, betas,
+  translation in metres: the "camera" Φ), averaged over the present hands;
 - ``L_V``: L1 error of the MANO vertices, metres (``hoijax.losses.vertex_loss``), both hands
   posed by hoijax's MANO with ``transl``, so depth errors count;
 - ``L_3D``: ``‖φ(P) − φ(P_gt)‖²`` of point clouds of predicted and ground-truth hands
@@ -30,7 +31,7 @@ from jaxtyping import Array, ArrayLike, Bool, Float
 
 from hoijax import losses as hlosses
 from hoijax import mano
-from hoijax.icl._params import hands_forward, to_network_units
+from hoijax.icl._params import hands_forward
 from hoijax.icl._pointnet import DEFAULT_POINTNET_FEATURES, perceptual_3d_loss
 from hoijax.losses._frames import safe_mean
 
@@ -46,7 +47,7 @@ class IclLossWeights(eqx.Module):
     """Weights of the EgoHandICL loss terms (traced: a grid of settings can be vmapped)."""
 
     mano: Float[ArrayLike, ""] = 0.05
-    """λm, MANO parameter L2."""
+    """λm, MANO parameter squared error (sum over a hand's 61 entries)."""
     vertex: Float[ArrayLike, ""] = 5.0
     """λv, vertex L1 (metres)."""
     perceptual_3d: Float[ArrayLike, ""] = 0.01
@@ -66,13 +67,15 @@ def icl_loss(
     keypoints_gt: Float[ArrayLike, "H 21 3"] | None = None,
     has_mano_gt: Bool[ArrayLike, ""] = True,
     pointnet_features: Sequence[int] = DEFAULT_POINTNET_FEATURES,
+    keypoints_valid: Bool[ArrayLike, "H 21"] | None = None,
 ) -> tuple[Float[Array, ""], dict[str, Array]]:
     """The weighted loss of one example and its terms (``total``, ``mano_params``,
     ``vertex_l1``, ``perceptual_3d``, ``keypoint_l1``, unweighted except ``total``).
 
     ``gt_params`` are ignored where ``has_mano_gt`` is False and ``keypoints_gt`` (metres,
     OpenPose order, smplx tips) is then required in spirit: when it is ``None`` the keypoints of
-    ``gt_params`` are used, which makes ``L_kp`` a MANO-consistent stand-in for tests."""
+    ``gt_params`` are used, which makes ``L_kp`` a MANO-consistent stand-in for tests.
+    ``keypoints_valid`` marks the annotated joints (``L_kp`` averages over them only)."""
     pred = jnp.asarray(pred_params, jnp.float32)
     gt = jax.lax.stop_gradient(jnp.asarray(gt_params, jnp.float32))
     presence = jnp.asarray(presence, bool)
@@ -80,7 +83,8 @@ def icl_loss(
     mano_mask = presence & has_gt
     kp_mask = presence & ~has_gt
 
-    l_mano, _ = hlosses.mano_param_loss(to_network_units(pred), to_network_units(gt), mano_mask)
+    per_hand_sq = jnp.sum((pred - gt) ** 2, axis=-1)
+    l_mano = safe_mean(per_hand_sq, mano_mask.astype(per_hand_sq.dtype))
     verts_pred, kp_pred = hands_forward(models, pred)
     verts_gt, kp_gt_mano = hands_forward(models, gt)
     verts_gt = jax.lax.stop_gradient(verts_gt)
@@ -92,7 +96,12 @@ def icl_loss(
     l_3d = safe_mean(per_hand_3d, mano_mask.astype(per_hand_3d.dtype))
 
     kp_target = kp_gt_mano if keypoints_gt is None else jnp.asarray(keypoints_gt, jnp.float32)
-    l_kp, _ = hlosses.vertex_loss(kp_pred, jax.lax.stop_gradient(kp_target), kp_mask)
+    kp_valid = (jnp.ones(kp_pred.shape[:2], bool) if keypoints_valid is None
+                else jnp.asarray(keypoints_valid, bool))
+    per_joint = jnp.mean(jnp.abs(kp_pred - jax.lax.stop_gradient(kp_target)), axis=-1)
+    per_hand_kp = jax.vmap(safe_mean)(per_joint, kp_valid.astype(per_joint.dtype))
+    l_kp = safe_mean(per_hand_kp, (kp_mask & jnp.any(kp_valid, axis=-1)).astype(
+        per_hand_kp.dtype))
 
     total = (weights.mano * l_mano + weights.vertex * l_vert
              + weights.perceptual_3d * l_3d + weights.keypoint * l_kp)

@@ -74,6 +74,12 @@ class IclConfig:
     """``S``: text tokens the description embedding is compressed to."""
     dtype: str = "float32"
     """Compute dtype: ``"float32"``, or ``"bfloat16"`` on GPUs (parameters stay float32)."""
+    target_difference: bool = False
+    """Add to every *target* token a linear encoding of its group's ``target − input``
+    (template: ground truth − coarse; query: the same where visible in training, nothing at
+    inference since the query target is fully masked). The paper's tokens carry input and target
+    separately and leave the difference to the transformer; this option presents it directly
+    (a deviation; see ``experiments/icl_table.py`` for its row)."""
 
     def __post_init__(self):
         if self.dtype not in _DTYPES:
@@ -110,7 +116,8 @@ class IclConfig:
     def from_dict(cls, d: dict) -> IclConfig:
         d = dict(d)
         d["sides"] = tuple(d["sides"])
-        return cls(**d)
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
 
 
 class IclExample(eqx.Module):
@@ -239,7 +246,7 @@ class _SelfAttentionBlock(nn.Module):
         mask = jnp.broadcast_to(key_valid[None, None, :], (1, x.shape[0], x.shape[0]))
         h = nn.LayerNorm(dtype=dt, name="norm1")(x)
         x = x + nn.MultiHeadDotProductAttention(cfg.num_heads, dtype=dt, name="attn")(
-            h, h, mask=mask)
+            h, h, mask=mask, sow_weights=True)
         return x + _Mlp(cfg.d_model, cfg.mlp_ratio, dt, name="mlp")(
             nn.LayerNorm(dtype=dt, name="norm2")(x))
 
@@ -274,14 +281,27 @@ class IclTokenizer(nn.Module):
             m = mano_enc(params) + slot_emb.astype(dt)
             return fuse(m.reshape(h * k, d), ctx)
 
+        if cfg.target_difference:
+            diff_enc = nn.Dense(d, dtype=dt, name="difference_encoder")
+            gm = jnp.asarray(group_masks(), dt)
+
+            def difference(target, inp):  # (H, 61) -> (H·K, d), token k sees group k only
+                delta = to_network_units(jnp.asarray(target) - jnp.asarray(inp)).astype(dt)
+                return diff_enc(delta[..., None, :] * gm).reshape(h * k, d)
+        else:
+            def difference(target, inp):
+                return 0.0
+
         ctx_tpl = context(ex.template_features, ex.template_text)
         ctx_qry = context(ex.query_features, ex.query_text)
         per_token = lambda presence: jnp.repeat(jnp.asarray(presence, bool), k)  # noqa: E731
         return IclTokens(
             template_input=icl_tokens(ex.template_coarse, ctx_tpl),
-            template_target=icl_tokens(ex.template_gt, ctx_tpl),
+            template_target=(icl_tokens(ex.template_gt, ctx_tpl)
+                             + difference(ex.template_gt, ex.template_coarse)),
             query_input=icl_tokens(ex.query_coarse, ctx_qry),
-            query_target=icl_tokens(ex.query_gt, ctx_qry),
+            query_target=(icl_tokens(ex.query_gt, ctx_qry)
+                          + difference(ex.query_gt, ex.query_coarse)),
             template_valid=per_token(ex.template_presence),
             query_valid=per_token(ex.query_presence),
         )

@@ -16,8 +16,14 @@ the scene's words plus a few frame words, embedded by the built-in hashed n-gram
   per-frame noise, shrinkage of the pose towards the mean (a regression-to-the-mean detector),
   and in scenes described as "hands crossed", left/right confusions in two-hand frames (the
   two slots swapped and each read by the other hand's model).
-- Image features: per patch, a fixed random nonlinear projection of the ground-truth
-  parameters, a scene appearance vector and noise (consistent per hand, informative but noisy).
+- Image features: per patch, a fixed random nonlinear projection of the hand as the image
+  shows it, a scene appearance vector and noise (consistent per hand, informative but noisy).
+  With ``view_ambiguity = 1`` (default) the image shows the ground truth *plus the scene's
+  systematic error*: the detector's bias is a property of the viewpoint and grasp that the image
+  alone cannot resolve (an occluded finger looks the same curled or not), so only a template
+  whose ground truth is known reveals it; per-frame noise and the shrinkage stay visible.
+  ``view_ambiguity = 0`` shows the ground truth itself (then a refiner can learn most of the
+  correction from the query alone, and the template is worth little).
 
 So for a held-out scene, a template retrieved from the same scene (same hand type, nearest
 description) shows, through its (coarse, ground truth) pair, the scene's systematic error, which
@@ -33,7 +39,7 @@ import itertools
 import numpy as np
 
 from hoijax import mano
-from hoijax.icl._data import IclData
+from hoijax.icl._data import IclData, all_joints_valid
 from hoijax.icl._params import (
     NUM_HAND_PARAMS,
     TWO_HANDS,
@@ -89,6 +95,9 @@ class SyntheticIclConfig:
     """Text-embedding size (hashed n-grams)."""
     feature_noise: float = 0.5
     """Std of the image-feature noise (the signal part is O(1))."""
+    view_ambiguity: float = 1.0
+    """Share of the scene's systematic error that the image features show as if it were the
+    truth (1: the bias is invisible in the image; 0: features of the ground truth)."""
     scene_error_scale: float = 1.0
     """Multiplies every systematic (per-scene) error."""
     word_error_fraction: float = 0.4
@@ -153,6 +162,7 @@ def make_synthetic_icl(cfg: SyntheticIclConfig = SyntheticIclConfig()) -> tuple[
     n = cfg.num_scenes * cfg.frames_per_scene
     coarse = np.zeros((n, h, NUM_HAND_PARAMS))
     gt = np.zeros((n, h, NUM_HAND_PARAMS))
+    seen = np.zeros((n, h, NUM_HAND_PARAMS))  # the hand as the image shows it
     presence = np.zeros((n, h), bool)
     scene_id = np.repeat(np.arange(cfg.num_scenes), cfg.frames_per_scene)
     crossed_frame = np.zeros(n, bool)
@@ -212,6 +222,12 @@ def make_synthetic_icl(cfg: SyntheticIclConfig = SyntheticIclConfig()) -> tuple[
                 depth_k = err["depth"][0 if side == "right" else 1]
                 transl_hat = transl * (1.0 + depth_k) + rng.standard_normal(3) * 0.004 * fs
                 coarse[i, k] = np.concatenate([orient_hat, pose_hat, betas_hat, transl_hat])
+                bias = np.zeros(NUM_HAND_PARAMS)  # the systematic part of the detector's error
+                bias[0:3] = err["orient"]
+                bias[3:48] = err["grasp"] @ comps[k]
+                bias[48:51] = err["betas"]
+                bias[58:61] = transl * depth_k
+                seen[i, k] = gt[i, k] + cfg.view_ambiguity * bias
             crossed_frame[i] = crossed
             if crossed and t == 2 and rng.uniform() < cfg.confusion_prob:
                 confused[i] = True
@@ -219,8 +235,8 @@ def make_synthetic_icl(cfg: SyntheticIclConfig = SyntheticIclConfig()) -> tuple[
             descriptions.append(f"{_HAND_WORDS[t]}: {scene_text}. "
                                 f"{_FRAME_WORDS[rng.integers(len(_FRAME_WORDS))]}")
 
-    # Image features: fixed random projection of the normalized ground truth + appearance + noise.
-    z = np.concatenate([np.asarray(to_network_units(gt)).reshape(n, -1) * np.repeat(
+    # Image features: fixed random projection of the hand as seen + appearance + noise.
+    z = np.concatenate([np.asarray(to_network_units(seen)).reshape(n, -1) * np.repeat(
         presence, NUM_HAND_PARAMS, axis=1), presence.astype(float)], axis=1)
     feats = np.tanh(np.einsum("ni,pic->npc", z, world["proj"]))
     feats = feats + appearance[scene_id][:, None, :] + rng.standard_normal(feats.shape) * (
@@ -235,6 +251,7 @@ def make_synthetic_icl(cfg: SyntheticIclConfig = SyntheticIclConfig()) -> tuple[
         presence=presence,
         keypoints_gt=np.asarray(kp, np.float32) * presence[:, :, None, None],
         has_mano_gt=np.ones(n, bool),
+        keypoints_valid=all_joints_valid(presence),
     )
     meta = {"scene_id": scene_id, "description": descriptions, "crossed": crossed_frame,
             "confused": confused, "scene_error": np.stack(scene_errors)}

@@ -156,9 +156,11 @@ def batch_loss(
         pred = jnp.where(masked_entries(qry_m, model_cfg), pred, ex.query_gt)
     kp = jnp.asarray(queries.keypoints_gt)[query_index]
     has_gt = jnp.asarray(queries.has_mano_gt)[query_index]
-    per, terms = jax.vmap(lambda p, g, m, k, h: icl_loss(
+    kp_valid = jnp.asarray(queries.keypoints_valid)[query_index]
+    per, terms = jax.vmap(lambda p, g, m, k, h, v: icl_loss(
         p, g, m, models, pointnet_params, weights, keypoints_gt=k, has_mano_gt=h,
-        pointnet_features=pointnet_features))(pred, ex.query_gt, ex.query_presence, kp, has_gt)
+        pointnet_features=pointnet_features, keypoints_valid=v))(
+        pred, ex.query_gt, ex.query_presence, kp, has_gt, kp_valid)
     return jnp.mean(per), jax.tree.map(jnp.mean, terms)
 
 
