@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -67,13 +66,12 @@ def test_arctic_mano_moves_to_the_egocentric_camera(arctic_root):
         h, model = hands[side], MODELS[k]
         # Independent route: ARCTIC's world MANO (relative pose, flat_hand_mean=False) posed in
         # the world, then x_cam = R x_world + T.
-        world = jax.vmap(lambda o, p, t, m=model, b=jnp.asarray(h["shape"]): mano.forward(
-            m, o, p, b, t, flat_hand_mean=False).vertices)(
-            jnp.asarray(h["rot"]), jnp.asarray(h["pose"]), jnp.asarray(h["trans"]))
+        world = mano.forward_batch(model, jnp.asarray(h["rot"]), jnp.asarray(h["pose"]),
+                                   jnp.broadcast_to(jnp.asarray(h["shape"]), (T_FRAMES, 10)),
+                                   jnp.asarray(h["trans"]), flat_hand_mean=False).vertices
         expect = (np.einsum("tij,tvj->tvi", cam["R_k_cam_np"], np.asarray(world))
                   + cam["T_k_cam_np"].reshape(T_FRAMES, 1, 3))
-        got = np.stack([np.asarray(icl.hands_forward(MODELS, seq["gt"][t])[0][k])
-                        for t in range(T_FRAMES)])
+        got = np.asarray(icl.hands_forward_batch(MODELS, seq["gt"])[0][:, k])
         np.testing.assert_allclose(got, expect, atol=2e-5)
         # Articulation is stored absolute (MANO's mean pose added), shape unchanged.
         np.testing.assert_allclose(seq["gt"][:, k, 3:48],

@@ -50,6 +50,10 @@ class IclTrain:
     """Linear warmup steps."""
     mask_ratio: float = 0.7
     """Fraction of template and query target tokens masked in training (paper: 0.7)."""
+    template_mask_ratio: float | None = None
+    """Masked fraction of the template's target tokens when it should differ from the query's
+    (default: --mask-ratio, the paper's setting; 0 keeps the template's targets visible as at
+    inference, the 'template_visible' row of experiments/results/icl_table.md)."""
     template_dropout: float = 0.0
     """Probability of training an example without its template."""
     d_model: int = 64
@@ -60,8 +64,9 @@ class IclTrain:
     """Attention heads."""
     text_slots: int = 2
     """Text tokens."""
-    target_difference: bool = False
-    """Also encode each target token's target − input (IclConfig.target_difference)."""
+    target_difference: bool = True
+    """Also encode each target token's target − input (IclConfig.target_difference; the default
+    row of experiments/results/icl_table.md). --no-target-difference: the paper's tokens."""
     bf16: bool = False
     """Compute in bfloat16 (for GPUs; parameters and losses stay float32)."""
     one_hand: bool = False
@@ -184,6 +189,7 @@ def run_icl_train(cfg: IclTrain) -> int:
     train_cfg = icl.TrainConfig(total_steps=cfg.steps, batch_size=cfg.batch_size,
                                 learning_rate=cfg.learning_rate, weight_decay=cfg.weight_decay,
                                 warmup_steps=cfg.warmup_steps, mask_ratio=cfg.mask_ratio,
+                                template_mask_ratio=cfg.template_mask_ratio,
                                 template_dropout=cfg.template_dropout, seed=cfg.seed,
                                 checkpoint_every=cfg.checkpoint_every)
     icl.save_run_meta(out / "run.json", model_cfg, train_cfg, {"source": source})

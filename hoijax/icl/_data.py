@@ -148,6 +148,7 @@ def retrieve_for(
     database: IclData,
     sides: Sequence[mano.Side] = TWO_HANDS,
     exclude_index: Int[np.ndarray, " Q"] | None = None,
+    query_chunk: int = 512,
 ) -> Retrieval:
     """One template from ``database`` per query frame (same hand type, nearest text).
 
@@ -156,9 +157,22 @@ def retrieve_for(
     q = queries.num_frames
     exclude = np.full(q, -1, np.int32) if exclude_index is None else np.asarray(exclude_index,
                                                                                   np.int32)
-    return retrieve_templates(hand_types(database, sides), jnp.asarray(database.text_embedding),
-                              hand_types(queries, sides), jnp.asarray(queries.text_embedding),
-                              jnp.asarray(exclude))
+    db_types, db_text = hand_types(database, sides), jnp.asarray(database.text_embedding)
+    q_types, q_text = hand_types(queries, sides), np.asarray(queries.text_embedding)
+    # Queries in fixed-size chunks (the last one padded): memory O(chunk × database), one
+    # compilation.
+    chunk = max(1, min(query_chunk, q))
+    parts = []
+    for s in range(0, q, chunk):
+        idx = np.arange(s, min(s + chunk, q))
+        pad = np.concatenate([idx, np.full(chunk - len(idx), idx[-1])])
+        r = retrieve_templates(db_types, db_text, q_types[pad], jnp.asarray(q_text[pad]),
+                               jnp.asarray(exclude[pad]))
+        parts.append(jax.tree.map(lambda x, n=len(idx): np.asarray(x)[:n], r))
+    if not parts:
+        return retrieve_templates(db_types, db_text, q_types, jnp.asarray(q_text),
+                                  jnp.asarray(exclude))
+    return jax.tree.map(lambda *xs: jnp.asarray(np.concatenate(xs)), *parts)
 
 
 def gather_examples(

@@ -1,8 +1,10 @@
 """Synthetic EgoHandICL data where context genuinely helps, built on the (synthetic) MANO model.
 
 The data are organized in **scenes** (a recording: one person, one object, one place, one
-camera). Each scene gets a text description, and every frame of the scene a description made of
-the scene's words plus a few frame words, embedded by the built-in hashed n-gram embedder.
+camera). Each scene gets a text description (action, object, place, camera, and the person's
+look: sleeve and accessory, as a VLM would describe the visible forearm), and every frame of the
+scene a description made of the scene's words plus a few frame words, embedded by the built-in
+hashed n-gram embedder.
 
 - Ground truth: per hand, articulation = ``hands_mean`` + a low-dimensional grasp (coefficients
   of the model's first 6 PCA components: flexion synergy, spread, thumb, index, ...) drawn
@@ -60,6 +62,9 @@ _CAMERAS = ("in dim light", "under bright light", "with motion blur", "seen from
             "close to the camera", "far from the camera")
 _FRAME_WORDS = ("clear view", "slight occlusion", "fingers partly hidden", "palm covered",
                 "moving fast", "still")
+_SLEEVES = ("red sleeve", "grey sleeve", "striped sleeve", "bare forearm", "denim sleeve",
+            "green sleeve", "white sleeve", "black sleeve")
+_ACCESSORIES = ("a watch", "a ring", "a bracelet", "no jewellery", "a glove", "painted nails")
 _HAND_WORDS = {0: "left hand", 1: "right hand", 2: "both hands", 3: "no hands"}
 
 _NUM_GRASP = 6
@@ -192,8 +197,10 @@ def make_synthetic_icl(cfg: SyntheticIclConfig = SyntheticIclConfig()) -> tuple[
             type_p[3] = cfg.none_prob
         else:
             type_p = np.array([0.0, 1.0 - cfg.none_prob, 0.0, cfg.none_prob])
+        look = (f"{_SLEEVES[rng.integers(len(_SLEEVES))]}, "
+                f"{_ACCESSORIES[rng.integers(len(_ACCESSORIES))]}")
         scene_text = (f"{_ACTIONS[a]} the {_COLORS[col]} {_OBJECTS[obj]} on the {_PLACES[place]}, "
-                      f"{_CAMERAS[cam]}" + (", hands crossed" if crossed else ""))
+                      f"{_CAMERAS[cam]}, {look}" + (", hands crossed" if crossed else ""))
         for fi in range(cfg.frames_per_scene):
             i = si * cfg.frames_per_scene + fi
             t = rng.choice(4, p=type_p)
