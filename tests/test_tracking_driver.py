@@ -154,3 +154,22 @@ def test_eval_matches_results_to_sequences_by_name(tmp_path, capsys):
     capsys.readouterr()
     assert main(["eval", str(tmp_path / "out"), "--sequences", str(dirs["a"])]) == 2
     assert "'b'" in capsys.readouterr().err
+
+
+def test_sequences_of_different_proportions_share_one_program_shape():
+    """A flat box and a long mug get SDF grids of one (cubic) shape, so the driver compiles
+    one program for both; the cube answers queries as the mesh's own grid does."""
+    from hoijax import sdf
+
+    seqs = [_sequence(12, kind="box"), _sequence(3, kind="mug")]
+    preps = [tr.prepare(s, CONFIG, sdf_resolution=12) for s in seqs]
+    assert preps[0].grid.values.shape == preps[1].grid.values.shape == (12, 12, 12)
+    for s, p in zip(seqs, preps):
+        own = sdf.sdf_grid_from_mesh(np.asarray(s.mesh.vertices), np.asarray(s.mesh.faces),
+                                     resolution=12, repair=True)
+        assert own.values.shape != (12, 12, 12)  # the mesh alone gives a non-cubic grid
+        lo = np.asarray(own.origin)
+        hi = lo + float(own.voxel_size) * (np.asarray(own.values.shape) - 1)
+        pts = jnp.asarray(np.random.default_rng(0).uniform(lo, hi, (500, 3)), jnp.float32)
+        np.testing.assert_allclose(np.asarray(sdf.query_sdf(p.grid, pts)),
+                                   np.asarray(sdf.query_sdf(own, pts)), atol=1e-6)

@@ -82,12 +82,17 @@ class Prepared(eqx.Module):
 
 def prepare(seq: Sequence, config: TrackConfig, *, sdf_resolution: int = 32,
             seed: int = 0) -> Prepared:
-    """SDF grid (``sdf_resolution``³, winding-number sign, so small holes are tolerated) and the
-    sample pool of one unbatched sequence."""
+    """SDF grid (winding-number sign, so small holes are tolerated) and the sample pool of one
+    unbatched sequence. The grid has ``sdf_resolution`` points along the mesh's longest side
+    and is grown to a cube of that side (:func:`_grow_grid`: same queries), so every sequence
+    has one grid shape and sequences of different proportions share a compiled program."""
     m = seq.mesh
     keep = np.asarray(m.face_valid)
     grid = sdf.sdf_grid_from_mesh(np.asarray(m.vertices), np.asarray(m.faces)[keep],
                                   resolution=sdf_resolution, repair=True)
+    side = max(sdf_resolution, *grid.values.shape)
+    if grid.values.shape != (side,) * 3:
+        grid = _grow_grid(grid, (side,) * 3)
     pool = losses.sample_surface(jax.random.PRNGKey(seed), m.vertices, m.faces,
                                  config.pool_points, m.face_valid)
     return Prepared(grid=grid, pool=pool)
