@@ -305,9 +305,10 @@ def _start_distributed(opts: Distributed) -> tuple[int, int]:
         return 0, 1
     import jax
 
-    if jax.default_backend() == "cpu":
-        # Cross-process collectives (the final barrier) on the CPU backend.
-        jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    # Cross-process collectives (the final barrier) when the backend is the CPU; set before
+    # the backend starts (asking which backend it is would start it, and initialize() must
+    # come first). Other backends ignore it.
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
     jax.distributed.initialize(coordinator_address=opts.coordinator,
                                num_processes=opts.num_processes, process_id=opts.process_id)
     return jax.process_index(), jax.process_count()
