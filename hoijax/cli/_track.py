@@ -20,28 +20,14 @@ from tyro.conf import Positional, arg
 
 from hoijax import data, tracking
 from hoijax.cli._cache import enable_compile_cache
+from hoijax.cli._distributed import Distributed
+from hoijax.cli._distributed import start as start_distributed
 from hoijax.cli._flags import build, flags_of
 
 HyperFlags = flags_of(tracking.TrackHyper)
 
 
 RunOptions = tracking.RunOptions
-
-
-@dataclasses.dataclass
-class Distributed:
-    """A run across processes (hosts) with JAX's own runtime: every process tracks every n-th
-    sequence and writes its own results; process 0 writes the summary."""
-
-    enabled: bool = False
-    """Initialize jax.distributed (cluster auto-detection: SLURM, Open MPI, Kubernetes; or the
-    flags below)."""
-    coordinator: str | None = None
-    """host:port of process 0 (default: auto-detected)."""
-    num_processes: int | None = None
-    """Processes in the run (default: auto-detected)."""
-    process_id: int | None = None
-    """This process's index (default: auto-detected)."""
 
 
 def _demo_config() -> tracking.TrackConfig:
@@ -272,7 +258,7 @@ def _load(paths: list[Path]) -> tuple[dict[str, data.Sequence], dict[str, str]]:
 
 def run_track(cfg: Track) -> int:
     enable_compile_cache()
-    share = _start_distributed(cfg.distributed)
+    share = start_distributed(cfg.distributed)
     seqs, bad = _load(cfg.sequences)
     if not seqs:
         print("error: no sequence could be loaded", file=sys.stderr)
@@ -297,21 +283,6 @@ def run_track(cfg: Track) -> int:
         for name, cause in report["skipped"].items():
             print(f"skipped {name}: {cause}", file=sys.stderr)
     return 0 if not run.errors else 1
-
-
-def _start_distributed(opts: Distributed) -> tuple[int, int]:
-    """``(process index, process count)``, after ``jax.distributed.initialize`` when asked."""
-    if not opts.enabled:
-        return 0, 1
-    import jax
-
-    # Cross-process collectives (the final barrier) when the backend is the CPU; set before
-    # the backend starts (asking which backend it is would start it, and initialize() must
-    # come first). Other backends ignore it.
-    jax.config.update("jax_cpu_collectives_implementation", "gloo")
-    jax.distributed.initialize(coordinator_address=opts.coordinator,
-                               num_processes=opts.num_processes, process_id=opts.process_id)
-    return jax.process_index(), jax.process_count()
 
 
 def ablation_hypers(base: tracking.TrackHyper, drop: tuple[str, ...]

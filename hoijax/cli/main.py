@@ -142,6 +142,10 @@ def main(argv: list[str] | None = None) -> int:
     import tyro
 
     cls, run, _ = _COMMANDS[args[0]]
+    if args[0] == "track":
+        from hoijax.cli._distributed import start_early
+
+        start_early(args[1:])  # before the command's flags start JAX's backend
     return _load(run)(tyro.cli(_load(cls), args=args[1:], prog=f"hoijax {args[0]}"))
 
 

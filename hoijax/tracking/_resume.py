@@ -13,6 +13,7 @@ import dataclasses
 import shutil
 from pathlib import Path
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
@@ -38,8 +39,16 @@ class ChunkStore:
         directory = Path(directory).absolute()
         if not resume and directory.exists():
             shutil.rmtree(directory)  # a fresh run: earlier chunks are not this run's
+        # Each process of a distributed run keeps its own chunks: orbax is told this manager
+        # spans this process alone (by default it would let process 0 write for everyone and
+        # sync every save across processes, which track different chunks).
+        me = jax.process_index()
+        directory.mkdir(parents=True, exist_ok=True)
         self._mgr = ocp.CheckpointManager(directory, options=ocp.CheckpointManagerOptions(
-            create=True, enable_async_checkpointing=False, cleanup_tmp_directories=True))
+            create=False, enable_async_checkpointing=False, cleanup_tmp_directories=True,
+            multiprocessing_options=ocp.options.MultiprocessingOptions(
+                primary_host=me, active_processes={me},
+                barrier_sync_key_prefix=f"hoijax_chunks_{me}")))
 
     def done(self) -> tuple[dict[str, TrackResult | list[TrackResult]], dict]:
         """Every sequence of every complete chunk, by name, and the run's ``info`` as of the
