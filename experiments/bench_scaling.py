@@ -9,8 +9,10 @@ Each device count runs in its own process (JAX fixes its devices at start): with
 whatever parallelism the cores allow; on a multi-GPU machine it uses the first N GPUs as is.
 Per count: the first call (compile + run) and the median of warm runs of one batch of
 ``--sequences`` sequences (``tracking.track_batch`` with a mesh over the devices), seconds per
-processed frame, and the speed-up over one device in the same run. Writes
-``experiments/results/bench_scaling_<backend>.json``.
+processed frame, and the speed-up over one device in the same run. Also measures
+what a run costs the host per sequence, apart from the devices (``--host-frames``): loading
+a saved sequence, its preparation (SDF grid and surface samples, on the CPU), its size on disk
+and in memory. Writes ``experiments/results/bench_scaling_<backend>.json``.
 """
 
 from __future__ import annotations
@@ -66,6 +68,37 @@ def worker(args) -> dict:
             "s_per_processed_frame": med / processed}
 
 
+def host_costs(frames: int, image_size: int, repeats: int) -> dict:
+    """Per-sequence host costs: load, prepare (SDF 32³ + samples), bytes on disk / in memory."""
+    import tempfile
+
+    import jax
+    import numpy as np
+
+    from hoijax import data, tracking
+
+    seq = data.generate_sequence(data.SyntheticConfig(
+        seed=0, num_frames=frames, image_size=(image_size, image_size), object_kind="mug"))
+    config = tracking.TrackConfig()
+    with tempfile.TemporaryDirectory() as tmp:
+        path = data.save_sequence(seq, Path(tmp) / "seq")
+        disk = sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())
+        load, prep = [], []
+        for _ in range(repeats + 1):
+            t0 = time.perf_counter()
+            loaded = jax.block_until_ready(data.load_sequence(path))
+            load.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            jax.block_until_ready(tracking.prepare(loaded, config, sdf_resolution=32))
+            prep.append(time.perf_counter() - t0)
+    memory = sum(np.asarray(x).nbytes for x in jax.tree.leaves(seq))
+    return {"frames": frames, "image_size": image_size, "mesh_faces": int(seq.mesh.faces.shape[0]),
+            "load_s_median": statistics.median(load[1:]),
+            "prepare_s_median": statistics.median(prep[1:]), "prepare_s_first": prep[0],
+            "disk_bytes": disk, "memory_bytes": memory,
+            "disk_bytes_per_frame": disk / frames, "memory_bytes_per_frame": memory / frames}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--devices", type=int, nargs="+", default=[1, 2, 4])
@@ -79,6 +112,8 @@ def main() -> None:
     ap.add_argument("--forced-cpu", action="store_true",
                     help="split the CPU into N XLA devices (a machine without accelerators)")
     ap.add_argument("--worker", type=int, default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--host-frames", type=int, default=60,
+                    help="frames of the sequence the host costs are measured on (0: skip)")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
     if args.worker is not None:
@@ -104,6 +139,12 @@ def main() -> None:
     base = rows[0]["warm_median_s"]
     for r in rows:
         r["speedup_vs_first"] = base / r["warm_median_s"]
+    host = host_costs(args.host_frames, args.image_size, args.repeats) if args.host_frames else None
+    if host:
+        print(f"host, per sequence of {host['frames']} frames at {host['image_size']}²: load "
+              f"{host['load_s_median']:.2f} s, prepare {host['prepare_s_median']:.2f} s, "
+              f"{host['memory_bytes'] / 1e6:.1f} MB in memory, {host['disk_bytes'] / 1e6:.1f} MB "
+              "on disk")
     backend = rows[0]["backend"]
     out = args.out or RESULTS / f"bench_scaling_{backend}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -111,7 +152,7 @@ def main() -> None:
         "machine": {"platform": platform.platform(), "processor": platform.processor(),
                     "cpu_count": os.cpu_count()},
         "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-        "rows": rows}, indent=2))
+        "rows": rows, "host": host}, indent=2))
     print(f"wrote {out}")
 
 
