@@ -20,6 +20,11 @@ import pytest
 
 from hoijax import data
 
+# Each test starts `hoijax track` processes that compile the tracker (130-160 s per test in a
+# `pytest -n 2` run, about 10 minutes for the file), so the file runs with `pytest -m slow`,
+# not in the default suite.
+pytestmark = pytest.mark.slow
+
 FAST = ["--config.hand-iters", "5", "--config.object-iters", "8", "--config.iof-iters", "8",
         "--config.stride", "2", "--config.pool-points", "128", "--config.num-dino-points", "16",
         "--config.hand-depth-points", "32", "--config.hand-fit.no-enabled",
