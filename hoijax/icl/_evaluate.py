@@ -71,6 +71,19 @@ def _per_hand(kp_pred, kp_gt, v_pred, v_gt):
 _per_hand_batch = jax.jit(jax.vmap(_per_hand))
 
 
+def _over_rows(fn, flat: list, rows: np.ndarray, total: int, chunk: int) -> list[np.ndarray]:
+    """``fn`` (four per-row outputs) on the ``rows`` of the ``flat`` arrays, in fixed chunks of
+    ``chunk`` rows (the last padded with its final row: one compiled shape); NaN elsewhere."""
+    res = [np.full(total, np.nan) for _ in range(4)]
+    for s in range(0, len(rows), chunk):
+        sel = rows[s:s + chunk]
+        pad = np.concatenate([sel, np.full(chunk - len(sel), sel[-1])])
+        vals = fn(*(x[pad] for x in flat))
+        for r, v in zip(res, vals):
+            r[sel] = np.asarray(v)[:len(sel)]
+    return res
+
+
 def hand_metrics_arrays(
     pred: Float[np.ndarray, "N H 61"],
     gt: Float[np.ndarray, "N H 61"],
@@ -88,13 +101,7 @@ def hand_metrics_arrays(
     vg, kg = hands_forward_batch(models, np.asarray(gt, np.float32))
     rows = np.flatnonzero(present.ravel())
     flat = [np.asarray(x).reshape(n * h, *x.shape[2:]) for x in (kp, kg, vp, vg)]
-    res = [np.full(n * h, np.nan) for _ in range(4)]
-    for s in range(0, len(rows), chunk):
-        sel = rows[s:s + chunk]
-        pad = np.concatenate([sel, np.full(chunk - len(sel), sel[-1])])
-        vals = _per_hand_batch(*(x[pad] for x in flat))
-        for r, v in zip(res, vals):
-            r[sel] = np.asarray(v)[:len(sel)]
+    res = _over_rows(_per_hand_batch, flat, rows, n * h, chunk)
     out = {name: r.reshape(n, h) for name, r in zip(("pa_mpjpe_mm", "pa_mpvpe_mm", "f5", "f15"),
                                                     res)}
     nan = np.full(n, np.nan)
@@ -137,13 +144,7 @@ def keypoint_metrics_arrays(
     rows = np.flatnonzero(valid.any(-1).ravel())
     flat = [np.asarray(kp).reshape(n * h, 21, 3),
             np.asarray(keypoints_gt, np.float32).reshape(n * h, 21, 3), valid.reshape(n * h, 21)]
-    res = [np.full(n * h, np.nan) for _ in range(4)]
-    for s in range(0, len(rows), chunk):
-        sel = rows[s:s + chunk]
-        pad = np.concatenate([sel, np.full(chunk - len(sel), sel[-1])])
-        vals = _per_hand_joints_batch(*(x[pad] for x in flat))
-        for r, v in zip(res, vals):
-            r[sel] = np.asarray(v)[:len(sel)]
+    res = _over_rows(_per_hand_joints_batch, flat, rows, n * h, chunk)
     return {name: r.reshape(n, h) for name, r in zip(
         ("mpjpe_mm", "joints_pa_mpjpe_mm", "joint_f10", "joint_f15"), res)}
 
