@@ -92,6 +92,7 @@ def test_track_and_eval_commands_on_saved_sequences(tmp_path, capsys):
     captured = capsys.readouterr()
     assert rc == 1  # one sequence skipped
     assert "bad" in captured.err and "manifest.json" in captured.err
+    assert "compiling the tracker (first run only)" in captured.err  # the wait is explained
     d = out / "good"
     for name in ("overlay.png", "overlay.gif", "loss_curves.png", "result.npz", "metrics.json"):
         assert (d / name).stat().st_size > 100, name
@@ -102,3 +103,30 @@ def test_track_and_eval_commands_on_saved_sequences(tmp_path, capsys):
     again = json.loads((out / "metrics.json").read_text())["per_sequence"]["good"]
     assert again["rot_err_deg"] == pytest.approx(tracked["mean"]["rot_err_deg"], rel=1e-6)
     assert again["adds_mm"] == pytest.approx(tracked["mean"]["adds_mm"], rel=1e-6)
+
+
+def test_progress_bar_explains_the_wait_then_times_the_steady_phase_only():
+    """Before the first tracked frame the bar names the wait with its elapsed seconds; at the
+    first frame the text goes and the bar's clock restarts, so its rate and ETA exclude the
+    compilation; then it counts frames."""
+    import io
+    import time
+
+    from tqdm import tqdm
+
+    from hoijax.cli._track import _Waiting
+
+    out = io.StringIO()
+    bar = tqdm(total=4, file=out, mininterval=0)
+    t_open = bar.start_t
+    with _Waiting(bar) as on_frame:
+        time.sleep(1.3)
+        assert _Waiting.TEXT in bar.postfix and bar.postfix.endswith(" s")
+        on_frame()
+        assert bar.n == 1 and not bar.postfix
+        assert bar.start_t - t_open > 1.0  # the clock restarted at the first frame
+        time.sleep(1.2)
+        assert not bar.postfix  # the ticker stopped
+        on_frame()
+        assert bar.n == 2
+    assert _Waiting.TEXT in out.getvalue()

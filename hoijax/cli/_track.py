@@ -12,6 +12,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import sys
+import threading
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -149,12 +151,53 @@ def track_with_progress(seqs: dict, mano_source: tracking.ManoSource,
     share = kwargs.get("share", (0, 1))
     mine = {n: s for i, (n, s) in enumerate(seqs.items()) if i % share[1] == share[0]}
     bar = _progress_bar(mine, config.stride, n_settings, f"tracking {len(mine)} sequences")
-    result = tracking.track_sequences(
-        seqs, mano_source, config, hyper, run, progress=tracking.Progress(bar.update),
-        log=lambda msg: bar.write(msg, file=sys.stderr), **kwargs)
+    with _Waiting(bar) as on_frame:
+        result = tracking.track_sequences(
+            seqs, mano_source, config, hyper, run, progress=tracking.Progress(on_frame),
+            log=lambda msg: bar.write(msg, file=sys.stderr), **kwargs)
     bar.n = bar.total
     bar.close()
     return result
+
+
+class _Waiting:
+    """Until the first frame is tracked, the bar says what the wait is (compiling the tracker,
+    the first run only with the compilation cache; then the anchor-frame fit) with the elapsed
+    seconds; at the first frame its clock restarts, so that its rate and ETA count the steady
+    phase only. Used as ``with _Waiting(bar) as on_frame``: ``on_frame`` advances the bar."""
+
+    TEXT = "compiling the tracker (first run only), then fitting the anchor frame"
+
+    def __init__(self, bar):
+        self.bar, self.started = bar, threading.Event()
+        self.lock, self.t0 = threading.Lock(), time.monotonic()
+        self.thread = threading.Thread(target=self._tick, daemon=True)
+
+    def __enter__(self):
+        self._show()
+        self.thread.start()
+        return self.on_frame
+
+    def __exit__(self, *exc):
+        self.started.set()
+        self.thread.join(timeout=2.0)
+
+    def _show(self):
+        with self.lock:
+            if not self.started.is_set():
+                self.bar.set_postfix_str(f"{self.TEXT}: {time.monotonic() - self.t0:.0f} s")
+
+    def _tick(self):
+        while not self.started.wait(1.0):
+            self._show()
+
+    def on_frame(self):
+        if not self.started.is_set():
+            with self.lock:
+                self.started.set()
+                self.bar.set_postfix_str("", refresh=False)
+                self.bar.reset(total=self.bar.total)  # n is still 0: only the clock restarts
+        self.bar.update()
 
 
 def _table(rows: list[tuple[str, dict]], keys: list[tuple[str, str]]) -> str:
