@@ -8,6 +8,7 @@ import dataclasses
 import json
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -124,3 +125,62 @@ def test_synthetic_templates_carry_the_scene_error(tiny_data):
     assert pick.sum() > 10
     # Subtracting the template's error removes most of the articulation error.
     assert np.linalg.norm(resid_tpl[pick]) < 0.6 * np.linalg.norm(err[pick])
+
+
+def test_inference_episodes_train_on_exactly_the_inference_masks(tiny_data):
+    """An example drawn as an inference episode sees the template target whole and the query
+    target fully masked: its loss equals the loss at MAE ratios (template 0, query 1), whatever
+    the MAE ratio; at probability 0 the option changes nothing."""
+    data, _, tpl = tiny_data
+    _, p, c = np.shape(data.image_features)
+    params = icl.init_icl_params(TINY, p, c, np.shape(data.text_embedding)[1])
+    models, pn = icl.hand_models(TINY.sides), icl.init_pointnet()
+    weights = jax.tree.map(jnp.asarray, icl.TrainConfig().loss_weights())
+    q = jnp.arange(8)
+
+    @jax.jit
+    def loss_fn(ratios, episodes):
+        return icl.batch_loss(params, TINY, data, data, q, jnp.asarray(tpl)[q], jax.random.key(3),
+                              ratios, jnp.float32(0.0), weights, models, pn,
+                              inference_episodes=episodes)[0]
+
+    def loss(ratio, episodes):  # ratio: (template, query), or one for both
+        return float(loss_fn(jnp.broadcast_to(jnp.float32(ratio), (2,)), jnp.float32(episodes)))
+
+    as_inference = loss([0.0, 1.0], 0.0)
+    assert loss(0.7, 1.0) == pytest.approx(as_inference, rel=1e-6)
+    assert loss(0.3, 1.0) == pytest.approx(as_inference, rel=1e-6)
+    assert loss(0.7, 0.0) != pytest.approx(as_inference, rel=1e-3)  # the masks do matter
+    assert loss(0.7, 0.0) == loss(0.7, 0.0)
+
+
+def test_distractor_templates_are_random_frames_of_the_query_hand_type():
+    from hoijax.icl._train import _type_table, _with_distractors
+
+    db_types = np.array([0, 1, 1, 2, 0, 1, 2, 1])
+    q_types = np.array([1, 0, 2, 3])  # type 3 ("none") has no database rows
+    table, counts, qt = map(jnp.asarray, _type_table(q_types, db_types))
+    q = jnp.arange(4)
+    retrieved = jnp.array([5, 4, 6, 0])
+    kept = _with_distractors(jax.random.key(0), q, retrieved, table, counts, qt, 0.0)
+    np.testing.assert_array_equal(kept, retrieved)
+    draws = np.stack([np.asarray(_with_distractors(jax.random.key(s), q, retrieved, table,
+                                                   counts, qt, 1.0)) for s in range(64)])
+    for i in range(3):  # always a row of the query's type, and every such row comes up
+        assert set(draws[:, i].tolist()) == set(np.flatnonzero(db_types == q_types[i]).tolist())
+    np.testing.assert_array_equal(draws[:, 3], 0)  # no row of its type: the retrieved one stays
+    # When the database is the training data, a query is never its own template.
+    t_own, c_own, q_own = map(jnp.asarray, _type_table(db_types, db_types))
+    q8, tpl8 = jnp.arange(8), jnp.array([4, 2, 1, 6, 0, 7, 3, 5])
+    own = np.stack([np.asarray(_with_distractors(jax.random.key(s), q8, tpl8, t_own, c_own,
+                                                 q_own, 1.0, True)) for s in range(64)])
+    assert not (own == np.arange(8)).any()
+    assert set(own[:, 1].tolist()) == {2, 5, 7}  # the other rows of its type all come up
+    mixed = np.stack([np.asarray(_with_distractors(jax.random.key(s), q8, tpl8, t_own, c_own,
+                                                   q_own, 1.0, False)) for s in range(64)])
+    assert (mixed == np.arange(8)).any()  # without the flag a query may draw itself
+    half = np.stack([np.asarray(_with_distractors(jax.random.key(s), q, retrieved, table,
+                                                  counts, qt, 0.5)) for s in range(200)])
+    # Replaced half the time, and then a different row with probability 3/4, 1/2, 1/2.
+    replaced = np.mean(half[:, :3] != np.asarray(retrieved)[:3])
+    assert 0.22 < replaced < 0.36  # expected 0.29

@@ -56,6 +56,13 @@ class IclTrain:
     inference, the 'template_visible' row of experiments/results/icl_table.md)."""
     template_dropout: float = 0.0
     """Probability of training an example without its template."""
+    inference_episodes: float = 0.5
+    """Fraction of the training examples drawn as inference presents them (template target
+    whole, query target fully masked; TrainConfig.inference_episodes). 0: the paper's recipe,
+    every example MAE-masked at --mask-ratio."""
+    distractor_templates: float = 0.0
+    """Fraction of the training templates replaced by a random frame of the query's hand type
+    (TrainConfig.distractor_templates): the model learns to discount unrelated templates."""
     d_model: int = 64
     """Token width."""
     num_layers: int = 2
@@ -190,7 +197,9 @@ def run_icl_train(cfg: IclTrain) -> int:
                                 learning_rate=cfg.learning_rate, weight_decay=cfg.weight_decay,
                                 warmup_steps=cfg.warmup_steps, mask_ratio=cfg.mask_ratio,
                                 template_mask_ratio=cfg.template_mask_ratio,
-                                template_dropout=cfg.template_dropout, seed=cfg.seed,
+                                template_dropout=cfg.template_dropout,
+                                inference_episodes=cfg.inference_episodes,
+                                distractor_templates=cfg.distractor_templates, seed=cfg.seed,
                                 checkpoint_every=cfg.checkpoint_every)
     icl.save_run_meta(out / "run.json", model_cfg, train_cfg, {"source": source})
     templates = icl.retrieve_for(train, train, sides, exclude_index=np.arange(train.num_frames))

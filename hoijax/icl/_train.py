@@ -21,15 +21,16 @@ from collections.abc import Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike
 import optax
 import orbax.checkpoint as ocp
 from tqdm.auto import tqdm
 
 from hoijax import mano
-from hoijax.icl._data import IclData, batch_indices, gather_examples
+from hoijax.icl._data import IclData, batch_indices, gather_examples, hand_types
 from hoijax.icl._losses import IclLossWeights, icl_loss
 from hoijax.icl._model import IclConfig, apply_icl, init_icl_params, sample_target_masks
-from hoijax.icl._params import group_masks, hand_models
+from hoijax.icl._params import HAND_TYPES, group_masks, hand_models
 from hoijax.icl._pointnet import DEFAULT_POINTNET_FEATURES, init_pointnet
 
 
@@ -60,6 +61,14 @@ class TrainConfig:
     """Supervise only the query's masked parameter groups (MAE); False: the whole hand."""
     template_dropout: float = 0.0
     """Probability of training an example without its template (0: the paper's setting)."""
+    inference_episodes: float = 0.0
+    """Probability of training an example exactly as inference presents it: the template's
+    target fully visible and the query's fully masked (0: the paper's setting, where every
+    example is MAE-masked at ``mask_ratio``)."""
+    distractor_templates: float = 0.0
+    """Probability of training an example with a random database frame of the query's hand
+    type as its template instead of the retrieved one, so that the model learns to judge
+    whether a template is relevant (0: the paper's setting)."""
     seed: int = 0
     """Seeds parameters, data order and masks."""
     checkpoint_every: int = 500
@@ -132,8 +141,12 @@ def batch_loss(
     pointnet_params: dict,
     pointnet_features: Sequence[int] = DEFAULT_POINTNET_FEATURES,
     masked_only: bool = True,
+    inference_episodes: ArrayLike = 0.0,
 ) -> tuple[jax.Array, dict]:
     """Mean training loss of a batch (random target masks, optional template dropout).
+
+    ``inference_episodes``: probability per example of inference's masks instead (template
+    target fully visible, query target fully masked).
 
     ``mask_ratio``: a scalar for both roles, or ``(template, query)`` ratios.
 
@@ -150,6 +163,10 @@ def batch_loss(
     _, qry_m = jax.vmap(lambda k: sample_target_masks(k, model_cfg.num_target_tokens,
                                                       ratios[1]))(jax.random.split(k_mask, b))
     use_tpl = jax.random.uniform(k_drop, (b,)) >= template_dropout
+    # A separate stream (folded in), so that the other draws do not depend on this option.
+    infer = jax.random.uniform(jax.random.fold_in(key, 1), (b,)) < inference_episodes
+    tpl_m = tpl_m & ~infer[:, None]
+    qry_m = qry_m | infer[:, None]
     pred = jax.vmap(lambda e, t, q, u: apply_icl(params, model_cfg, e, t, q, u))(
         ex, tpl_m, qry_m, use_tpl)
     if masked_only:
@@ -171,15 +188,40 @@ def masked_entries(query_target_masked: jax.Array, model_cfg: IclConfig) -> jax.
     return (m @ jnp.asarray(group_masks())) > 0
 
 
+def _type_table(query_types: np.ndarray, db_types: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Per hand type, the database rows of that type (padded by repetition) and their count;
+    and each query's type: what :func:`_with_distractors` draws from."""
+    ids = [np.flatnonzero(db_types == t) for t in range(len(HAND_TYPES))]
+    width = max(1, max(len(r) for r in ids))
+    table = np.stack([np.resize(r, width) if len(r) else np.zeros(width, np.int64) for r in ids])
+    counts = np.array([len(r) for r in ids], np.int32)
+    return table.astype(np.int32), counts, np.asarray(query_types, np.int32)
+
+
+def _with_distractors(key, q_idx, tpl_idx, table, counts, q_types, prob, same_rows=False):
+    """Replace each template, with probability ``prob``, by a uniformly drawn database row of
+    the query's hand type (kept when the type has no rows, or when the draw is the query itself
+    and ``same_rows``: the database is the training data)."""
+    t = q_types[q_idx]
+    k_use, k_row = jax.random.split(key)
+    n = counts[t]
+    row = table[t, jax.random.randint(k_row, q_idx.shape, 0, jnp.maximum(n, 1))]
+    use = (jax.random.uniform(k_use, q_idx.shape) < prob) & (n > 0)
+    use = use & ~(same_rows & (row == q_idx))
+    return jnp.where(use, row, tpl_idx)
+
+
 @functools.partial(jax.jit, static_argnames=("model_cfg", "opt", "masked_only"))
 def _train_step(state, q_idx, key, consts, *, model_cfg, opt, masked_only):
-    data_dev, db_dev, tpl_dev, mask_ratio, dropout, weights, models, pointnet_params = consts
+    (data_dev, db_dev, tpl_dev, mask_ratio, dropout, infer, distract, weights, models,
+     pointnet_params) = consts
     step_key = jax.random.fold_in(key, state["step"])
+    tpl_idx = _with_distractors(jax.random.fold_in(step_key, 2), q_idx, tpl_dev[q_idx], *distract)
 
     def loss_fn(prm):
-        return batch_loss(prm, model_cfg, data_dev, db_dev, q_idx, tpl_dev[q_idx], step_key,
+        return batch_loss(prm, model_cfg, data_dev, db_dev, q_idx, tpl_idx, step_key,
                           mask_ratio, dropout, weights, models, pointnet_params,
-                          masked_only=masked_only)
+                          masked_only=masked_only, inference_episodes=infer)
 
     (loss, terms), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
     updates, opt_state = opt.update(grads, state["opt_state"], state["params"])
@@ -282,8 +324,12 @@ def train_icl(
                  else train_cfg.template_mask_ratio)
     mask_ratio = jnp.asarray([tpl_ratio, train_cfg.mask_ratio], jnp.float32)
     dropout = jnp.asarray(train_cfg.template_dropout, jnp.float32)
-
-    consts = (data_dev, db_dev, tpl_dev, mask_ratio, dropout, weights, tuple(models),
+    infer = jnp.asarray(train_cfg.inference_episodes, jnp.float32)
+    distract = (*map(jnp.asarray, _type_table(hand_types(data, model_cfg.sides),
+                                              hand_types(database, model_cfg.sides))),
+                jnp.asarray(train_cfg.distractor_templates, jnp.float32),
+                jnp.asarray(database is data))
+    consts = (data_dev, db_dev, tpl_dev, mask_ratio, dropout, infer, distract, weights, tuple(models),
               pointnet_params)
 
     start = int(state["step"])
