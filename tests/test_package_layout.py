@@ -39,8 +39,10 @@ def _probe(tmp_path: Path) -> dict:
         "import importlib, importlib.util, json, sys\n"
         "sys.path[:] = [p for p in sys.path if p not in ('', '.')]\n"
         "k = importlib.import_module('hoijax.kernels')\n"
+        "spec = importlib.util.find_spec('kernels')\n"
+        "top = None if spec is None else (spec.origin or list(spec.submodule_search_locations or []))\n"
         "print(json.dumps({'kernels_file': k.__file__, 'kernels_name': k.__name__,\n"
-        "                  'top_level_kernels': importlib.util.find_spec('kernels') is not None}))\n"
+        "                  'top_level_kernels': top}))\n"
     )
     env = dict(os.environ)
     # Under pytest, make sure the repository root does not leak in through PYTHONPATH either.
@@ -73,7 +75,16 @@ def test_no_top_level_kernels_module(tmp_path: Path) -> None:
     facts = _probe(tmp_path)
     assert facts["kernels_name"] == "hoijax.kernels"
     _assert_kernels_file(facts["kernels_file"])
-    assert not facts["top_level_kernels"], "`kernels` must not be importable as a top-level name"
+    # A top-level `kernels` may exist from another distribution (transformers >= 5.25 installs Hugging
+    # Face's `kernels` package); what must not happen is that it resolves to this repository's folder.
+    top = facts["top_level_kernels"]
+    if top is not None:
+        ours = (_repo_root() / "kernels").resolve()
+        paths = [top] if isinstance(top, str) else top
+        for path in paths:
+            assert ours not in [Path(path).resolve(), *Path(path).resolve().parents], (
+                f"`kernels` must not be importable as a top-level name from this repository: {path}"
+            )
 
 
 @pytest.mark.skipif(not _UNDER_BAZEL, reason="Bazel-only: modules must come from the runfiles")
