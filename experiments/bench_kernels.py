@@ -24,11 +24,17 @@ the outputs and cotangents) over the HBM bandwidth. The floor is the larger of t
 ``achieved_fraction`` = floor / measured time per frame (so 1 would be the roofline). The
 floor covers the fine stage only (the part the kernels replace), so it is a lower bound for
 the whole step. A parity block compares the two backends on the first frame (forward fields
-and gradients).
+and gradients; ``--parity-frames N``: the first N frames under ``vmap``) and checks each
+difference against a float32 tolerance (:data:`PARITY_TOL`): ``pass`` and ``failures``.
+``--parity-only`` writes the parity blocks alone (no timings); ``--no-parity`` skips them. A
+row or parity block that raises is recorded (``error``) and the run goes on; the script exits 1
+when a parity check failed or something raised. The results file is rewritten after every
+resolution, so a run stopped early keeps the finished ones (``complete``: false).
 
     python experiments/bench_kernels.py --out experiments/results/bench_kernels_gpu.json
     python experiments/bench_kernels.py --quick          # CPU smoke test (interpreted kernels)
     python experiments/bench_kernels.py --resolutions 256 --batches 64 --tile-sizes 4 8
+    python experiments/bench_kernels.py --parity-only --tile-sizes 4 8 --parity-frames 4
 """
 
 from __future__ import annotations
@@ -46,7 +52,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from _common import package_versions
+from _common import package_versions, run_info
 from bench_render import (  # the same scene helpers as the pure-JAX rasterizer benchmark
     FOCAL_PER_PX,
     HAND_DEPTH_M,
@@ -69,6 +75,19 @@ PEAKS = {"H100": (60e12, 3.35e12), "H200": (60e12, 4.8e12)}
 """fp32 non-tensor FLOP/s and HBM bytes/s by device kind (``--peak-*`` override)."""
 BACKENDS = ("pallas", "jax")
 KINDS = ("value_and_grad", "forward")
+PARITY_TOL = {
+    "max_abs_diff_silhouette": 1e-4,
+    "max_abs_diff_visible": 1e-4,
+    "max_abs_diff_alpha": 1e-4,
+    "face_id_mismatch_fraction": 1e-3,
+    "max_abs_diff_depth_m_where_both_covered": 1e-4,
+    "grad_max_abs_diff_over_max_abs": 1e-3,
+}
+"""Pallas vs pure JAX, float32, upper bounds of :func:`parity`'s entries. Looser than the CPU
+tests' (1e-5 on fields and gradients, interpreted kernels on small scenes): on a GPU the two
+paths round differently (Triton vs XLA fusions, FMA contraction, the pure-JAX path's
+scatter-adds in no fixed order), and a z-buffer near-tie may flip a pixel's face. A wrong
+kernel differs by O(0.1-1). Not yet checked against a GPU run."""
 
 
 # --------------------------------------------------------------------------- scene
@@ -171,10 +190,14 @@ def kernel_floor(pairs: float, size: int, tile: int, ops: dict, kind: str,
 
 
 def parity(settings, consts, verts, target) -> dict:
-    """Both backends on one frame: largest differences of the forward fields and gradients."""
+    """Both backends on one frame (``verts`` (V, 3)) or a batch under ``vmap`` (``verts``
+    (B, V, 3)): largest differences of the forward fields and gradients, each checked against
+    :data:`PARITY_TOL` (``pass``, ``failures``)."""
     out = {}
     for b in BACKENDS:
         ras = _rasterize(settings, consts, b)
+        if verts.ndim == 3:
+            ras = jax.vmap(ras)
         r = jax.jit(ras)(verts)
         g = jax.jit(jax.grad(lambda v, ras=ras: jnp.sum((ras(v).silhouette - target) ** 2)))(
             verts)
@@ -190,6 +213,11 @@ def parity(settings, consts, verts, target) -> dict:
         np.max(np.abs(np.asarray(a.depth) - np.asarray(b.depth))[both], initial=0.0))
     res["grad_max_abs_diff_over_max_abs"] = float(np.max(np.abs(ga - gb))
                                                   / max(np.max(np.abs(ga)), 1e-30))
+    res["frames"] = int(verts.shape[0]) if verts.ndim == 3 else 1
+    res["tolerances"] = dict(PARITY_TOL)
+    res["failures"] = [k for k, tol in PARITY_TOL.items()
+                       if not (math.isfinite(res[k]) and res[k] <= tol)]
+    res["pass"] = not res["failures"]
     return res
 
 
@@ -212,19 +240,32 @@ def bench_resolution(size, tile, batches, opts, scene, ops, peaks, log):
             "pair_capacity": st.pair_capacity(F), "num_faces": F,
             "pairs_needed_max": int(need.max()), "pairs_needed_mean": float(need.mean()),
             "coverage": float(np.mean(np.asarray(target[:, 0]) > 0.5)
-                              + np.mean(np.asarray(target[:, 1]) > 0.5)),
-            "parity_first_frame": parity(st, consts, verts[0], target[0])}
-    log(f"  {size}² tile {tile}: pairs needed max {need.max()} (ppf {ppf}); parity "
-        + json.dumps(info["parity_first_frame"]))
+                              + np.mean(np.asarray(target[:, 1]) > 0.5))}
+    log(f"  {size}² tile {tile}: pairs needed max {need.max()} (ppf {ppf})")
+    if opts.parity:
+        n = opts.parity_frames
+        t0 = time.perf_counter()
+        try:
+            p = parity(st, consts, verts[0] if n == 1 else verts[:n],
+                       target[0] if n == 1 else target[:n])
+        except Exception as e:  # noqa: BLE001 (recorded; the other resolutions still run)
+            p = {"error": f"{type(e).__name__}: {e}", "failures": ["error"], "pass": False}
+        p["wall_s"] = time.perf_counter() - t0
+        info["parity_first_frame" if n == 1 else "parity"] = p
+        log(f"  {size}² tile {tile}: parity {'PASS' if p['pass'] else 'FAIL'} "
+            + json.dumps({k: v for k, v in p.items() if k != "tolerances"}))
     rows = []
-    for batch in batches:
+    for batch in (() if opts.parity_only else batches):
         args = (verts[:batch], target[:batch])
         for kind in opts.kinds:
             floor = kernel_floor(float(need[:batch].mean()), size, tile, ops, kind, *peaks)
             for backend in BACKENDS:
-                t = time_fn(step_fn(st, consts, backend, kind), args, repeats=opts.repeats,
-                            warmup=opts.warmup, budget_s=opts.budget_s,
-                            max_temp_gb=opts.max_temp_gb)
+                try:
+                    t = time_fn(step_fn(st, consts, backend, kind), args, repeats=opts.repeats,
+                                warmup=opts.warmup, budget_s=opts.budget_s,
+                                max_temp_gb=opts.max_temp_gb)
+                except Exception as e:  # noqa: BLE001 (recorded; the other rows still run)
+                    t = {"error": f"{type(e).__name__}: {e}"}
                 row = {"resolution": size, "tile_size": tile, "pairs_per_face": ppf,
                        "batch": batch, "backend": backend, "kind": kind, **t, **floor}
                 if "median_s" in t:
@@ -238,6 +279,8 @@ def bench_resolution(size, tile, batches, opts, scene, ops, peaks, log):
 def _format_row(r: dict) -> str:
     head = (f"{r['resolution']:4d}² t{r['tile_size']} b{r['batch']:<4d} {r['backend']:<7s} "
             f"{r['kind']:<15s}")
+    if "error" in r:
+        return f"{head} ERROR: {r['error'][:300]}"
     if "median_s" not in r:
         return f"{head} SKIPPED: {r['skipped']} (compile {r['compile_s']:.1f} s)"
     return (f"{head} frame {r['per_frame_s'] * 1e6:10.1f} µs  call {r['median_s'] * 1e3:9.2f} ms"
@@ -258,7 +301,7 @@ def _speedups(rows) -> list[str]:
     return lines
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--resolutions", type=int, nargs="+", default=[128, 256, 512])
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 64, 256])
@@ -277,10 +320,24 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true",
                         help="CPU smoke test: 32², batches 1 and 2, 3 repeats (the kernels "
                              "run interpreted)")
+    parser.add_argument("--parity-only", action="store_true",
+                        help="only the parity blocks (no timings)")
+    parser.add_argument("--no-parity", dest="parity", action="store_false",
+                        help="skip the parity blocks")
+    parser.add_argument("--parity-frames", type=int, default=1,
+                        help="frames compared (more than 1: under vmap, as the timed rows)")
     parser.add_argument("--out", type=Path, default=None)
-    opts = parser.parse_args()
+    opts = parser.parse_args(argv)
     if opts.quick:
         opts.resolutions, opts.batches, opts.repeats, opts.warmup = [32], [1, 2], 3, 1
+    if opts.parity_only and not opts.parity:
+        parser.error("--parity-only and --no-parity exclude each other")
+    if opts.parity_frames < 1:
+        parser.error("--parity-frames must be >= 1")
+    if opts.parity_only:  # frames made = the largest batch; the parity takes the first ones
+        opts.batches = [opts.parity_frames]
+    elif opts.parity and opts.parity_frames > max(opts.batches):
+        parser.error("--parity-frames exceeds the largest batch")
 
     backend = jax.default_backend()
     kind_name = jax.devices()[0].device_kind
@@ -295,59 +352,79 @@ def main() -> None:
               "timings and achieved fractions are meaningless)", flush=True)
     scene = build_scene()
     t_start, load_start = time.perf_counter(), list(os.getloadavg())
-    rows, infos = [], []
+    out = opts.out or RESULTS / f"bench_kernels_{backend}{'_quick' if opts.quick else ''}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    info_run = run_info()
+    rows, infos, lines = [], [], []
+
+    def write(complete: bool) -> None:
+        meta = {
+            "benchmark": ("raster_kernels_parity" if opts.parity_only
+                          else "raster_kernels_pallas_vs_jax"),
+            "complete": complete,
+            "run": info_run,
+            "machine": platform.platform(),
+            "processor": platform.processor() or platform.machine(),
+            "cpu_count": os.cpu_count(),
+            "jax_backend": backend,
+            "device_kind": kind_name,
+            "devices": [str(d) for d in jax.devices()],
+            "versions": package_versions("jax", "jaxlib", "jax-cuda12-plugin",
+                                         "jax-cuda12-pjrt", "jax-cuda13-plugin",
+                                         "jax-cuda13-pjrt", "numpy", "trimesh", "equinox"),
+            "interpreted_kernels": backend != "gpu",
+            "dtype": "float32",
+            "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(opts).items()},
+            "load_average_at_start": load_start,
+            "load_average_at_end": list(os.getloadavg()),
+            "wall_s": time.perf_counter() - t_start,
+            "scene": ("synthetic MANO right hand (778 v, 1538 f), rest pose, palm to the camera "
+                      f"at z={HAND_DEPTH_M} m + make_object_trimesh('can') (1010 v, 2016 f) "
+                      "behind it; per frame a random rigid jitter (4 deg, 5 mm) of each mesh"),
+            "intrinsics": f"fx = fy = {FOCAL_PER_PX} * size, c = size/2 - 0.5",
+            "loss": ("sum((rasterize(..., backend).silhouette - target)**2), both meshes, sigma "
+                     "1 px², eps 1e-4; value_and_grad wrt all vertices (kind value_and_grad) or "
+                     "the value alone (forward); jit(vmap(.)) over the batch"),
+            "timing": ("compile_s = jit(f).lower(*args).compile(), apart; one checked call "
+                       "(overflow asserted False), warm-up, median of max(3, min(--repeats, "
+                       "--budget-s / first call)) calls with block_until_ready"),
+            "floor": ("fine stage only, per frame: flops = mean pairs needed x tile² x ops per "
+                      "pixel-face (kernels.pixel_face_ops: forward, + backward for "
+                      "value_and_grad; each primitive 1 op, FMA = 2) / peak fp32; bytes = kernel "
+                      "operands touched once / HBM bandwidth; floor_s = max; achieved_fraction = "
+                      "floor_s / per_frame_s"),
+            "parity": ("parity_first_frame (--parity-frames 1) or parity (the first N frames "
+                       "under vmap): pallas vs jax on the same frames and targets; each entry "
+                       "<= its tolerance (PARITY_TOL) -> pass"),
+            "ops_per_pixel_face": ops,
+            "peak_flops": peaks[0],
+            "peak_bytes_per_s": peaks[1],
+            "scene_stats": infos,
+            "speedup_lines": lines[2:],
+        }
+        out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
+
     for tile in opts.tile_sizes:
         for size in opts.resolutions:
             r, info = bench_resolution(size, tile, sorted(set(opts.batches)), opts, scene, ops,
                                        peaks, lambda s: print(s, flush=True))
             rows += r
             infos.append(info)
+            write(complete=False)
     lines = _speedups(rows)
     print("\n".join(lines))
-
-    meta = {
-        "benchmark": "raster_kernels_pallas_vs_jax",
-        "machine": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "jax_backend": backend,
-        "device_kind": kind_name,
-        "devices": [str(d) for d in jax.devices()],
-        "versions": package_versions("jax", "jaxlib", "jax-cuda12-plugin", "jax-cuda12-pjrt",
-                                     "jax-cuda13-plugin", "jax-cuda13-pjrt", "numpy", "trimesh",
-                                     "equinox"),
-        "interpreted_kernels": backend != "gpu",
-        "dtype": "float32",
-        "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(opts).items()},
-        "load_average_at_start": load_start,
-        "load_average_at_end": list(os.getloadavg()),
-        "wall_s": time.perf_counter() - t_start,
-        "scene": ("synthetic MANO right hand (778 v, 1538 f), rest pose, palm to the camera at "
-                  f"z={HAND_DEPTH_M} m + make_object_trimesh('can') (1010 v, 2016 f) behind "
-                  "it; per frame a random rigid jitter (4 deg, 5 mm) of each mesh"),
-        "intrinsics": f"fx = fy = {FOCAL_PER_PX} * size, c = size/2 - 0.5",
-        "loss": ("sum((rasterize(..., backend).silhouette - target)**2), both meshes, sigma 1 "
-                 "px², eps 1e-4; value_and_grad wrt all vertices (kind value_and_grad) or the "
-                 "value alone (forward); jit(vmap(.)) over the batch"),
-        "timing": ("compile_s = jit(f).lower(*args).compile(), apart; one checked call "
-                   "(overflow asserted False), warm-up, median of max(3, min(--repeats, "
-                   "--budget-s / first call)) calls with block_until_ready"),
-        "floor": ("fine stage only, per frame: flops = mean pairs needed x tile² x ops per "
-                  "pixel-face (kernels.pixel_face_ops: forward, + backward for value_and_grad; "
-                  "each primitive 1 op, FMA = 2) / peak fp32; bytes = kernel operands touched "
-                  "once / HBM bandwidth; floor_s = max; achieved_fraction = floor_s / "
-                  "per_frame_s"),
-        "ops_per_pixel_face": ops,
-        "peak_flops": peaks[0],
-        "peak_bytes_per_s": peaks[1],
-        "scene_stats": infos,
-        "speedup_lines": lines[2:],
-    }
-    out = opts.out or RESULTS / f"bench_kernels_{backend}{'_quick' if opts.quick else ''}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
+    write(complete=True)
     print(f"wrote {out}")
+    checks = [i.get("parity_first_frame", i.get("parity")) for i in infos]
+    failed = [(i["resolution"], i["tile_size"], c["failures"])
+              for i, c in zip(infos, checks, strict=True) if c is not None and not c["pass"]]
+    errors = [r for r in rows if "error" in r]
+    if failed:
+        print(f"PARITY FAILED (resolution, tile, entries): {failed}", flush=True)
+    if errors:
+        print(f"{len(errors)} row(s) raised (recorded under 'error')", flush=True)
+    return 1 if failed or errors else 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

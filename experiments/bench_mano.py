@@ -3,10 +3,12 @@
 Both run float32 on the same synthetic MANO file and the same machine, one after the other per
 batch size. "hoijax" is :func:`hoijax.mano.forward_batch` (default chunking); the plain
 ``vmap(mano.forward)`` path is reported beside it. Compile time of the jitted JAX programs is reported apart from run time. Results go
-to ``experiments/results/bench_mano_<backend>.json`` and a table on stdout.
+to ``experiments/results/bench_mano_<backend>.json`` and a table on stdout. ``--no-smplx`` leaves
+the PyTorch reference out (JAX throughput alone, e.g. on a GPU, where smplx would run on the CPU).
 
     python experiments/bench_mano.py                 # batches 1, 64, 1024
     python experiments/bench_mano.py --batches 1 64 --repeats 10
+    python experiments/bench_mano.py --batches 1 1024 16384 --no-smplx
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from _common import package_versions
+from _common import package_versions, run_info
 
 from hoijax import mano
 
@@ -31,6 +33,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def _median_time(fn, repeats: int, warmup: int = 2) -> float:
+    """Median wall time of ``repeats`` calls of ``fn`` after ``warmup`` calls."""
     for _ in range(warmup):
         fn()
     times = []
@@ -49,7 +52,8 @@ def _inputs(batch: int, seed: int = 0):
             rng.normal(scale=0.1, size=(batch, 3)).astype(np.float32))
 
 
-def bench_hoijax(model: mano.ManoModel, batch: int, repeats: int, path: str) -> dict:
+def bench_hoijax(model: mano.ManoModel, batch: int, repeats: int, path: str,
+                 warmup: int = 2) -> dict:
     """``path="batch"``: :func:`mano.forward_batch`; ``"vmap"``: ``vmap(mano.forward)``."""
     args = tuple(jnp.asarray(a) for a in _inputs(batch))
     probe = jnp.asarray(np.random.default_rng(1).normal(size=(batch, 778, 3)), jnp.float32)
@@ -67,7 +71,8 @@ def bench_hoijax(model: mano.ManoModel, batch: int, repeats: int, path: str) -> 
         t0 = time.perf_counter()
         compiled = jax.jit(fn).lower(*args).compile()
         compile_s = time.perf_counter() - t0
-        run_s = _median_time(lambda c=compiled: jax.block_until_ready(c(*args)), repeats)
+        run_s = _median_time(lambda c=compiled: jax.block_until_ready(c(*args)), repeats,
+                             warmup)
         timings[name] = {"compile_s": compile_s, "median_s": run_s, "hands_per_s": batch / run_s}
     return timings
 
@@ -96,12 +101,15 @@ def bench_smplx(path: Path, batch: int, repeats: int) -> dict | None:
             for name, fn in (("forward", fwd), ("forward_backward", fwd_bwd))}
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 64, 1024])
     parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--warmup", type=int, default=2, help="untimed calls before the repeats")
+    parser.add_argument("--no-smplx", dest="smplx", action="store_false",
+                        help="skip the smplx (PyTorch) reference")
     parser.add_argument("--out", type=Path, default=None)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     model = mano.synthetic_mano("right")
     tmp = Path(tempfile.mkdtemp())
@@ -109,9 +117,9 @@ def main() -> None:
     backend = jax.default_backend()
     rows = []
     for batch in args.batches:
-        ours = bench_hoijax(model, batch, args.repeats, "batch")
-        ours_vmap = bench_hoijax(model, batch, args.repeats, "vmap")
-        ref = bench_smplx(right_pkl, batch, args.repeats)
+        ours = bench_hoijax(model, batch, args.repeats, "batch", args.warmup)
+        ours_vmap = bench_hoijax(model, batch, args.repeats, "vmap", args.warmup)
+        ref = bench_smplx(right_pkl, batch, args.repeats) if args.smplx else None
         row = {"batch": batch, "hoijax": ours, "hoijax_vmap": ours_vmap, "smplx": ref}
         if ref is not None:
             row["speedup"] = {k: ref[k]["median_s"] / ours[k]["median_s"] for k in ours}
@@ -120,6 +128,8 @@ def main() -> None:
 
     meta = {
         "benchmark": "mano_forward",
+        "run": run_info(),
+        "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         "machine": platform.platform(),
         "processor": platform.processor() or platform.machine(),
         "cpu_count": __import__("os").cpu_count(),
@@ -131,7 +141,9 @@ def main() -> None:
         "model": "synthetic MANO-format hand (778 vertices), axis-angle pose, 10 betas",
         "hoijax_path": "mano.forward_batch(chunk_size=64); hoijax_vmap: jit(vmap(mano.forward))",
         "smplx_path": "smplx.MANO(use_pca=False), torch.no_grad() forward; backward wrt all inputs",
-        "torch_threads": _torch_threads(),
+        "torch_threads": _torch_threads() if args.smplx else None,
+        "timing": ("compile_s = jit(f).lower(*args).compile(), apart; --warmup untimed calls, "
+                   "then the median of --repeats calls with block_until_ready"),
     }
     out = args.out or RESULTS / f"bench_mano_{backend}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
