@@ -2,7 +2,8 @@
 
 Every loss acts on one unbatched frame, works under ``jit``/``vmap``/``grad``, takes its weights
 and thresholds as traced arrays, and returns ``(value, terms)`` where ``terms`` is a dict of
-named scalars for logging. Combine with :func:`combine_losses` and :class:`LossWeights`.
+named scalars for logging. Combine with :func:`combine_losses` and :class:`LossWeights`. The
+tracking terms also have residual forms (``*_residuals``) for the Gauss–Newton solver.
 """
 
 from hoijax.losses._dino import (
@@ -33,6 +34,14 @@ from hoijax.losses._learned import (
     mano_param_loss as mano_param_loss,
     vertex_loss as vertex_loss,
 )
+from hoijax.losses._residuals import (
+    depth_residuals as depth_residuals,
+    dino_residuals as dino_residuals,
+    interaction_residuals as interaction_residuals,
+    joint_residuals as joint_residuals,
+    mask_residuals as mask_residuals,
+    point_to_surface_residuals as point_to_surface_residuals,
+)
 from hoijax.losses._mask import MaskOcclusion as MaskOcclusion, mask_loss as mask_loss
 from hoijax.losses._weights import LossWeights as LossWeights, combine_losses as combine_losses
 
@@ -40,7 +49,8 @@ __all__ = [
     "DEFAULT_CONTACT_BAND_M", "DEFAULT_CONTACT_SOFTMIN_M", "DEFAULT_DEPTH_SCALE_M",
     "DEFAULT_DEPTH_TOL_M", "DEFAULT_MAX_DIST_M", "DinoForm",
     "LossWeights", "MaskOcclusion", "SurfacePoints", "cam_to_obj", "chamfer_distance",
-    "combine_losses", "contact_loss", "depth_loss", "dino_loss", "interaction_loss", "interpolate_at",
-    "joint_loss", "mano_param_loss", "mask_loss", "obj_to_cam", "point_to_surface_loss", "sample_surface",
-    "select_visible_points", "vertex_loss",
+    "combine_losses", "contact_loss", "depth_loss", "depth_residuals", "dino_loss", "dino_residuals",
+    "interaction_loss", "interaction_residuals", "interpolate_at", "joint_loss", "joint_residuals",
+    "mano_param_loss", "mask_loss", "mask_residuals", "obj_to_cam", "point_to_surface_loss",
+    "point_to_surface_residuals", "sample_surface", "select_visible_points", "vertex_loss",
 ]

@@ -31,6 +31,32 @@ def _pseudo_huber(r: Float[Array, "*N"]) -> Float[Array, "*N"]:
     return safe_sqrt(1.0 + r * r) - 1.0
 
 
+def depth_errors(rendering: Rendering, depth_m, object_mask, hand_mask, object_id: int,
+                 scale_m) -> tuple[Float[Array, "H W"], Bool[Array, "H W"], Float[Array, "H W"],
+                                   Float[Array, "H W"]]:
+    """``((z - d)/scale, counted, z, d)`` of :func:`depth_loss` (0 where not counted)."""
+    d = jnp.asarray(depth_m)
+    ok = (jnp.isfinite(d) & (d > 0) & jnp.asarray(object_mask, bool)
+          & (rendering.mesh_id == object_id))
+    if hand_mask is not None:
+        ok = ok & ~jnp.asarray(hand_mask, bool)
+    d = jnp.where(ok, d, 0.0)
+    z = jnp.where(ok, rendering.depth, 0.0)
+    return (z - d) / jnp.asarray(scale_m, z.dtype), ok, z, d
+
+
+def point_plane_errors(points, points_valid, verts, normals,
+                       scale_m) -> tuple[Float[Array, " P"], Bool[Array, " P"]]:
+    """``(point-to-plane distance / scale, counted)`` of :func:`point_to_surface_loss`."""
+    p = jnp.asarray(points)
+    ok = jnp.asarray(points_valid, bool) & jnp.all(jnp.isfinite(p), axis=-1)
+    p = jnp.where(ok[:, None], p, 0.0)
+    v, n = jnp.asarray(verts), jnp.asarray(normals)
+    d2 = jnp.sum((jax.lax.stop_gradient(p)[:, None] - jax.lax.stop_gradient(v)[None]) ** 2, -1)
+    nearest = jnp.argmin(d2, axis=1)
+    return jnp.sum((p - v[nearest]) * n[nearest], -1) / jnp.asarray(scale_m, p.dtype), ok
+
+
 def depth_loss(
     rendering: Rendering,
     depth_m: Float[ArrayLike, "H W"],
@@ -52,14 +78,7 @@ def depth_loss(
     Returns the loss and ``{"depth": loss, "num_pixels": counted pixels,
     "median_abs_m": median |Δz| over the counted pixels (NaN when none)}``.
     """
-    d = jnp.asarray(depth_m)
-    ok = (jnp.isfinite(d) & (d > 0) & jnp.asarray(object_mask, bool)
-          & (rendering.mesh_id == object_id))
-    if hand_mask is not None:
-        ok = ok & ~jnp.asarray(hand_mask, bool)
-    d = jnp.where(ok, d, 0.0)
-    z = jnp.where(ok, rendering.depth, 0.0)
-    r = (z - d) / jnp.asarray(scale_m, z.dtype)
+    r, ok, z, d = depth_errors(rendering, depth_m, object_mask, hand_mask, object_id, scale_m)
     loss = safe_mean(_pseudo_huber(r), ok.astype(z.dtype))
     median = jnp.nanmedian(jnp.where(ok, jnp.abs(z - d), jnp.nan))
     return loss, {"depth": loss, "num_pixels": jnp.sum(ok),
@@ -85,12 +104,6 @@ def point_to_surface_loss(
 
     Returns the loss and ``{"point_depth": loss, "num_points": counted points}``.
     """
-    p = jnp.asarray(points)
-    ok = jnp.asarray(points_valid, bool) & jnp.all(jnp.isfinite(p), axis=-1)
-    p = jnp.where(ok[:, None], p, 0.0)
-    v, n = jnp.asarray(verts), jnp.asarray(normals)
-    d2 = jnp.sum((jax.lax.stop_gradient(p)[:, None] - jax.lax.stop_gradient(v)[None]) ** 2, -1)
-    nearest = jnp.argmin(d2, axis=1)
-    r = jnp.sum((p - v[nearest]) * n[nearest], -1) / jnp.asarray(scale_m, p.dtype)
-    loss = safe_mean(_pseudo_huber(r), ok.astype(p.dtype))
+    r, ok = point_plane_errors(points, points_valid, verts, normals, scale_m)
+    loss = safe_mean(_pseudo_huber(r), ok.astype(r.dtype))
     return loss, {"point_depth": loss, "num_points": jnp.sum(ok)}

@@ -9,6 +9,15 @@ from hoijax.geometry import project
 from hoijax.losses._frames import safe_mean
 
 
+def valid_detections(keypoints_px, keypoints_conf):
+    """``(keypoints, confidences, valid)`` with invalid detections (non-finite or non-positive
+    confidence, non-finite coordinates) zeroed before any arithmetic."""
+    kp = jnp.asarray(keypoints_px)
+    conf = jnp.asarray(keypoints_conf)
+    valid = jnp.isfinite(conf) & (conf > 0) & jnp.all(jnp.isfinite(kp), axis=-1)
+    return jnp.where(valid[:, None], kp, 0.0), jnp.where(valid, conf, 0.0), valid
+
+
 def joint_loss(
     joints_cam: Float[ArrayLike, "J 3"],
     keypoints_px: Float[ArrayLike, "J 2"],
@@ -25,11 +34,7 @@ def joint_loss(
 
     Returns the loss and ``{"joint_px2": loss, "num_valid": count}``.
     """
-    kp = jnp.asarray(keypoints_px)
-    conf = jnp.asarray(keypoints_conf)
-    valid = jnp.isfinite(conf) & (conf > 0) & jnp.all(jnp.isfinite(kp), axis=-1)
-    conf = jnp.where(valid, conf, 0.0)
-    kp = jnp.where(valid[:, None], kp, 0.0)
+    kp, conf, valid = valid_detections(keypoints_px, keypoints_conf)
     uv = project(K, joints_cam)
     err2 = jnp.sum((uv - kp) ** 2, axis=-1)
     loss = safe_mean(jnp.where(valid, err2, 0.0), conf)
