@@ -51,7 +51,8 @@ def frame_data():
     return seq, f, model, grid
 
 
-def test_hand_step_recovers_translation(frame_data):
+@pytest.mark.parametrize("solver", ["adam", "lm"])
+def test_hand_step_recovers_translation(frame_data, solver):
     seq, f, model, grid = frame_data
     params = jax.tree.map(lambda x: x[f], seq.gt.hand)
     _, kps = st.hand_in_mano_frame(model, params)
@@ -59,22 +60,25 @@ def test_hand_step_recovers_translation(frame_data):
     t0 = t_true + jnp.array([0.012, -0.008, 0.02])
     inp = _frame_input(seq, f, model, grid, t_init=t0)
     start = _state(seq.gt.T_cam_obj[f], seq.gt.obj_scale, seq.gt.verts_cam[f])
-    _, res = st.hand_step(tr.TrackConfig(), tr.TrackHyper(), start, inp)
+    _, res = st.hand_step(tr.TrackConfig(solver=solver), tr.TrackHyper(), start, inp)
     err0 = float(jnp.linalg.norm(t0 - t_true))
     err = float(jnp.linalg.norm(res.params["t"] - t_true))
     assert err < 0.1 * err0, (err0, err)
     assert float(res.trace[0, 0]) > 10 * float(res.loss)
+    if solver == "lm":  # a second-order solve of a 3-unknown problem: a handful of steps
+        assert bool(res.converged) and int(res.num_iters) <= 10, int(res.num_iters)
 
 
-@pytest.mark.parametrize("use_dino", [False, True])
-def test_object_step_recovers_a_perturbed_pose(frame_data, use_dino):
+@pytest.mark.parametrize(("use_dino", "solver"), [(False, "adam"), (True, "adam"),
+                                                  (True, "lm")])
+def test_object_step_recovers_a_perturbed_pose(frame_data, use_dino, solver):
     seq, f, model, grid = frame_data
     T_true = seq.gt.T_cam_obj[f]
     dR = geometry.axis_angle_to_matrix(jnp.array([0.05, -0.04, 0.03]))
     T0 = T_true.at[:3, :3].set(T_true[:3, :3] @ dR).at[:3, 3].add(jnp.array([0.006, -0.004, 0.0]))
     inp = _frame_input(seq, f, model, grid, features=use_dino, depth=False)
     prev = _state(T0, seq.gt.obj_scale, seq.gt.verts_cam[f])
-    config = tr.TrackConfig(object_iters=300)
+    config = tr.TrackConfig(object_iters=300, solver=solver)
     run = jax.jit(lambda i, pv, hyper: st.object_step(config, hyper, pv, i, pv))
     # L_interact off: its reference here is the perturbed start itself.
     state, res = run(inp, prev, tr.TrackHyper.ablate("interact"))
@@ -91,6 +95,8 @@ def test_object_step_recovers_a_perturbed_pose(frame_data, use_dino):
     # size (a 1 cm depth change is under a pixel of size here), so it is only bounded.
     assert rot < 0.4 * rot0 and lat < 0.4 * lat0 and depth < 10.0, (rot0, lat0, rot, lat, depth)
     assert bool(res.finite) and float(res.loss) < float(res.trace[0, 0])
+    if solver == "lm":
+        assert int(res.num_iters) <= config.lm_iters
 
 
 def test_depth_term_settles_the_object_depth(frame_data):

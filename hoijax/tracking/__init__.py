@@ -40,6 +40,7 @@ from hoijax.tracking._evaluate import (
 )
 from hoijax.tracking._hand_fit import fit_hand
 from hoijax.tracking._onset import DEFAULT_ONSET_TAU, motion_ratio, onset_frame, touches_border
+from hoijax.tracking._gauss_newton import minimize_lm
 from hoijax.tracking._optimize import MinimizeResult, minimize
 from hoijax.tracking._schedule import Schedule, bidirectional_schedule, num_steps
 from hoijax.tracking._settings import (
@@ -73,7 +74,7 @@ __all__ = [
     "RESULT_FORMAT_VERSION", "ResultFormatError", "STEP_TERMS", "Schedule", "TrackConfig",
     "TrackHyper", "TrackResult", "TrackRun", "ablate_batch", "bidirectional_schedule",
     "check_mano", "evaluate_run", "evaluate_sequence", "fit_hand", "hand_keypoints",
-    "hand_vertices", "jsonable", "load_result", "minimize", "motion_ratio", "num_steps",
+    "hand_vertices", "jsonable", "load_result", "minimize", "minimize_lm", "motion_ratio", "num_steps",
     "object_vertices", "onset_frame", "prepare", "save_result", "save_run", "sequence_key",
     "stack_hypers", "stack_prepared", "stages", "summarize", "touches_border", "track_batch",
     "track_sequence", "track_sequences", "tracked_hand_params",

@@ -11,6 +11,7 @@ classes (``hoijax.cli``), the experiments and the ablation grids build them dire
 from __future__ import annotations
 
 import dataclasses
+from typing import Literal
 
 import equinox as eqx
 import jax
@@ -60,6 +61,14 @@ class TrackConfig:
     """Iteration cap of each anchor-frame stage."""
     window: int = 10
     """Moving-average window of the early stop."""
+    solver: Literal["adam", "lm"] = "adam"
+    """The per-frame and anchor-frame solver: ``"adam"`` (AGILE's: first order, the caps above)
+    or ``"lm"`` (Levenberg–Marquardt on the terms' residual forms,
+    :func:`hoijax.tracking.minimize_lm`: the caps below)."""
+    lm_iters: int = 30
+    """Levenberg–Marquardt evaluation cap of steps 1 and 2."""
+    lm_anchor_iters: int = 60
+    """Levenberg–Marquardt evaluation cap of each anchor-frame stage."""
     num_dino_points: int = 128
     """N_p, visible surface points per iteration for L_dino."""
     pool_points: int = 2048
@@ -79,6 +88,10 @@ class TrackConfig:
     """Pose search: image downsampling of the silhouette comparison."""
     record_trace: bool = True
     """Keep per-iteration loss values (for loss curves)."""
+
+    def __post_init__(self):
+        if self.solver not in ("adam", "lm"):
+            raise ValueError(f"TrackConfig.solver must be 'adam' or 'lm', got {self.solver!r}")
 
     def raster(self, image_size: tuple[int, int]) -> render.RasterSettings:
         """Rasterizer settings of full-resolution frames of ``image_size`` (H, W)."""

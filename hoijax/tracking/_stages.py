@@ -41,6 +41,7 @@ from hoijax.tracking._init import (
     search_object_pose,
 )
 from hoijax.tracking._objective import frame_objective, pose_fit_loss
+from hoijax.tracking._gauss_newton import minimize_lm
 from hoijax.tracking._optimize import MinimizeResult, minimize
 from hoijax.tracking._settings import TrackConfig, TrackHyper
 from hoijax.tracking._state import FrameInput, Hand, HandPose, ObjectModel, TrackState
@@ -71,13 +72,30 @@ class AnchorInput(eqx.Module):
     icp_key: Array
 
 
+def _objective(config: TrackConfig, hyper: TrackHyper, inp: FrameInput,
+               prev: TrackState | None, names: frozenset[str], start: TrackState):
+    """The stage's objective as the configured solver needs it: for Levenberg–Marquardt with
+    the residuals, and L_dino's points drawn once at the stage's ``start``."""
+    lm = config.solver == "lm"
+    return frame_objective(config, hyper, inp, prev, names, with_residuals=lm,
+                           dino_points_at=start if lm else None)
+
+
 def _solve(config: TrackConfig, hyper: TrackHyper, objective, unpack, start: dict,
-           rates: dict, max_iters: int, active=True) -> tuple[TrackState, MinimizeResult]:
+           rates: dict, max_iters: int, active=True, *, anchor: bool = False
+           ) -> tuple[TrackState, MinimizeResult]:
     """The solver body every stage shares: minimize ``objective(unpack(params))`` from
-    ``start`` (per-group step sizes ``rates``)."""
-    res = minimize(lambda p: objective(unpack(p)), start, rates, max_iters=max_iters,
-                   tol=hyper.tol, window=config.window, record_trace=config.record_trace,
-                   active=active)
+    ``start``, by Adam (per-group step sizes ``rates``, ``max_iters`` steps) or by
+    Levenberg–Marquardt (``config.lm_iters``, or ``config.lm_anchor_iters`` for an
+    ``anchor`` stage), as ``config.solver`` says."""
+    if config.solver == "lm":
+        res = minimize_lm(lambda p: objective(unpack(p)), start,
+                          max_iters=config.lm_anchor_iters if anchor else config.lm_iters,
+                          tol=hyper.tol, record_trace=config.record_trace, active=active)
+    else:
+        res = minimize(lambda p: objective(unpack(p)), start, rates, max_iters=max_iters,
+                       tol=hyper.tol, window=config.window, record_trace=config.record_trace,
+                       active=active)
     return unpack(res.params), res
 
 
@@ -85,7 +103,7 @@ def hand_step(config: TrackConfig, hyper: TrackHyper, state: TrackState,
               inp: FrameInput) -> tuple[TrackState, MinimizeResult]:
     """Step 1: T_h from its initial value ``inp.hand.t_init`` by L_joint (and the hand's depth
     points), the hand's rotation, pose and scale fixed; the object stays as in ``state``."""
-    objective = frame_objective(config, hyper, inp, None, frozenset({"joint", "hand_depth"}))
+    objective = _objective(config, hyper, inp, None, frozenset({"joint", "hand_depth"}), state)
     return _solve(config, hyper, objective, lambda p: state.with_hand(inp.hand, p["t"]),
                   {"t": inp.hand.t_init}, {"t": hyper.lr_hand_t}, config.hand_iters,
                   inp.active)
@@ -101,7 +119,7 @@ def object_step(config: TrackConfig, hyper: TrackHyper, state: TrackState, inp: 
     the object alone and leaves out pixels under the observed hand mask, normalized by the
     object's area."""
     R0, t0 = state.T_cam_obj[:3, :3], state.T_cam_obj[:3, 3]
-    objective = frame_objective(config, hyper, inp, prev, _OBJECT_TERMS | {"interact"})
+    objective = _objective(config, hyper, inp, prev, _OBJECT_TERMS | {"interact"}, state)
 
     def unpack(p):
         return eqx.tree_at(lambda s: s.T_cam_obj, state, pose_matrix(_rotate(R0, p["w"]), p["t"]))
@@ -126,7 +144,7 @@ def anchor_joint(config: TrackConfig, hyper: TrackHyper, state: TrackState,
     inp = anc.frame
     R0 = state.T_cam_obj[:3, :3]
     names = _OBJECT_TERMS | {"joint", "contact", "hand_depth"}
-    objective = frame_objective(config, hyper, inp, None, names)
+    objective = _objective(config, hyper, inp, None, names, state)
 
     def unpack(p):
         moved = state.with_hand(inp.hand, p["th"])
@@ -134,7 +152,8 @@ def anchor_joint(config: TrackConfig, hyper: TrackHyper, state: TrackState,
 
     start = {"w": jnp.zeros(3, R0.dtype), "t": state.T_cam_obj[:3, 3], "th": state.hand_t}
     rates = {"w": hyper.lr_obj_rot, "t": hyper.lr_obj_t, "th": hyper.lr_hand_t}
-    return _solve(config, hyper, objective, unpack, start, rates, config.iof_iters)
+    return _solve(config, hyper, objective, unpack, start, rates, config.iof_iters,
+                  anchor=True)
 
 
 def anchor_scale(config: TrackConfig, hyper: TrackHyper, state: TrackState,
@@ -145,8 +164,8 @@ def anchor_scale(config: TrackConfig, hyper: TrackHyper, state: TrackState,
     L_depth). The bound keeps an axis the silhouette does not see (the 4 mm thickness of
     scissors seen face-on) from growing without limit (a 5× scale error in our runs)."""
     T0, s0 = state.T_cam_obj, state.obj_scale
-    objective = frame_objective(config, hyper, anc.frame, None, frozenset({"mask", "depth",
-                                                                          "contact"}))
+    objective = _objective(config, hyper, anc.frame, None,
+                           frozenset({"mask", "depth", "contact"}), state)
 
     def unpack(p):
         b = MAX_LOG_SCALE_REFINE
@@ -156,7 +175,8 @@ def anchor_scale(config: TrackConfig, hyper: TrackHyper, state: TrackState,
 
     start = {"ls": jnp.zeros(3, s0.dtype), "d": jnp.zeros((), s0.dtype)}
     rates = {"ls": hyper.lr_obj_log_scale, "d": hyper.lr_obj_t}
-    return _solve(config, hyper, objective, unpack, start, rates, config.iof_iters)
+    return _solve(config, hyper, objective, unpack, start, rates, config.iof_iters,
+                  anchor=True)
 
 
 def anchor_icp_scale(config: TrackConfig, hyper: TrackHyper, state: TrackState,

@@ -1,0 +1,131 @@
+"""A batched Levenberg–Marquardt solver for the tracker's small problems (6–9 unknowns).
+
+Each problem's objective is the tracker's scalar loss ``L`` plus a residual vector ``r`` whose
+Gauss–Newton matrix ``H = 2 J_rᵀ J_r`` models ``L``'s curvature (:mod:`hoijax.losses._residuals`:
+exact for the sums of squares, reweighted for the robust terms; a term without a residual form,
+L_contact, contributes its gradient and leaves its curvature to the damping). One forward
+linearization at a point gives everything an iteration needs: ``jax.linearize`` and one
+tangent column per unknown (forward mode through the rasterizer) return ``L``, its exact
+gradient and ``J_r`` together, with no reverse pass.
+
+Iteration: solve ``(H + μ (diag H + ε)) δ = -∇L``, evaluate at ``x + δ``, accept when the gain
+ratio ``ρ = (L(x) - L(x+δ)) / (-(∇Lᵀδ + ½ δᵀHδ))`` is positive, and update ``μ`` by Nielsen's
+rule (``μ·max(1/3, 1-(2ρ-1)³)`` on acceptance, down to ``1e-6``; on rejection ``max(μ·ν, 1)``,
+``ν·2``: with the Marquardt scaling ``μ = 1`` halves the step, so a rejection after a run of
+accepted Gauss–Newton steps shrinks the step at once instead of after a dozen doublings). It stops when a step's
+largest coordinate is below ``tol`` (metres or radians), when ``μ`` has grown past any useful
+step, or after ``max_iters`` evaluations. Rotations are the stages' tangent increments
+(``R_0·exp(ω)``), so the step is a retraction on SO(3).
+
+Why not optimistix: its least-squares solvers minimize ``½‖r‖²`` of one residual function,
+while the tracker's objective has a term without a residual form and robust terms whose weights
+are re-fixed at every point; the acceptance test here uses the true ``L``, so those
+approximations change the steps but never the minimum. Under ``vmap`` the ``while_loop`` runs
+until every problem has stopped and freezes the finished ones (its batching rule), so each
+problem has its own damping, acceptance and stop inside one compiled program.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+from jax.flatten_util import ravel_pytree
+from jaxtyping import Array, Bool, Float, PyTree
+
+from hoijax.tracking._optimize import MinimizeResult
+
+ResidualLossFn = Callable[[PyTree], tuple]
+"""``params -> (total, {term: value}, flag, residuals)``: the objective, its logged terms, the
+rasterizer's overflow flag and the flat residual vector of its curvature model."""
+
+_MAX_DAMPING = 1e12
+
+
+def minimize_lm(
+    fn: ResidualLossFn,
+    params: PyTree,
+    *,
+    max_iters: int,
+    tol: Float[Array, ""] | float = 2e-5,
+    record_trace: bool = True,
+    active: Bool[Array, ""] | bool = True,
+    damping: float = 1e-3,
+    ftol: float = 1e-4,
+) -> MinimizeResult:
+    """Minimize ``fn``'s total from ``params`` by Levenberg–Marquardt (module doc).
+
+    ``max_iters`` (static) caps the evaluations after the first (accepted or not); ``tol``
+    (traced) is the step size, in the parameters' units, below which it stops; ``ftol`` the
+    relative decrease (predicted, or achieved by an accepted step) below which it stops: the
+    tracker's losses are float32 and re-draw L_dino's points at every evaluation, so a
+    minimum is flat to about that precision and further steps only trade noise. With ``active``
+    False no step is taken. A non-finite loss, gradient or curvature at the start ends it with
+    ``finite`` False; a non-finite trial point is rejected like a bad step. Returns the same
+    :class:`MinimizeResult` as :func:`~hoijax.tracking.minimize` (``loss``/``terms`` at the
+    returned parameters; ``converged``: stopped on ``tol``)."""
+    x0, unravel = ravel_pytree(params)
+    n = x0.size
+    dtype = x0.dtype
+    eye = jnp.eye(n, dtype=dtype)
+
+    def evaluate(x):
+        def f(x):
+            total, terms, flag, r = fn(unravel(x))
+            return (total, r), (terms, jnp.asarray(flag, bool))
+
+        (loss, r), lin, (terms, flag) = jax.linearize(f, x, has_aux=True)
+        dloss, J = jax.vmap(lin, out_axes=(0, 1))(eye)  # (n,), (m, n)
+        H = 2.0 * J.T @ J
+        ok = jnp.isfinite(loss) & jnp.all(jnp.isfinite(dloss)) & jnp.all(jnp.isfinite(H))
+        return loss, dloss, H, terms, flag, ok
+
+    loss0, g0, H0, terms0, flag0, ok0 = evaluate(x0)
+    names = sorted(terms0)
+    trace0 = jnp.zeros((max_iters if record_trace else 0, 1 + len(names)), loss0.dtype)
+    tol = jnp.asarray(tol, dtype)
+    active = jnp.asarray(active, bool)
+
+    def row(loss, terms):
+        return jnp.stack([loss, *(terms[k] for k in names)]).astype(loss0.dtype)
+
+    def cond(c):
+        return (c["i"] < max_iters) & ~c["stop"] & active & c["finite"]
+
+    def body(c):
+        H, g, mu = c["H"], c["g"], c["mu"]
+        diag = jnp.diagonal(H)
+        damp = mu * (diag + 1e-6 * jnp.max(diag) + 1e-12)
+        delta = jnp.linalg.solve(H + jnp.diag(damp), -g)
+        delta = jnp.where(jnp.all(jnp.isfinite(delta)), delta, 0.0)
+        x_t = c["x"] + delta
+        loss_t, g_t, H_t, terms_t, flag_t, ok_t = evaluate(x_t)
+        predicted = -(g @ delta + 0.5 * delta @ H @ delta)
+        gain = (c["loss"] - loss_t) / jnp.maximum(predicted, jnp.finfo(dtype).tiny)
+        accept = ok_t & (loss_t < c["loss"]) & (gain > 0)
+        mu_acc = jnp.maximum(mu * jnp.maximum(1.0 / 3.0, 1.0 - (2.0 * gain - 1.0) ** 3), 1e-6)
+        pick = lambda a, b: jnp.where(accept, a, b)  # noqa: E731
+        flat = ftol * jnp.abs(c["loss"])
+        small = (jnp.max(jnp.abs(delta)) < tol) | (predicted < flat)
+        out = dict(
+            i=c["i"] + 1, x=pick(x_t, c["x"]), loss=pick(loss_t, c["loss"]),
+            g=pick(g_t, g), H=pick(H_t, H), mu=pick(mu_acc, jnp.maximum(mu * c["nu"], 1.0)),
+            nu=pick(jnp.full_like(c["nu"], 2.0), 2.0 * c["nu"]),
+            terms=jax.tree.map(pick, terms_t, c["terms"]),
+            flagged=c["flagged"] | flag_t, finite=c["finite"],
+            converged=small, stop=small | (mu > _MAX_DAMPING), trace=c["trace"])
+        if record_trace:
+            out["trace"] = c["trace"].at[c["i"]].set(row(out["loss"], out["terms"]))
+        return out
+
+    init = dict(i=jnp.zeros((), jnp.int32), x=x0, loss=loss0, g=g0, H=H0,
+                mu=jnp.asarray(damping, dtype), nu=jnp.asarray(2.0, dtype), terms=terms0,
+                flagged=flag0, finite=ok0, converged=jnp.zeros((), bool),
+                stop=jnp.zeros((), bool), trace=trace0)
+    c = jax.lax.while_loop(cond, body, init)
+    return MinimizeResult(
+        params=unravel(c["x"]), num_iters=c["i"], converged=c["converged"], loss=c["loss"],
+        terms=c["terms"], trace=c["trace"] if record_trace else None, finite=c["finite"],
+        flagged=c["flagged"],
+    )
