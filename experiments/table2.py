@@ -14,10 +14,12 @@ paper's shape CD / F@5 would only measure the scale), interaction (CD_h, cm²) a
 
     python experiments/table2.py [--sequences 8] [--frames 30] [--image-size 128]
         [--hand-noise 1.0] [--object-iters 400 --hand-iters 200 --iof-iters 300]
-        [--base hoijax|agile] [--full-only]
+        [--base hoijax|agile] [--full-only] [--solver adam|lm]
 
 Writes ``experiments/results/table2_<backend>.{json,md}`` (``table2_agile_<backend>.*`` for
-``--base agile``, ``table2_full_<backend>.*`` for ``--full-only``: row (a) alone).
+``--base agile``, ``table2_full_<backend>.*`` for ``--full-only``: row (a) alone; ``_lm`` before the backend for ``--solver lm``).
+``--solver lm`` runs every stage with Levenberg–Marquardt instead of AGILE's Adam (caps
+``--lm-iters``/``--lm-anchor-iters``); the Adam rows of the same command are its reference.
 """
 
 from __future__ import annotations
@@ -56,6 +58,9 @@ def main() -> None:
                     help="scale of the synthetic hand detector's errors (0: true articulation)")
     ap.add_argument("--full-only", action="store_true",
                     help="only row (a): the accuracy check, without the ablations")
+    ap.add_argument("--solver", choices=("adam", "lm"), default="adam")
+    ap.add_argument("--lm-iters", type=int, default=30)
+    ap.add_argument("--lm-anchor-iters", type=int, default=60)
     ap.add_argument("--base", choices=sorted(BASES), default="hoijax",
                     help="hoijax: the full tracker; agile: AGILE's objective and hand (no depth "
                     "terms, no hand refinement)")
@@ -64,7 +69,8 @@ def main() -> None:
     agile = args.base == "agile"
     config = tracking.TrackConfig(
         object_iters=args.object_iters, hand_iters=args.hand_iters, iof_iters=args.iof_iters,
-        hand_fit=tracking.HandFitConfig(enabled=not agile))
+        hand_fit=tracking.HandFitConfig(enabled=not agile), solver=args.solver,
+        lm_iters=args.lm_iters, lm_anchor_iters=args.lm_anchor_iters)
     base = tracking.TrackHyper.agile() if agile else tracking.TrackHyper()
     seqs = {f"seq_{i:03d}": data.generate_sequence(c)
             for i, c in enumerate(data.tracking_benchmark_configs(
@@ -91,9 +97,12 @@ def main() -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     header = (f"{args.sequences} synthetic sequences × {args.frames} frames at "
               f"{args.image_size}², hand noise {args.hand_noise}, caps {args.hand_iters}/"
-              f"{args.object_iters}/{args.iof_iters}, base {args.base}; {elapsed:.0f} s on "
+              f"{args.object_iters}/{args.iof_iters}, base {args.base}, solver {args.solver}"
+              + (f" ({args.lm_iters}/{args.lm_anchor_iters} evaluations)"
+                 if args.solver == "lm" else "") + f"; {elapsed:.0f} s on "
               f"{backend}.\n\n")
-    stem = f"table2_{'agile_' if agile else ''}{'full_' if args.full_only else ''}{backend}"
+    stem = (f"table2_{'agile_' if agile else ''}{'full_' if args.full_only else ''}"
+            f"{'lm_' if args.solver == 'lm' else ''}{backend}")
     (RESULTS / f"{stem}.md").write_text(header + table + "\n")
     (RESULTS / f"{stem}.json").write_text(json.dumps({
         "settings": vars(args), "rows": rows, "timing": {**run.timing, "total_s": elapsed},
