@@ -62,9 +62,9 @@ class TrackConfig:
     window: int = 10
     """Moving-average window of the early stop."""
     solver: Literal["adam", "lm"] = "adam"
-    """The per-frame and anchor-frame solver: ``"adam"`` (AGILE's: first order, the caps above)
-    or ``"lm"`` (Levenberg–Marquardt on the terms' residual forms,
-    :func:`hoijax.tracking.minimize_lm`: the caps below)."""
+    """The per-frame and anchor-frame solver: adam (AGILE's: first order, the caps above) or lm
+    (Levenberg-Marquardt on the terms' residual forms, tracking.minimize_lm: the caps below;
+    faster, not yet as accurate)."""
     lm_iters: int = 30
     """Levenberg–Marquardt evaluation cap of steps 1 and 2."""
     lm_anchor_iters: int = 60
