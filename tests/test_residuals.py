@@ -51,15 +51,14 @@ X = jnp.array([0.04, -0.03, 0.02, 0.003, -0.002, 0.006])
 
 
 def _check_gradient(loss, residuals, x, rtol=2e-3):
-    g = jax.grad(loss)(x)
-    r = residuals(x)
-    J = jax.jacfwd(residuals)(x)
+    g = jax.jit(jax.grad(loss))(x)
+    r, J = jax.jit(lambda x: (residuals(x), jax.jacfwd(residuals)(x)))(x)
     np.testing.assert_allclose(np.asarray(2.0 * J.T @ r), np.asarray(g), rtol=rtol,
                                atol=rtol * float(jnp.max(jnp.abs(g))))
 
 
 def test_mask_residuals_square_to_the_loss(scene):
-    rendering = scene["rend"](X)
+    rendering = jax.jit(scene["rend"])(X)
     r = losses.mask_residuals(rendering, scene["obj_mask"], scene["hand_mask"])
     loss, _ = losses.mask_loss(rendering, scene["obj_mask"], scene["hand_mask"],
                                normalize="object")
@@ -168,6 +167,6 @@ def test_dino_residuals_equal_the_loss_on_a_uniform_feature_map(scene):
 
 
 def test_mask_residuals_all_under_the_hand_are_zero(scene):
-    J = jax.jacfwd(lambda x: losses.mask_residuals(scene["rend"](x), scene["obj_mask"],
-                                                   jnp.ones((H, W), bool)))(X)
+    J = jax.jit(jax.jacfwd(lambda x: losses.mask_residuals(scene["rend"](x), scene["obj_mask"],
+                                                           jnp.ones((H, W), bool))))(X)
     assert np.all(np.asarray(J) == 0.0)
