@@ -19,6 +19,18 @@ DEFAULT_CONTACT_SOFTMIN_M = 5e-4
 closest distance by at most τ·log N, about 3 mm for 778 vertices, less when few are close)."""
 
 
+def gated_motion(verts_cam, verts_cam_prev, T_cam_obj, T_cam_obj_prev, grid: SdfGrid,
+                 scale_prev, sigma_per_m, max_dist_m) -> tuple[Float[Array, " N"],
+                                                               Float[Array, "N 3"]]:
+    """Eq. 5-6: each hand vertex's gate ``w_i`` (from the previous frame) and its motion
+    ``ṽ_i^(t) - ṽ_i^(t-1)`` in the object's frame."""
+    v_t = cam_to_obj(jnp.asarray(T_cam_obj), jnp.asarray(verts_cam))
+    v_p = cam_to_obj(jnp.asarray(T_cam_obj_prev), jnp.asarray(verts_cam_prev))
+    d_m = jnp.maximum(query_sdf_scaled(grid, v_p, jnp.asarray(scale_prev)), 0.0)
+    w = jnp.where(d_m <= max_dist_m, sdf_gate(d_m, sigma_per_m), 0.0)
+    return w, v_t - v_p
+
+
 def interaction_loss(
     verts_cam: Float[ArrayLike, "N 3"],
     verts_cam_prev: Float[ArrayLike, "N 3"],
@@ -45,13 +57,10 @@ def interaction_loss(
     (not NaN) where a vertex has not moved, so the loss is exactly 0 at a rigid hand-object
     motion. Returns the loss and ``{"interact": loss, "num_gated": Σ w}``.
     """
-    T_t, T_p = jnp.asarray(T_cam_obj), jnp.asarray(T_cam_obj_prev)
-    scale_prev = jnp.asarray(obj_scale if obj_scale_prev is None else obj_scale_prev)
-    v_t = cam_to_obj(T_t, jnp.asarray(verts_cam))
-    v_p = cam_to_obj(T_p, jnp.asarray(verts_cam_prev))
-    d_m = jnp.maximum(query_sdf_scaled(grid, v_p, scale_prev), 0.0)
-    w = jnp.where(d_m <= max_dist_m, sdf_gate(d_m, sigma_per_m), 0.0)
-    loss = jnp.mean(w * safe_norm(v_t - v_p))
+    scale_prev = obj_scale if obj_scale_prev is None else obj_scale_prev
+    w, motion = gated_motion(verts_cam, verts_cam_prev, T_cam_obj, T_cam_obj_prev, grid,
+                             scale_prev, sigma_per_m, max_dist_m)
+    loss = jnp.mean(w * safe_norm(motion))
     return loss, {"interact": loss, "num_gated": jnp.sum(w)}
 
 

@@ -35,11 +35,11 @@ from hoijax.features._similarity import _bilinear_taps, _normalize
 from hoijax.geometry import project, safe_norm
 from hoijax.losses._depth import DEFAULT_DEPTH_SCALE_M, depth_errors, point_plane_errors
 from hoijax.losses._dino import SurfacePoints, interpolate_at
-from hoijax.losses._frames import cam_to_obj, obj_to_cam
+from hoijax.losses._frames import obj_to_cam
 from hoijax.losses._joint import valid_detections
 from hoijax.render import Rendering
-from hoijax.sdf import DEFAULT_SIGMA_PER_M, SdfGrid, query_sdf_scaled, sdf_gate
-from hoijax.losses._interact import DEFAULT_MAX_DIST_M
+from hoijax.sdf import DEFAULT_SIGMA_PER_M, SdfGrid
+from hoijax.losses._interact import DEFAULT_MAX_DIST_M, gated_motion
 
 IRLS_EPS_M = 1e-4
 """Smallest distance the reweighted L_interact residual divides by, metres."""
@@ -126,12 +126,8 @@ def interaction_residuals(
 ) -> Float[Array, " N3"]:
     """Reweighted residuals of :func:`~hoijax.losses.interaction_loss` (its gates, from the
     previous frame, are constants)."""
-    T_t, T_p = jnp.asarray(T_cam_obj), jnp.asarray(T_cam_obj_prev)
-    v_t = cam_to_obj(T_t, jnp.asarray(verts_cam))
-    v_p = cam_to_obj(T_p, jnp.asarray(verts_cam_prev))
-    d_m = jnp.maximum(query_sdf_scaled(grid, v_p, jnp.asarray(obj_scale)), 0.0)
-    gate = jnp.where(d_m <= max_dist_m, sdf_gate(d_m, sigma_per_m), 0.0)
-    e = v_t - v_p
+    gate, e = gated_motion(verts_cam, verts_cam_prev, T_cam_obj, T_cam_obj_prev, grid,
+                           obj_scale, sigma_per_m, max_dist_m)
     dist = jax.lax.stop_gradient(jnp.maximum(safe_norm(e), IRLS_EPS_M))
     w = jax.lax.stop_gradient(gate) / (2.0 * e.shape[0] * dist)
     return (jnp.sqrt(w)[:, None] * e).reshape(-1)
