@@ -118,8 +118,9 @@ def test_no_recompile_for_new_data_and_new_weights(batch, tracked, counted):
     assert traces() == traces_first
 
 
-def test_weight_grid_in_one_program_equals_separate_runs(batch, tracked):
+def test_weight_grid_in_one_program_equals_separate_runs(batch, tracked, counted):
     seqs, b, prep, model = batch
+    run, _ = counted
     res_full, _ = tracked
     # Dropping the object's image terms (L_mask and L_depth) is the setting that should move
     # the poses most.
@@ -127,7 +128,9 @@ def test_weight_grid_in_one_program_equals_separate_runs(batch, tracked):
     no_image = eqx.tree_at(lambda h: h.weights.depth, no_image, jnp.zeros(()))
     hypers = [tr.TrackHyper(), no_image]
     grid = tr.ablate_batch(b, prep, model, tr.stack_hypers(hypers), CONFIG, jax.random.PRNGKey(0))
-    alone = tr.track_batch(b, prep, model, hypers[1], CONFIG, jax.random.PRNGKey(0))
+    # ``run`` is ``track_batch``'s program (vmap of ``track_sequence`` over the keys split
+    # from one key), already compiled by the fixture: the weights are traced.
+    alone = run(b, prep, model, hypers[1], CONFIG, jax.random.PRNGKey(0))
 
     def diff(a, b):
         return float(np.max(np.abs(np.asarray(a) - np.asarray(b))))
@@ -143,14 +146,15 @@ def test_weight_grid_in_one_program_equals_separate_runs(batch, tracked):
         assert effect > 1e-2 and same < 0.3 * effect, (i, same, effect)
 
 
-def test_a_corrupt_sequence_does_not_sink_the_others(batch, tracked):
+def test_a_corrupt_sequence_does_not_sink_the_others(batch, tracked, counted):
     seqs, b, prep, model = batch
+    run, _ = counted
     res_good, _ = tracked
     # Sequence 1 gets a NaN hand estimate (what a broken detector would hand over if the
     # loader's checks were bypassed); NaN keypoints or features alone are masked by the losses.
     bad = eqx.tree_at(lambda s: s.hand_init.global_orient, b,
                       b.hand_init.global_orient.at[1].set(jnp.nan))
-    res = tr.track_batch(bad, prep, model, tr.TrackHyper(), CONFIG, jax.random.PRNGKey(0))
+    res = run(bad, prep, model, tr.TrackHyper(), CONFIG, jax.random.PRNGKey(0))
     np.testing.assert_allclose(np.asarray(res.T_cam_obj[0]), np.asarray(res_good.T_cam_obj[0]),
                                atol=1e-5)
     assert bool(res.finite[0]) and not bool(res.finite[1])
