@@ -89,8 +89,11 @@ def dexycb(tmp_path_factory, synthetic_mano_dir):
 
 
 def test_conversion_matches_manopth_convention(dexycb):
-    conv = _dexycb.load_dexycb(dexycb["root"], SEQ, SERIAL, dexycb["mano_dir"])
+    conv = _dexycb.load_dexycb(dexycb["root"], SEQ, SERIAL, dexycb["mano_dir"],
+                               oracle="keypoints,hand,masks")
     seq = conv.sequence
+    assert conv.meta["masks"] == "dataset segmentation (oracle)"
+    assert conv.meta["oracle"] == ["hand", "keypoints", "masks"]
     assert conv.frame_ids == ["000001", "000002", "000003"] and conv.meta["object"] == "025_mug"
     np.testing.assert_allclose(np.asarray(seq.K),
                                [[60.5, 0, 27.3], [0, 61.0, 19.8], [0, 0, 1]], atol=1e-6)
@@ -120,7 +123,7 @@ def test_conversion_matches_manopth_convention(dexycb):
 def test_save_load_round_trip(dexycb, tmp_path):
     fmt = pytest.importorskip("hoijax.data._format")
     conv = _dexycb.convert_dexycb(dexycb["root"], SEQ, SERIAL, dexycb["mano_dir"],
-                                  tmp_path / "out", frames=[2, 3])
+                                  tmp_path / "out", frames=[2, 3], oracle="keypoints,hand,masks")
     back = fmt.load_sequence(tmp_path / "out")
     seq = conv.sequence
     for name in ("K", "hand_mask", "object_mask", "keypoints_px", "rgb", "depth_m"):
@@ -149,7 +152,7 @@ def test_pca_convention_error_is_caught_by_joint_3d(dexycb, tmp_path):
     np.savez(root / SEQ / SERIAL / "labels_000002.npz", **lab)
     with pytest.raises(SequenceFormatError, match=r"labels_000002\.npz.*'joint_3d'"):
         _dexycb.load_dexycb(root, SEQ, SERIAL, dexycb["mano_dir"], frames=[1, 2],
-                            load_rgb=False, load_depth=False)
+                            load_rgb=False, load_depth=False, oracle="keypoints,hand,masks")
 
 
 @pytest.mark.parametrize("edit, field", [
@@ -174,8 +177,41 @@ def test_bad_meta_and_intrinsics_name_file_and_key(dexycb, tmp_path):
     shutil.copytree(dexycb["root"], root)
     (root / SEQ / "meta.yml").write_text("ycb_ids: [2, 14]\nmano_sides: [right]\n")
     with pytest.raises(SequenceFormatError, match=r"meta\.yml.*'ycb_grasp_ind'.*missing"):
-        _dexycb.load_dexycb(root, SEQ, SERIAL, dexycb["mano_dir"])
+        _dexycb.load_dexycb(root, SEQ, SERIAL, dexycb["mano_dir"], oracle="all")
     path = tmp_path / "intr.yml"
     path.write_text("color: {fx: 1.0, fy: 1.0, ppx: 0.5}\n")
     with pytest.raises(SequenceFormatError, match=r"intr\.yml.*'ppy'"):
         _dexycb.read_intrinsics(path)
+
+
+def test_inputs_come_from_files_unless_oracle(dexycb, tmp_path):
+    """No ground truth by default: missing files are errors naming the camera folder; given
+    files (masks as an npz, detections with WiLoR-style rotation matrices and a hand_pose
+    relative to the mean) replace the annotation; oracle "pose" gives the true pose."""
+    with pytest.raises(SequenceFormatError, match=rf"{SERIAL}.*'keypoints_px'.*oracle="):
+        _dexycb.load_dexycb(dexycb["root"], SEQ, SERIAL, dexycb["mano_dir"])
+    rng = np.random.default_rng(5)
+    model = mano.load_mano(dexycb["mano_dir"] / "MANO_RIGHT.pkl")
+    rel = rng.normal(size=(3, 45)) * 0.2
+    go = Rotation.random(3, random_state=rng)
+    np.savez(tmp_path / "det.npz", keypoints_px=rng.uniform(0, 40, (3, 21, 2)),
+             keypoints_conf=np.ones((3, 21)), betas=np.zeros((3, 10)),
+             hand_pose=Rotation.from_rotvec(rel.reshape(-1, 3)).as_matrix().reshape(3, 15, 3, 3),
+             global_orient=go.as_matrix()[:, None], transl=np.full((3, 3), 0.1),
+             flat_hand_mean=np.array(False))
+    hand = rng.uniform(size=(3, H, W)) > 0.5
+    np.savez(tmp_path / "masks.npz", hand_mask=hand.astype(np.uint8),
+             object_mask=np.ones((3, H, W), bool))
+    conv = _dexycb.load_dexycb(dexycb["root"], SEQ, SERIAL, dexycb["mano_dir"],
+                               detections=tmp_path / "det.npz", masks=tmp_path / "masks.npz",
+                               oracle="pose", init_frame=2, load_rgb=False)
+    seq, meta = conv.sequence, conv.meta
+    assert meta["oracle"] == ["pose"] and meta["init_pose"] == "ground truth at frame 2 (oracle)"
+    np.testing.assert_array_equal(np.asarray(seq.hand_mask), hand)
+    np.testing.assert_allclose(np.asarray(seq.hand_init.hand_pose),
+                               rel + np.asarray(model.hands_mean), atol=1e-5)
+    np.testing.assert_allclose(np.asarray(seq.hand_init.global_orient), go.as_rotvec(),
+                               atol=1e-5)
+    np.testing.assert_allclose(np.asarray(seq.T_cam_obj_init[:3]), dexycb["frames"][3]["pose_y"][1],
+                               atol=1e-7)
+    assert int(seq.init_frame) == 2

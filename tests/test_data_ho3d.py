@@ -100,8 +100,13 @@ def _smplx_gl(mano_dir, meta):
 
 
 def test_conversion_reproduces_hand_object_and_images(ho3d):
-    conv = _ho3d.load_ho3d(ho3d["root"], "SEQ1", ho3d["ycb"], ho3d["mano_dir"] / "MANO_RIGHT.pkl")
+    conv = _ho3d.load_ho3d(ho3d["root"], "SEQ1", ho3d["ycb"], ho3d["mano_dir"] / "MANO_RIGHT.pkl",
+                           oracle="keypoints,hand,masks")
     seq = conv.sequence
+    assert conv.meta["oracle"] == ["hand", "keypoints", "masks"]
+    assert conv.meta["keypoints"] == "projected ground truth (oracle)"
+    assert conv.meta["hand_init"] == "ground truth (oracle)"
+    assert seq.T_cam_obj_init is None and conv.meta["init_pose"].startswith("none")
     assert conv.frame_ids == ["0000", "0001", "0002"]  # 0003 has no annotation
     assert seq.image_size == (H, W) and seq.side == "right"
     np.testing.assert_allclose(np.asarray(seq.K), K, atol=1e-6)
@@ -126,6 +131,8 @@ def test_conversion_reproduces_hand_object_and_images(ho3d):
         # The articulation stays absolute; the hand init is the ground truth (oracle).
         np.testing.assert_allclose(np.asarray(seq.gt.hand.hand_pose[n]), m["handPose"][3:],
                                    atol=1e-7)
+        np.testing.assert_array_equal(np.asarray(seq.hand_init.hand_pose[n]),
+                                      np.asarray(seq.gt.hand.hand_pose[n]))
     assert np.all(np.asarray(seq.keypoints_conf) == 1.0)
     # Images: RGB as stored; depth decoded as (R + 256 G) · scale; seg upsampled ×2.
     rgb0 = np.asarray(Image.open(ho3d["seq"] / "rgb" / "0000.png"))
@@ -137,7 +144,7 @@ def test_conversion_reproduces_hand_object_and_images(ho3d):
     hand_mask = np.asarray(seq.hand_mask[0])
     assert hand_mask.sum() == 4 * 8 * 9 and hand_mask[4:20, 6:24].all()
     assert np.asarray(seq.object_mask[2]).sum() == 4 * 8 * 15
-    assert conv.meta["masks"] == "dataset"
+    assert conv.meta["masks"] == "dataset segmentation (oracle)"
 
 
 def test_opengl_to_opencv_keeps_the_mano_surface(synthetic_mano_dir):
@@ -158,8 +165,9 @@ def test_save_load_round_trip_and_rendered_masks(ho3d, tmp_path):
     fmt = pytest.importorskip("hoijax.data._format")
     conv = _ho3d.convert_ho3d(ho3d["root"], "SEQ1", ho3d["ycb"],
                               ho3d["mano_dir"] / "MANO_RIGHT.pkl", tmp_path / "out",
-                              frame_ids=["0000", "0002"], use_seg=False, load_rgb=False)
-    assert conv.meta["masks"] == "rendered from ground truth"
+                              frame_ids=["0000", "0002"], use_seg=False, load_rgb=False,
+                              oracle="keypoints,hand,masks")
+    assert conv.meta["masks"] == "rendered from ground truth (oracle)"
     seq = conv.sequence
     # Rendered masks: the hand covers its projected wrist, the object its projected centre.
     for n in range(2):
@@ -179,20 +187,75 @@ def test_save_load_round_trip_and_rendered_masks(ho3d, tmp_path):
                                atol=1e-7)
 
 
-def test_detections_npz_replaces_keypoints(ho3d, tmp_path):
+def _detections(rng, n=3):
+    return {"keypoints_px": rng.uniform(0, 40, (n, 21, 2)),
+            "keypoints_conf": rng.uniform(0.1, 1, (n, 21)),
+            "betas": rng.normal(size=(n, 10)) * 0.3, "hand_pose": rng.normal(size=(n, 45)) * 0.2,
+            "global_orient": rng.normal(size=(n, 3)), "transl": rng.normal(size=(n, 3)) * 0.1}
+
+
+def test_default_needs_input_files_and_never_uses_ground_truth(ho3d, tmp_path):
+    load = lambda **kw: _ho3d.load_ho3d(  # noqa: E731
+        ho3d["root"], "SEQ1", ho3d["ycb"], ho3d["mano_dir"] / "MANO_RIGHT.pkl", load_rgb=False,
+        load_depth=False, **kw)
+    with pytest.raises(SequenceFormatError, match=r"SEQ1.*'keypoints_px'.*detections=.*oracle="
+                                                  r".*keypoints.*also missing: hand_init, masks"):
+        load()
+    det = _detections(np.random.default_rng(2))
+    np.savez(tmp_path / "det.npz", **det)
+    with pytest.raises(SequenceFormatError, match=r"SEQ1.*'masks'.*masks=.*oracle=.*masks"):
+        load(detections=tmp_path / "det.npz")
+    # A detections file without the MANO estimate: the hand needs oracle "hand".
+    np.savez(tmp_path / "kp.npz", keypoints_px=det["keypoints_px"],
+             keypoints_conf=det["keypoints_conf"])
+    with pytest.raises(SequenceFormatError, match=r"kp\.npz.*'betas'.*missing.*oracle='hand'"):
+        load(detections=tmp_path / "kp.npz", oracle="masks")
+    seq = load(detections=tmp_path / "kp.npz", oracle="masks,hand").sequence
+    np.testing.assert_allclose(np.asarray(seq.keypoints_px), det["keypoints_px"], rtol=1e-6)
+    np.testing.assert_array_equal(np.asarray(seq.hand_init.betas), np.asarray(seq.gt.hand.betas))
+    with pytest.raises(ValueError, match="masks"):
+        load(detections=tmp_path / "det.npz", masks=tmp_path / "m.npz", oracle="masks")
+
+
+def test_detections_masks_and_init_pose_files_replace_the_ground_truth(ho3d, tmp_path):
     rng = np.random.default_rng(2)
-    kp, conf = rng.uniform(0, 40, (3, 21, 2)), rng.uniform(0, 1, (3, 21))
-    conf[0, 5] = 0.0
-    np.savez(tmp_path / "det.npz", keypoints_px=kp, keypoints_conf=conf,
-             hand_pose=np.zeros((3, 45)))
-    seq = _ho3d.load_ho3d(ho3d["root"], "SEQ1", ho3d["ycb"], ho3d["mano_dir"] / "MANO_RIGHT.pkl",
-                          detections=tmp_path / "det.npz", load_rgb=False, load_depth=False).sequence
+    det = _detections(rng)
+    det["keypoints_conf"][0, 5] = 0.0
+    det["keypoints_px"][1, 7] = np.nan
+    np.savez(tmp_path / "det.npz", **det)
+    masks = tmp_path / "sam2"
+    hand = rng.uniform(size=(3, H, W)) > 0.7
+    obj = rng.uniform(size=(3, H, W)) > 0.6
+    for sub, m in (("hand", hand), ("object", obj)):
+        (masks / sub).mkdir(parents=True)
+        for n, fid in enumerate(["0000", "0001", "0002"]):
+            Image.fromarray((m[n] * 255).astype(np.uint8)).save(masks / sub / f"{fid}.png")
+    T0 = np.eye(4)
+    T0[:3, :3] = Rotation.from_rotvec([0.1, -0.2, 0.3]).as_matrix()
+    T0[:3, 3] = [0.01, 0.02, 0.6]
+    np.savetxt(tmp_path / "pose.txt", T0)
+    conv = _ho3d.load_ho3d(ho3d["root"], "SEQ1", ho3d["ycb"], ho3d["mano_dir"] / "MANO_RIGHT.pkl",
+                           detections=tmp_path / "det.npz", masks=masks,
+                           init_pose=tmp_path / "pose.txt", init_frame=1, load_rgb=False,
+                           load_depth=False, image_size=(H, W))
+    seq, meta = conv.sequence, conv.meta
+    assert meta["oracle"] == [] and meta["undetected_frames"] == 0 and meta["warnings"] == []
+    assert meta["keypoints"] == meta["hand_init"] == f"detections: {tmp_path / 'det.npz'}"
+    assert meta["masks"] == f"masks: {masks}" and meta["init_frame"] == 1
+    conf = det["keypoints_conf"].copy()
+    conf[1, 7] = 0.0
     np.testing.assert_allclose(np.asarray(seq.keypoints_conf), conf, rtol=1e-6)
     assert np.all(np.asarray(seq.keypoints_px[0, 5]) == 0)
-    np.testing.assert_allclose(np.asarray(seq.keypoints_px[1]), kp[1], rtol=1e-6)
-    assert np.all(np.asarray(seq.hand_init.hand_pose) == 0)
-    assert not np.all(np.asarray(seq.gt.hand.hand_pose) == 0)
-    np.savez(tmp_path / "bad.npz", keypoints_px=kp[:, :20], keypoints_conf=conf)
+    assert np.all(np.asarray(seq.keypoints_px[1, 7]) == 0)
+    np.testing.assert_allclose(np.asarray(seq.keypoints_px[2]), det["keypoints_px"][2], rtol=1e-6)
+    for k in ("betas", "hand_pose", "global_orient", "transl"):
+        np.testing.assert_allclose(np.asarray(getattr(seq.hand_init, k)), det[k], rtol=1e-6,
+                                   atol=1e-7)
+    np.testing.assert_array_equal(np.asarray(seq.hand_mask), hand)
+    np.testing.assert_array_equal(np.asarray(seq.object_mask), obj)
+    np.testing.assert_allclose(np.asarray(seq.T_cam_obj_init), T0, atol=1e-7)
+    assert int(seq.init_frame) == 1
+    np.savez(tmp_path / "bad.npz", **{**det, "keypoints_px": det["keypoints_px"][:, :20]})
     with pytest.raises(SequenceFormatError, match=r"bad\.npz.*keypoints_px.*shape"):
         _ho3d.read_detections(tmp_path / "bad.npz", 3)
 
@@ -215,4 +278,5 @@ def test_bad_meta_names_file_and_field(tmp_path, edit, field, what):
 
 def test_missing_object_model_names_the_file(ho3d, tmp_path):
     with pytest.raises(SequenceFormatError, match="textured_simple.obj.*mesh"):
-        _ho3d.load_ho3d(ho3d["root"], "SEQ1", tmp_path, ho3d["mano_dir"] / "MANO_RIGHT.pkl")
+        _ho3d.load_ho3d(ho3d["root"], "SEQ1", tmp_path, ho3d["mano_dir"] / "MANO_RIGHT.pkl",
+                        oracle="keypoints,hand,masks")

@@ -24,6 +24,15 @@ from hoijax.data._objects import (
 )
 from hoijax.data._dexycb import convert_dexycb, load_dexycb
 from hoijax.data._ho3d import Converted, convert_ho3d, load_ho3d
+from hoijax.data._inputs import (
+    ORACLE_INPUTS,
+    MaskInputs,
+    SparseMaskWarning,
+    parse_oracle,
+    read_detections,
+    read_init_pose,
+    read_masks,
+)
 from hoijax.data._format import load_object_mesh, load_sequence, read_manifest, save_sequence
 from hoijax.data._synthetic import (
     OcclusionLevel,
@@ -44,12 +53,13 @@ from hoijax.data._sequence import (
 
 __all__ = [
     "Converted", "EmptyMaskError", "FORMAT_VERSION", "FrameCountError", "GeometryError",
-    "GroundTruth", "HandParams", "ManifestError", "MeshError", "MissingFileError",
-    "NonFiniteError", "NonWatertightMeshWarning", "OBJECT_KINDS", "ObjectKind", "ObjectMesh",
-    "OcclusionLevel", "Sequence", "SequenceFormatError", "ShapeError", "Side",
-    "SyntheticConfig", "VersionError", "convert_dexycb", "convert_ho3d",
+    "GroundTruth", "HandParams", "ManifestError", "MaskInputs", "MeshError", "MissingFileError",
+    "NonFiniteError", "NonWatertightMeshWarning", "OBJECT_KINDS", "ORACLE_INPUTS", "ObjectKind",
+    "ObjectMesh", "OcclusionLevel", "Sequence", "SequenceFormatError", "ShapeError", "Side",
+    "SparseMaskWarning", "SyntheticConfig", "VersionError", "convert_dexycb", "convert_ho3d",
     "default_benchmark_configs", "generate_sequence", "load_batch", "load_dexycb", "load_ho3d",
     "load_object_mesh", "load_sequence", "make_object_trimesh", "object_mesh_from_trimesh",
-    "read_manifest", "save_sequence", "stack_sequences", "tracking_benchmark_configs",
+    "parse_oracle", "read_detections", "read_init_pose", "read_manifest", "read_masks",
+    "save_sequence", "stack_sequences", "tracking_benchmark_configs",
     "vertex_features", "write_benchmark",
 ]

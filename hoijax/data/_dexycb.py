@@ -26,12 +26,33 @@ grasped object, ``T_cam_obj``. Masks: ``seg == 255`` is the hand, ``seg == ycb_i
 object. Frames whose ``pose_m`` is all zero have no hand annotation and are dropped. ``joint_3d``
 (manopth's fingertips) is used as a check: the keypoints recomputed with manopth's tips must
 agree within ``joint_check_tol_m`` (catches a wrong MANO file or PCA convention).
-Keypoints and ``hand_init`` follow the HO-3D converter: projected ground truth (oracle) unless
-``detections`` is given.
+
+Inputs follow the HO-3D converter (:mod:`hoijax.data._ho3d`): no ground truth enters the
+tracker's inputs unless ``oracle`` names the input (default: none). DexYCB's own ``joint_2d`` /
+``seg`` are annotations, so without an oracle the caller gives:
+
+- ``detections=<file.npz>``: one row per converted frame (``Converted.frame_ids``, the frame
+  indices as ``%06d``): ``keypoints_px`` (N, 21, 2) float pixels, OpenPose order, NaN where
+  missing; ``keypoints_conf`` (N, 21) in [0, 1]; optional ``detected`` (N,) bool; MANO
+  ``betas`` (N, 10), ``hand_pose`` (N, 45) axis-angle or (N, 15, 3, 3) rotation matrices,
+  ``global_orient`` (N, 3) or (N, 1, 3, 3), ``transl`` (N, 3) in the OpenCV camera frame,
+  metres, for the sequence's hand side; optional scalar ``flat_hand_mean`` (default True;
+  False adds ``hands_mean``, as a manopth / smplx ``flat_hand_mean=False`` estimate needs);
+- ``masks=<file.npz>`` (``hand_mask`` / ``object_mask`` (N, H, W) bool or uint8) or
+  ``masks=<folder>`` (``hand/%06d.png``, ``object/%06d.png``, nonzero = mask);
+- ``init_pose=<file.txt|.npy>``: optional 4×4 object pose at ``init_frame``.
+
+``oracle`` ``"keypoints"`` projects the ground-truth keypoints (smplx tips, confidence 1),
+``"hand"`` takes ``hand_init`` from the ground-truth MANO, ``"masks"`` takes the ``seg`` masks
+(or renders the ground truth when ``seg`` is absent or ``use_seg=False``), ``"pose"`` sets
+``T_cam_obj_init`` to the ground-truth pose at ``init_frame``. The manifest's ``meta`` records
+every source (``oracle``, ``keypoints``, ``hand_init``, ``masks``, ``init_pose``,
+``init_frame``, ``undetected_frames``, ``warnings``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +68,9 @@ from hoijax.data._ho3d import (
     _read_image,
     _read_rgb,
     assemble_sequence,
-    read_detections,
+    check_input_sources,
+    parse_oracle,
+    read_inputs,
     read_obj,
 )
 
@@ -144,6 +167,10 @@ def load_dexycb(
     load_depth: bool = True,
     use_seg: bool = True,
     detections: str | Path | None = None,
+    masks: str | Path | None = None,
+    init_pose: str | Path | None = None,
+    init_frame: int = 0,
+    oracle: str | Iterable[str] | None = None,
     joint_check_tol_m: float | None = 0.005,
     image_size: tuple[int, int] = (480, 640),
 ) -> Converted:
@@ -156,15 +183,27 @@ def load_dexycb(
         mano_dir: folder with ``MANO_RIGHT.pkl`` / ``MANO_LEFT.pkl`` (or give ``mano_model``
             of the sequence's side).
         frames: frame indices (default: every frame with a hand annotation).
-        load_rgb / load_depth / use_seg: read those when present; without ``seg`` the masks
-            are rendered from the ground truth.
-        detections: optional ``.npz`` of detector outputs (see ``read_detections``).
+        load_rgb / load_depth: read those when present.
+        use_seg: under oracle ``"masks"``, take the masks from ``seg`` (without it they are
+            rendered from the ground truth).
+        detections: ``.npz`` of a hand detector's outputs, one row per converted frame
+            (:func:`hoijax.data.read_detections`); required unless oracle has both
+            ``"keypoints"`` and ``"hand"``.
+        masks: a segmenter's masks (:func:`hoijax.data.read_masks`); required unless oracle
+            has ``"masks"``.
+        init_pose: optional 4×4 object pose at ``init_frame`` (:func:`hoijax.data.read_init_pose`).
+        init_frame: index (into the converted frames) of the initial object pose.
+        oracle: inputs taken from the ground truth (:func:`hoijax.data.parse_oracle`; default
+            none).
         joint_check_tol_m: largest allowed gap between ``joint_3d`` and the recomputed
             keypoints (manopth tips), metres; None skips the check.
         image_size: ``(H, W)`` used only when no image is read.
     """
     root = Path(root)
     seq_dir = root / sequence
+    oracle = parse_oracle(oracle)
+    check_input_sources(seq_dir / serial, oracle, detections=detections, masks=masks,
+                        init_pose=init_pose)
     meta_path = seq_dir / "meta.yml"
     meta = _read_yaml(meta_path, "meta")
     ycb_ids = [int(i) for i in _key(meta, "ycb_ids", meta_path)]
@@ -195,6 +234,8 @@ def load_dexycb(
     frames = [int(f) for f in frames]
     if not frames:
         raise _fail(cam_dir, "pose_m", "no frame with a hand annotation")
+    if not 0 <= int(init_frame) < len(frames):
+        raise ValueError(f"init_frame {init_frame} out of range for {len(frames)} frames")
     labels = [read_dexycb_label(label_path(f), len(ycb_ids)) for f in frames]
     for f, lab in zip(frames, labels):
         if not np.any(lab["pose_m"] != 0):
@@ -223,7 +264,7 @@ def load_dexycb(
         raise _fail(meta_path, "ycb_ids", f"unknown YCB id {obj_id}")
     obj_verts, obj_faces = read_obj(root / "models" / YCB_CLASSES[obj_id] / "textured_simple.obj")
 
-    rgb = depth = hand_mask = obj_mask = None
+    rgb = depth = None
     if load_rgb and (cam_dir / f"color_{frames[0]:06d}.jpg").is_file():
         rgb = np.stack([_read_rgb(p if p.is_file() else None, p) for p in
                         (cam_dir / f"color_{f:06d}.jpg" for f in frames)])
@@ -233,25 +274,26 @@ def load_dexycb(
                           for f in frames])
         image_size = depth.shape[1:]
     image_size = tuple(int(s) for s in image_size)
-    if use_seg and all("seg" in lab for lab in labels):
+    annotated = None
+    if "masks" in oracle and use_seg and all("seg" in lab for lab in labels):
         for f, lab in zip(frames, labels):
             if lab["seg"].shape != image_size:
                 raise _fail(label_path(f), "seg", f"size {lab['seg'].shape} != image {image_size}")
-        hand_mask = np.stack([lab["seg"] == HAND_SEG_LABEL for lab in labels])
-        obj_mask = np.stack([lab["seg"] == obj_id for lab in labels])
-    dets = None if detections is None else read_detections(detections, len(frames))
-    seq, mask_source = assemble_sequence(
+        annotated = (np.stack([lab["seg"] == HAND_SEG_LABEL for lab in labels]),
+                     np.stack([lab["seg"] == obj_id for lab in labels]))
+    frame_ids = [f"{f:06d}" for f in frames]
+    inputs = read_inputs(cam_dir, mano_model, oracle, len(frames), image_size, frame_ids,
+                         detections=detections, masks=masks, init_pose=init_pose)
+    seq, sources = assemble_sequence(
         model=mano_model, K=K, image_size=image_size, gt_params=params, T_cam_obj=T,
-        obj_verts=obj_verts, obj_faces=obj_faces, hand_mask=hand_mask, object_mask=obj_mask,
-        rgb=rgb, depth_m=depth, detections=dets)
+        obj_verts=obj_verts, obj_faces=obj_faces, rgb=rgb, depth_m=depth, where=cam_dir,
+        oracle=oracle, detections=inputs.get("detections"), masks=inputs.get("masks"),
+        annotated_masks=annotated, init_pose=inputs.get("init_pose"), init_frame=init_frame,
+        sources=inputs["sources"])
     info: dict[str, Any] = {
         "dataset": "DexYCB", "sequence": sequence, "serial": serial,
-        "object": YCB_CLASSES[obj_id], "frame_ids": [f"{f:06d}" for f in frames],
-        "masks": mask_source,
-        "keypoints": "detections: " + str(detections) if detections else
-        "projected ground truth (oracle)",
-        "hand_init": "detections" if dets and "hand_pose" in dets else "ground truth (oracle)"}
-    return Converted(seq, info["frame_ids"], info)
+        "object": YCB_CLASSES[obj_id], "frame_ids": frame_ids, **sources}
+    return Converted(seq, frame_ids, info)
 
 
 def _read_depth(path: Path) -> np.ndarray:

@@ -21,18 +21,42 @@ Conversion to hoijax (OpenCV camera, absolute articulation, ``flat_hand_mean=Tru
   ``transl' = C·(J0 + t) − J0`` (:func:`opengl_to_opencv_mano`); the articulation is unchanged
   and already absolute, as our format wants. A layer that adds ``hands_mean`` itself
   (smplx/manopth with ``flat_hand_mean=False``) would need ``handPose[3:] − hands_mean``;
-- masks: from ``seg/`` when present (hand = blue > 127, object = green > 127, upsampled by
-  nearest neighbour when smaller than the image), otherwise *rendered from the ground truth*
-  with :mod:`hoijax.render` (visible masks from the z-buffer);
-- keypoints: HO-3D ships no detections. By default ``keypoints_px`` are the projected ground
-  truth keypoints (OpenPose order, smplx tips; confidence 1) and ``hand_init`` is the ground
-  truth MANO — an oracle setting. Pass ``detections=<file.npz>`` to use a detector's output
-  instead (:func:`read_detections`).
+- ground truth never enters the tracker's inputs unless ``oracle`` names the input
+  (:func:`hoijax.data.parse_oracle`; default: none). Without it, HO-3D ships no detections, so
+  the inputs come from files the caller gives (layouts in :mod:`hoijax.data._inputs`, in short):
+
+  - ``detections=<file.npz>``: ``keypoints_px`` (N, 21, 2) float pixels, OpenPose order, NaN
+    where missing; ``keypoints_conf`` (N, 21) in [0, 1]; optional ``detected`` (N,) bool; the
+    MANO estimate ``betas`` (N, 10), ``hand_pose`` (N, 45) axis-angle or (N, 15, 3, 3)
+    rotation matrices, ``global_orient`` (N, 3) or (N, 1, 3, 3), ``transl`` (N, 3), OpenCV
+    camera frame, metres (e.g. WiLoR's); optional scalar ``flat_hand_mean`` (default True:
+    ``hand_pose`` absolute; False: relative to MANO's mean, which is then added). Row ``n`` is
+    the ``n``-th converted frame (``Converted.frame_ids``). Undetected frames (``detected``
+    False or NaN MANO values) get confidence 0 and the nearest detected frame's MANO values;
+  - ``masks=<file.npz>`` with ``hand_mask`` / ``object_mask`` (N, H, W) bool or uint8, or
+    ``masks=<folder>`` with ``hand/<frame id>.png`` and ``object/<frame id>.png`` (nonzero =
+    mask, SAM2-style);
+  - ``init_pose=<file.txt|.npy>``: optional 4×4 ``T_cam_obj`` (FoundationPose-style, OpenCV,
+    metres) at frame ``init_frame`` (an index into the converted frames); without it the
+    tracker finds the object pose itself.
+
+  ``oracle`` names (a comma-separated string or a list; ``"all"`` for all four):
+  ``"keypoints"``: projected ground-truth keypoints (OpenPose order, smplx tips, confidence 1);
+  ``"hand"``: ``hand_init`` is the ground-truth MANO; ``"masks"``: masks from ``seg/`` when
+  present (hand = blue > 127, object = green > 127, upsampled by nearest neighbour when smaller
+  than the image), otherwise rendered from the ground truth with :mod:`hoijax.render` (visible
+  masks from the z-buffer) — both are annotations; ``"pose"``: ``T_cam_obj_init`` is the
+  ground-truth object pose at ``init_frame``.
+
+The converted manifest's ``meta`` records the sources: ``oracle`` (sorted list), ``keypoints``,
+``hand_init``, ``masks``, ``init_pose``, ``init_frame``, ``undetected_frames`` and
+``warnings`` (e.g. object masks empty in most frames).
 """
 
 from __future__ import annotations
 
 import pickle
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -41,7 +65,16 @@ import jax.numpy as jnp
 import numpy as np
 
 from hoijax import geometry, mano
-from hoijax.data._errors import SequenceFormatError
+from hoijax.data._inputs import (  # noqa: F401 - read_detections re-exported for compatibility
+    MaskInputs,
+    _fail,
+    _read_image,
+    check_input_sources,
+    parse_oracle,
+    read_detections,
+    read_init_pose,
+    read_masks,
+)
 from hoijax.data._sequence import GroundTruth, HandParams, ObjectMesh, Sequence
 
 HO3D_DEPTH_SCALE_M = 0.00012498664727900177
@@ -62,10 +95,6 @@ class Converted(NamedTuple):
 
 
 # ---------------------------------------------------------------- small readers (shared)
-
-
-def _fail(path, field, detail) -> SequenceFormatError:
-    return SequenceFormatError(path, field, detail)
 
 
 def _array(value, path, field, shape, dtype=np.float64) -> np.ndarray:
@@ -113,16 +142,6 @@ def read_obj(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     return v, f.astype(np.int32)
 
 
-def _read_image(path: Path, field: str) -> np.ndarray:
-    from PIL import Image
-
-    try:
-        with Image.open(path) as im:
-            return np.asarray(im)
-    except (OSError, ValueError) as e:
-        raise _fail(path, field, f"unreadable image ({e})") from None
-
-
 def _find(directory: Path, stem: str, suffixes: tuple[str, ...]) -> Path | None:
     for s in suffixes:
         p = directory / f"{stem}{s}"
@@ -140,29 +159,6 @@ def _upsample_nearest(mask: np.ndarray, hw: tuple[int, int], path: Path, field: 
     rows = (np.arange(h) * mask.shape[0]) // h
     cols = (np.arange(w) * mask.shape[1]) // w
     return mask[rows][:, cols]
-
-
-def read_detections(path: str | Path, num_frames: int) -> dict[str, np.ndarray]:
-    """A detector's per-frame output, ``.npz`` with ``keypoints_px`` (N, 21, 2, OpenPose order)
-    and ``keypoints_conf`` (N, 21), and optionally the MANO estimate ``betas`` (N, 10),
-    ``hand_pose`` (N, 45, absolute), ``global_orient`` (N, 3), ``transl`` (N, 3) in the OpenCV
-    camera frame (e.g. WiLoR's). Missing MANO keys fall back to the ground truth."""
-    path = Path(path)
-    if not path.is_file():
-        raise _fail(path, "keypoints_px", "detections file not found")
-    with np.load(path) as z:
-        data = {k: z[k] for k in z.files}
-    shapes = {"keypoints_px": (num_frames, 21, 2), "keypoints_conf": (num_frames, 21),
-              "betas": (num_frames, 10), "hand_pose": (num_frames, 45),
-              "global_orient": (num_frames, 3), "transl": (num_frames, 3)}
-    out = {}
-    for key, shape in shapes.items():
-        if key in data:
-            out[key] = _array(data[key], path, key, shape)
-        elif key.startswith("keypoints"):
-            raise _fail(path, key, "missing key")
-    out["keypoints_px"] = np.where(out["keypoints_conf"][..., None] > 0, out["keypoints_px"], 0)
-    return out
 
 
 def render_masks(
@@ -197,26 +193,86 @@ def mano_ground_truth(model: mano.ManoModel, params: dict[str, np.ndarray]):
 def assemble_sequence(
     *, model: mano.ManoModel, K: np.ndarray, image_size: tuple[int, int],
     gt_params: dict[str, np.ndarray], T_cam_obj: np.ndarray, obj_verts: np.ndarray,
-    obj_faces: np.ndarray, hand_mask: np.ndarray | None, object_mask: np.ndarray | None,
-    rgb: np.ndarray | None, depth_m: np.ndarray | None, detections: dict | None,
-) -> tuple[Sequence, str]:
-    """Build the :class:`Sequence` from converted arrays (OpenCV frame, absolute pose)."""
+    obj_faces: np.ndarray, rgb: np.ndarray | None, depth_m: np.ndarray | None,
+    where: str | Path, oracle: frozenset[str] = frozenset(),
+    detections: dict | None = None, masks: MaskInputs | None = None,
+    annotated_masks: tuple[np.ndarray, np.ndarray] | None = None,
+    init_pose: np.ndarray | None = None, init_frame: int = 0,
+    sources: dict[str, str] | None = None,
+) -> tuple[Sequence, dict[str, Any]]:
+    """Build the :class:`Sequence` from converted arrays (OpenCV frame, absolute pose).
+
+    Ground truth (``gt_params``, ``T_cam_obj``) enters the inputs only where ``oracle`` (see
+    :func:`hoijax.data.parse_oracle`) names the input; otherwise keypoints and ``hand_init``
+    come from ``detections`` (:func:`read_detections`), masks from ``masks``
+    (:func:`read_masks`) and ``T_cam_obj_init`` from ``init_pose`` (a 4×4 at ``init_frame``,
+    or none: the tracker initializes the object itself). ``annotated_masks`` (the dataset's
+    ``(hand, object)`` segmentation) are used under oracle ``"masks"``; without them the masks
+    are rendered from the ground truth. ``where`` (the sequence folder) is named in errors about
+    a missing input; ``sources`` (``detections`` / ``masks`` / ``init_pose`` → file name) only
+    labels the provenance.
+
+    Returns the sequence and its input provenance: ``oracle`` (sorted list), ``keypoints``,
+    ``hand_init``, ``masks``, ``init_pose`` (source descriptions), ``init_frame`` (or None),
+    ``undetected_frames`` (count), ``warnings`` (list of strings).
+    """
+    oracle = frozenset(oracle)
+    sources = dict(sources or {})
     n = T_cam_obj.shape[0]
+    check_input_sources(where, oracle, detections=detections, masks=masks, init_pose=init_pose)
+    if "hand" not in oracle and not all(k in detections for k in gt_params):
+        raise _fail(sources.get("detections", where), "betas",
+                    "detections have no MANO estimate (betas, hand_pose, global_orient, transl); "
+                    "pass oracle='hand' to take the hand initialization from ground truth")
+    if not 0 <= int(init_frame) < n:
+        raise ValueError(f"init_frame {init_frame} out of range for {n} frames")
     verts_cam, joints_cam = mano_ground_truth(model, gt_params)
-    mask_source = "dataset"
-    if hand_mask is None or object_mask is None:
-        verts_obj_cam = obj_verts[None] @ T_cam_obj[:, :3, :3].transpose(0, 2, 1) \
-            + T_cam_obj[:, None, :3, 3]
-        hand_mask, object_mask = render_masks(verts_cam, np.asarray(model.faces), verts_obj_cam,
-                                              obj_faces, K, image_size)
-        mask_source = "rendered from ground truth"
-    uv = np.asarray(jax.vmap(lambda p: geometry.project(jnp.asarray(K, jnp.float32), p))(
-        jnp.asarray(joints_cam)))
-    conf = (joints_cam[..., 2] > 0).astype(np.float32)
-    init = dict(gt_params)
-    if detections is not None:
+    det_name = "detections: " + sources.get("detections", "given")
+    notes: list[str] = []
+
+    if "masks" in oracle:
+        if annotated_masks is not None:
+            hand_mask, object_mask = annotated_masks
+            mask_source = "dataset segmentation (oracle)"
+        else:
+            verts_obj_cam = obj_verts[None] @ T_cam_obj[:, :3, :3].transpose(0, 2, 1) \
+                + T_cam_obj[:, None, :3, 3]
+            hand_mask, object_mask = render_masks(verts_cam, np.asarray(model.faces),
+                                                  verts_obj_cam, obj_faces, K, image_size)
+            mask_source = "rendered from ground truth (oracle)"
+    else:
+        hand_mask, object_mask = masks.hand_mask, masks.object_mask
+        mask_source = "masks: " + sources.get("masks", "given")
+        notes.extend(masks.warnings)
+
+    if "keypoints" in oracle:
+        uv = np.asarray(jax.vmap(lambda p: geometry.project(jnp.asarray(K, jnp.float32), p))(
+            jnp.asarray(joints_cam)))
+        conf = (joints_cam[..., 2] > 0).astype(np.float32)
+        kp_source = "projected ground truth (oracle)"
+    else:
         uv, conf = detections["keypoints_px"], detections["keypoints_conf"]
-        init.update({k: detections[k] for k in gt_params if k in detections})
+        kp_source = det_name
+    if "hand" in oracle:
+        init, hand_source = dict(gt_params), "ground truth (oracle)"
+    else:
+        init, hand_source = {k: detections[k] for k in gt_params}, det_name
+    undetected = 0 if detections is None else int(np.sum(~detections["detected"]))
+    if undetected and ({"keypoints", "hand"} - oracle):
+        notes.append(f"{undetected} of {n} frames without a detection (confidence 0, MANO held "
+                     "from the nearest detected frame)")
+
+    T_init = None
+    if "pose" in oracle:
+        T_init = T_cam_obj[int(init_frame)]
+        pose_source = f"ground truth at frame {int(init_frame)} (oracle)"
+    elif init_pose is not None:
+        T_init = np.asarray(init_pose, np.float64)
+        pose_source = "init_pose: " + sources.get("init_pose", "given") + \
+            f" at frame {int(init_frame)}"
+    else:
+        pose_source = "none (the tracker initializes the object pose)"
+
     f32 = lambda x: jnp.asarray(x, jnp.float32)  # noqa: E731
     hand = lambda p: HandParams(**{k: f32(p[k]) for k in  # noqa: E731
                                    ("betas", "hand_pose", "global_orient", "transl")})
@@ -232,11 +288,39 @@ def assemble_sequence(
                         face_valid=jnp.ones((obj_faces.shape[0],), bool)),
         depth_m=None if depth_m is None else f32(depth_m),
         rgb=None if rgb is None else jnp.asarray(rgb, jnp.uint8),
+        T_cam_obj_init=None if T_init is None else f32(T_init),
+        init_frame=None if T_init is None else jnp.asarray(int(init_frame), jnp.int32),
         gt=GroundTruth(hand=hand(gt_params), joints_cam=f32(joints_cam), verts_cam=f32(verts_cam),
                        T_cam_obj=f32(T_cam_obj), obj_scale=jnp.ones((3,), jnp.float32)),
         side=model.side,
     )
-    return seq, mask_source
+    info = {"oracle": sorted(oracle), "keypoints": kp_source, "hand_init": hand_source,
+            "masks": mask_source, "init_pose": pose_source,
+            "init_frame": None if T_init is None else int(init_frame),
+            "undetected_frames": undetected, "warnings": notes}
+    return seq, info
+
+
+def read_inputs(
+    where: Path, model: mano.ManoModel, oracle: frozenset[str], num_frames: int,
+    image_size: tuple[int, int], frame_ids: list[str], *, detections=None, masks=None,
+    init_pose=None,
+) -> dict[str, Any]:
+    """Read the input files a converter was given (keyword arguments of
+    :func:`assemble_sequence`): detections unless ``oracle`` covers keypoints and hand, masks
+    unless it covers masks, the initial pose when given."""
+    out: dict[str, Any] = {"sources": {}}
+    if detections is not None:
+        out["detections"] = read_detections(detections, num_frames,
+                                            require_mano="hand" not in oracle, model=model)
+        out["sources"]["detections"] = str(detections)
+    if masks is not None:
+        out["masks"] = read_masks(masks, num_frames, image_size, frame_ids)
+        out["sources"]["masks"] = str(masks)
+    if init_pose is not None:
+        out["init_pose"] = read_init_pose(init_pose)
+        out["sources"]["init_pose"] = str(init_pose)
+    return out
 
 
 # ---------------------------------------------------------------- HO-3D specifics
@@ -325,6 +409,10 @@ def load_ho3d(
     load_depth: bool = True,
     use_seg: bool = True,
     detections: str | Path | None = None,
+    masks: str | Path | None = None,
+    init_pose: str | Path | None = None,
+    init_frame: int = 0,
+    oracle: str | Iterable[str] | None = None,
     image_size: tuple[int, int] = (480, 640),
 ) -> Converted:
     """Convert one HO-3D v3 sequence (see the module docstring for every convention).
@@ -335,15 +423,38 @@ def load_ho3d(
         ycb_dir: folder holding ``models/<objName>/textured_simple.obj``.
         mano_model: a right-hand :class:`hoijax.mano.ManoModel` or the path of ``MANO_RIGHT.pkl``.
         frame_ids: frame stems to convert (default: all annotated frames, sorted).
-        load_rgb / load_depth / use_seg: read those images when present.
-        detections: optional ``.npz`` of detector outputs (:func:`read_detections`).
+        load_rgb / load_depth: read those images when present.
+        use_seg: under oracle ``"masks"``, take the masks from ``seg/`` when present (else
+            they are rendered from the ground truth).
+        detections: ``.npz`` of a hand detector's outputs, one row per converted frame
+            (:func:`hoijax.data.read_detections`): keypoints and, unless oracle ``"hand"``,
+            the MANO estimate. Required unless oracle has both ``"keypoints"`` and ``"hand"``.
+        masks: a segmenter's masks, ``.npz`` or folder of PNGs named by frame id
+            (:func:`hoijax.data.read_masks`). Required unless oracle has ``"masks"``.
+        init_pose: optional 4×4 object pose at ``init_frame`` (``.txt`` / ``.npy``,
+            :func:`hoijax.data.read_init_pose`); without it and without oracle ``"pose"`` the
+            tracker initializes the object itself.
+        init_frame: index (into the converted frames) of the initial object pose.
+        oracle: inputs taken from the ground truth (:func:`hoijax.data.parse_oracle`):
+            ``"keypoints"``, ``"hand"``, ``"masks"``, ``"pose"``, a comma-separated list,
+            ``"all"`` or None (default: none — every input comes from the files given).
         image_size: ``(H, W)`` used only when no image is read (HO-3D is 480 × 640).
+
+    Raises:
+        SequenceFormatError: a file is missing or malformed (naming file, field and frame), or
+            an input has neither a file nor its oracle name.
+        ValueError: a file given for an input that ``oracle`` also names.
     """
+    oracle = parse_oracle(oracle)
+    check_input_sources(Path(root) / split / sequence, oracle, detections=detections,
+                        masks=masks, init_pose=init_pose)
     model = mano_model if isinstance(mano_model, mano.ManoModel) else mano.load_mano(mano_model)
     seq_dir = Path(root) / split / sequence
     ids = ho3d_frame_ids(root, sequence, split) if frame_ids is None else list(frame_ids)
     if not ids:
         raise _fail(seq_dir / "meta", "meta", "no annotated frame")
+    if not 0 <= int(init_frame) < len(ids):
+        raise ValueError(f"init_frame {init_frame} out of range for {len(ids)} frames")
     metas = [read_ho3d_meta(seq_dir / "meta" / f"{i}.pkl") for i in ids]
     K = metas[0]["camMat"]
     for i, m in zip(ids, metas):
@@ -367,7 +478,7 @@ def load_ho3d(
     T[:, :3, :3] = C[None] @ Rotation.from_rotvec(stack("objRot")).as_matrix()
     T[:, :3, 3] = stack("objTrans") @ C.T
 
-    rgb = depth = hand_mask = obj_mask = None
+    rgb = depth = None
     if load_rgb and _find(seq_dir / "rgb", ids[0], (".jpg", ".png")) is not None:
         rgb = np.stack([_read_rgb(_find(seq_dir / "rgb", i, (".jpg", ".png")), seq_dir / "rgb" / i)
                         for i in ids])
@@ -378,21 +489,21 @@ def load_ho3d(
             raise _fail(seq_dir / "depth", "depth_m", f"size {depth.shape[1:]} != rgb {image_size}")
         image_size = depth.shape[1:]
     image_size = tuple(int(s) for s in image_size)
-    if use_seg and _find(seq_dir / "seg", ids[0], (".png", ".jpg")) is not None:
-        masks = [_read_ho3d_seg(_find(seq_dir / "seg", i, (".png", ".jpg")) or seq_dir / "seg" / i,
-                                image_size) for i in ids]
-        hand_mask = np.stack([m[0] for m in masks])
-        obj_mask = np.stack([m[1] for m in masks])
-    dets = None if detections is None else read_detections(detections, len(ids))
-    seq, mask_source = assemble_sequence(
+    annotated = None
+    if "masks" in oracle and use_seg and _find(seq_dir / "seg", ids[0], (".png", ".jpg")):
+        segs = [_read_ho3d_seg(_find(seq_dir / "seg", i, (".png", ".jpg")) or seq_dir / "seg" / i,
+                               image_size) for i in ids]
+        annotated = (np.stack([m[0] for m in segs]), np.stack([m[1] for m in segs]))
+    inputs = read_inputs(seq_dir, model, oracle, len(ids), image_size, ids,
+                         detections=detections, masks=masks, init_pose=init_pose)
+    seq, info = assemble_sequence(
         model=model, K=K, image_size=image_size, gt_params=gt_params, T_cam_obj=T,
-        obj_verts=obj_verts, obj_faces=obj_faces, hand_mask=hand_mask, object_mask=obj_mask,
-        rgb=rgb, depth_m=depth, detections=dets)
+        obj_verts=obj_verts, obj_faces=obj_faces, rgb=rgb, depth_m=depth, where=seq_dir,
+        oracle=oracle, detections=inputs.get("detections"), masks=inputs.get("masks"),
+        annotated_masks=annotated, init_pose=inputs.get("init_pose"), init_frame=init_frame,
+        sources=inputs["sources"])
     meta = {"dataset": "HO3D_v3", "split": split, "sequence": sequence, "object": obj_name,
-            "frame_ids": ids, "masks": mask_source,
-            "keypoints": "detections: " + str(detections) if detections else
-            "projected ground truth (oracle)",
-            "hand_init": "detections" if dets and "hand_pose" in dets else "ground truth (oracle)"}
+            "frame_ids": ids, **info}
     return Converted(seq, ids, meta)
 
 
