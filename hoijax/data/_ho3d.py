@@ -194,7 +194,7 @@ def assemble_sequence(
     *, model: mano.ManoModel, K: np.ndarray, image_size: tuple[int, int],
     gt_params: dict[str, np.ndarray], T_cam_obj: np.ndarray, obj_verts: np.ndarray,
     obj_faces: np.ndarray, rgb: np.ndarray | None, depth_m: np.ndarray | None,
-    where: str | Path, oracle: frozenset[str] = frozenset(),
+    where: str | Path, oracle: Iterable[str] = frozenset(),
     detections: dict | None = None, masks: MaskInputs | None = None,
     annotated_masks: tuple[np.ndarray, np.ndarray] | None = None,
     init_pose: np.ndarray | None = None, init_frame: int = 0,
