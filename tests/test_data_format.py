@@ -355,3 +355,61 @@ def test_stack_rejects_mixed_batches():
     assert mixed.depth_m is None and mixed.gt is None and mixed.mesh.vertex_features is None
     with pytest.raises(ValueError, match="batch"):
         data.save_sequence(data.stack_sequences([a, a]), "/nonexistent/never")
+
+
+# ----------------------------------------------------------------- the ground truth's own mesh
+
+
+def _with_gt_mesh(seq: data.Sequence, mesh) -> data.Sequence:
+    import dataclasses
+
+    obj = data.ObjectMesh(vertices=jnp.asarray(mesh.vertices, jnp.float32),
+                          faces=jnp.asarray(mesh.faces, jnp.int32),
+                          face_valid=jnp.ones(len(mesh.faces), bool))
+    return dataclasses.replace(seq, gt=dataclasses.replace(seq.gt, obj_mesh=obj))
+
+
+def test_gt_mesh_round_trips_and_older_files_load_without_it(tmp_path):
+    box = trimesh.creation.box(extents=(0.05, 0.06, 0.07))
+    seq = _with_gt_mesh(make_sequence(), box)
+    d = data.save_sequence(seq, tmp_path / "s")
+    m = json.loads((d / "manifest.json").read_text())
+    assert m["parts"]["gt.obj_mesh"] and m["gt_mesh"]["file"] == "gt_object.ply"
+    assert m["gt_mesh"]["num_faces"] == 12 and m["mesh"]["num_faces"] == 80
+    back = data.load_sequence(d)
+    assert_same(seq, back)
+    assert back.gt.obj_mesh.vertices.shape == (8, 3) and back.mesh.vertices.shape == (42, 3)
+    # Without one the part is False and the loaded field None.
+    plain = data.save_sequence(make_sequence(), tmp_path / "p")
+    assert not json.loads((plain / "manifest.json").read_text())["parts"]["gt.obj_mesh"]
+    assert data.load_sequence(plain).gt.obj_mesh is None
+    # A file written before the part existed: no "gt.obj_mesh" key, no "gt_mesh" entry.
+    del m["parts"]["gt.obj_mesh"], m["gt_mesh"]
+    (d / "manifest.json").write_text(json.dumps(m))
+    (d / "gt_object.ply").unlink()
+    assert data.load_sequence(d).gt.obj_mesh is None
+    # A manifest that claims the part but names no file is a manifest error.
+    m["parts"]["gt.obj_mesh"] = True
+    (d / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(data.ManifestError, match="gt_mesh"):
+        data.load_sequence(d)
+
+
+def test_stack_fills_a_missing_gt_mesh_with_the_sequence_mesh():
+    """None means "the same as mesh": in a batch where some sequences have a ground-truth
+    mesh, the others get their own mesh there (padded like it), not an error or a drop."""
+    box = trimesh.creation.box(extents=(0.05, 0.06, 0.07))  # 8 vertices, 12 faces
+    sphere = trimesh.creation.icosphere(subdivisions=2, radius=0.03)  # 162, 320
+    a = _with_gt_mesh(make_sequence(seed=1, mesh=box), sphere)
+    b = make_sequence(seed=2)  # icosphere(1): 42 vertices, 80 faces; no gt mesh
+    batch = data.stack_sequences([a, b])
+    assert batch.mesh.vertices.shape == (2, 42, 3)
+    g = batch.gt.obj_mesh
+    assert g.vertices.shape == (2, 162, 3) and g.faces.shape == (2, 320, 3)
+    assert g.vertex_features is None
+    np.testing.assert_array_equal(g.vertices[0], a.gt.obj_mesh.vertices)
+    np.testing.assert_array_equal(g.vertices[1, :42], b.mesh.vertices)
+    np.testing.assert_array_equal(g.vertices[1, 42:], 0)
+    np.testing.assert_array_equal(g.face_valid[1], np.arange(320) < 80)
+    np.testing.assert_array_equal(g.faces[1, :80], b.mesh.faces)
+    assert data.stack_sequences([b, b]).gt.obj_mesh is None

@@ -233,18 +233,25 @@ def _metrics_md(report: dict) -> str:
     s = report["summary"]
     medians = {k: s.get(f"{k}_median") for _, k in _KEYS}
     table = _table(rows + [("median over all processed frames", medians)], _KEYS)
+    agile = tracking.agile_table(report["per_sequence"], s)
     return ("Per sequence: means over its processed frames (interpolated frames not scored); "
             "last row: medians over the processed frames of all sequences.\n\n"
-            f"{table}\n\n{_summary_line(s)}")
+            f"{table}\n\n{_summary_line(s)}\n\n"
+            "AGILE's Table 1 layout (means over the sequences; CD, F@5 and F@10 on the object "
+            "shape at the first processed frame after similarity ICP, ADD / ADD-S: frames within "
+            "10 % of the diameter; SR: sequences not failed, a failure being ADD-S above 10 % of "
+            "the diameter on more than 30 % of the processed frames):\n\n"
+            f"{agile}")
 
 
-def _finish(out: Path, run: tracking.TrackRun, seqs: dict, pictures: bool, meta: dict) -> dict:
+def _finish(out: Path, run: tracking.TrackRun, seqs: dict, pictures: bool, meta: dict,
+            inputs: dict | None = None) -> dict:
     """Save the run, draw it (overlays, scene.npz for hoijax view, report.html), write
     metrics.md, print the table and the skipped sequences."""
     from hoijax import viz
 
     evals = tracking.evaluate_run(run, seqs)
-    report = tracking.save_run(out, run, seqs, meta=meta, evals=evals)
+    report = tracking.save_run(out, run, seqs, meta=meta, evals=evals, inputs=inputs)
     table = _metrics_md(report)
     (out / "metrics.md").write_text(table + "\n")
     if pictures:
@@ -288,21 +295,24 @@ def run_demo(cfg: Demo) -> int:
     return 0
 
 
-def _load(paths: list[Path]) -> tuple[dict[str, data.Sequence], dict[str, str]]:
-    seqs, bad = {}, {}
+def _load(paths: list[Path]) -> tuple[dict[str, data.Sequence], dict[str, str], dict[str, dict]]:
+    """The sequences that load, the errors of those that do not, and each loaded one's
+    manifest ``meta`` (its provenance, with the ``oracle`` list of a converted dataset)."""
+    seqs, bad, inputs = {}, {}, {}
     for p in paths:
         try:
             seqs[Path(p).name] = data.load_sequence(p)
+            inputs[Path(p).name] = data.read_manifest(p).get("meta", {})
         except data.SequenceFormatError as e:
             print(f"skipped: {e}", file=sys.stderr)
             bad[Path(p).name] = str(e)
-    return seqs, bad
+    return seqs, bad, inputs
 
 
 def run_track(cfg: Track) -> int:
     enable_compile_cache()
     share = start_distributed(cfg.distributed)
-    seqs, bad = _load(cfg.sequences)
+    seqs, bad, inputs = _load(cfg.sequences)
     if not seqs:
         print("error: no sequence could be loaded", file=sys.stderr)
         return 2
@@ -312,10 +322,10 @@ def run_track(cfg: Track) -> int:
                               checkpoint=checkpoint, share=share)
     run.errors = {**(bad if share[0] == 0 else {}), **run.errors}
     if share[1] == 1:
-        _finish(cfg.out, run, seqs, cfg.pictures, {})
+        _finish(cfg.out, run, seqs, cfg.pictures, {}, inputs)
         return 0 if not run.errors else 1
     # Each process writes what it tracked; after a barrier, process 0 writes the summary.
-    tracking.save_run(cfg.out, run, seqs, part=share[0])
+    tracking.save_run(cfg.out, run, seqs, part=share[0], inputs=inputs)
     from jax.experimental import multihost_utils
 
     multihost_utils.sync_global_devices("hoijax track: results written")
@@ -338,7 +348,7 @@ def ablation_hypers(base: tracking.TrackHyper, drop: tuple[str, ...]
 def run_ablate(cfg: Ablate) -> int:
     enable_compile_cache()
     if cfg.sequences:
-        seqs, _ = _load(cfg.sequences)
+        seqs, _, _ = _load(cfg.sequences)
     else:
         configs = data.tracking_benchmark_configs(cfg.synthetic, cfg.frames, cfg.image_size,
                                                   hand_noise=cfg.hand_noise)
@@ -387,8 +397,7 @@ def run_eval(cfg: Eval) -> int:
                                 str(d / "result.json"))
             ev = tracking.evaluate_sequence(res, seq, mano_source.model(seq.side))
             evals.append(ev)
-            rows.append((name, {**ev["mean"], "obj_scale_err_pct": ev["obj_scale_err_pct"],
-                                "failed": ev["failed"]}))
+            rows.append((name, tracking.sequence_row(ev)))
     except (tracking.ResultFormatError, tracking.ManoMismatchError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -396,10 +405,12 @@ def run_eval(cfg: Eval) -> int:
     if missing:
         print(f"error: no result in {cfg.results} for the sequences {missing}", file=sys.stderr)
         return 2
-    table = _table(rows, _KEYS)
+    summary = tracking.summarize(evals)
+    table = _table(rows, _KEYS) + "\n\n" + tracking.agile_table(dict(rows), summary)
     out = Path(cfg.out) if cfg.out else Path(cfg.results)
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps(tracking.jsonable(
-        {"summary": tracking.summarize(evals), "per_sequence": dict(rows)}), indent=2))
+        {"summary": summary, "per_sequence": dict(rows)}), indent=2))
+    (out / "metrics.md").write_text(table + "\n")
     print(table)
     return 0

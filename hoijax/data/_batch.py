@@ -43,17 +43,26 @@ def _pad_hand(h: HandParams, n: int) -> HandParams:
                         for f in ("betas", "hand_pose", "global_orient", "transl")))
 
 
-def _pad_one(seq: Sequence, n: int, v: int, f: int, keep: set[str]) -> Sequence:
-    m = seq.mesh
+def _pad_mesh(m: ObjectMesh, v: int, f: int, features: bool) -> ObjectMesh:
     mv, mf = np.shape(m.vertices)[0], np.shape(m.faces)[0]
     vf = None
-    if "mesh.vertex_features" in keep:
+    if features:
         vf = jnp.asarray(np.pad(np.asarray(m.vertex_features), [(0, v - mv), (0, 0)]))
-    mesh = ObjectMesh(
+    return ObjectMesh(
         vertices=jnp.asarray(np.pad(np.asarray(m.vertices), [(0, v - mv), (0, 0)])),
         faces=jnp.asarray(np.pad(np.asarray(m.faces, np.int32), [(0, f - mf), (0, 0)])),
         face_valid=jnp.asarray(np.pad(np.asarray(m.face_valid, bool), (0, f - mf))),
         vertex_features=vf)
+
+
+def _gt_mesh(seq: Sequence) -> ObjectMesh:
+    """The ground truth's object mesh (``gt.obj_mesh``, or ``mesh`` where that is None)."""
+    return seq.mesh if seq.gt.obj_mesh is None else seq.gt.obj_mesh
+
+
+def _pad_one(seq: Sequence, n: int, v: int, f: int, keep: set[str],
+             gt_vf: tuple[int, int] | None) -> Sequence:
+    mesh = _pad_mesh(seq.mesh, v, f, "mesh.vertex_features" in keep)
     gt = None
     if "gt" in keep:
         g = seq.gt
@@ -64,7 +73,8 @@ def _pad_one(seq: Sequence, n: int, v: int, f: int, keep: set[str]) -> Sequence:
             onset_frame=(jnp.asarray(g.onset_frame, jnp.int32) if "gt.onset_frame" in keep
                          else None),
             occlusion_ratio=(_pad_frames(g.occlusion_ratio, n, "zero")
-                             if "gt.occlusion_ratio" in keep else None))
+                             if "gt.occlusion_ratio" in keep else None),
+            obj_mesh=None if gt_vf is None else _pad_mesh(_gt_mesh(seq), *gt_vf, False))
     with_init = "T_cam_obj_init" in keep and "init_frame" in keep
     return Sequence(
         K=jnp.asarray(seq.K), valid=_pad_frames(np.asarray(seq.valid, bool), n, "zero"),
@@ -111,6 +121,10 @@ def stack_sequences(seqs: list[Sequence], *,
     All sequences must share the image size, the feature-map size and the hand side
     (``ValueError`` otherwise). An optional part present in some sequences but not others is
     an error, or with ``optional="drop"`` is dropped from all of them (with a warning).
+    The exception is the ground truth's own mesh ``gt.obj_mesh``: None means "the same as
+    ``mesh``", so when some sequences have one, the others get their ``mesh`` in its place;
+    it is padded like ``mesh`` (to its own largest sizes) and loses its vertex features (no
+    metric uses them).
     """
     if not seqs:
         raise ValueError("stack_sequences needs at least one sequence")
@@ -143,7 +157,11 @@ def stack_sequences(seqs: list[Sequence], *,
         n = num_frames
     v = max(int(np.shape(s.mesh.vertices)[0]) for s in seqs)
     f = max(int(np.shape(s.mesh.faces)[0]) for s in seqs)
-    padded = [_pad_one(s, n, v, f, keep) for s in seqs]
+    gt_vf = None
+    if "gt" in keep and any(s.gt.obj_mesh is not None for s in seqs):
+        gt_vf = (max(int(np.shape(_gt_mesh(s).vertices)[0]) for s in seqs),
+                 max(int(np.shape(_gt_mesh(s).faces)[0]) for s in seqs))
+    padded = [_pad_one(s, n, v, f, keep, gt_vf) for s in seqs]
     return jax.tree.map(lambda *xs: jnp.stack(xs), *padded)
 
 

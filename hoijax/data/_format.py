@@ -9,6 +9,7 @@ Layout of a sequence directory (format version 1)::
     hand_mask.npy            masks: ``np.packbits`` along the image row (last axis), uint8
     object.ply               canonical object mesh (object frame, metres), any trimesh format
     object_features.npy      per-vertex features (V, C) in the mesh file's vertex order
+    gt_object.ply            the ground truth's own object mesh (``gt.obj_mesh``), when given
 
 ``manifest.json`` keys:
 
@@ -16,9 +17,12 @@ Layout of a sequence directory (format version 1)::
 - ``num_frames`` N, ``image_size`` [H, W], ``side`` ``"right"``/``"left"``.
 - ``parts``: which optional parts exist: ``depth_m``, ``features``, ``rgb``,
   ``T_cam_obj_init`` (with ``init_frame``), ``gt``, ``gt.onset_frame``,
-  ``gt.occlusion_ratio``, ``mesh_features`` (booleans).
+  ``gt.occlusion_ratio``, ``gt.obj_mesh``, ``mesh_features`` (booleans; a part missing from
+  ``parts``, as in files written before it existed, is absent).
 - ``mesh``: ``file`` (the mesh file name), ``features_file`` (or null), ``num_vertices``,
   ``num_faces``, ``feature_dim`` (or null).
+- ``gt_mesh`` (only with ``gt.obj_mesh``): the same keys for the ground truth's mesh, stored
+  as ``gt_<mesh file name>`` (and its features, if any, as ``gt_<stem>_features.npy``).
 - ``arrays``: field → ``{"file", "shape", "dtype", "encoding"}``; ``shape``/``dtype`` are the
   in-memory ones; ``encoding`` is ``"raw"`` or ``"packbits"`` (bool masks, packed along the
   last axis, stored shape ``(..., ceil(W / 8))``).
@@ -94,7 +98,7 @@ _FIELDS: dict[str, tuple[tuple, str, str | None, str]] = {
     "gt.occlusion_ratio": (("N",), "float32", "gt.occlusion_ratio", "raw"),
 }
 _PARTS = ("depth_m", "features", "rgb", "T_cam_obj_init", "gt", "gt.onset_frame",
-          "gt.occlusion_ratio", "mesh_features")
+          "gt.occlusion_ratio", "gt.obj_mesh", "mesh_features")
 
 
 def _get(seq: Sequence, field: str):
@@ -110,6 +114,29 @@ def _packed_shape(shape: tuple[int, ...]) -> tuple[int, ...]:
     return (*shape[:-1], math.ceil(shape[-1] / 8))
 
 
+def _write_mesh(directory: Path, mesh: ObjectMesh, mesh_file: str) -> dict:
+    """Write a mesh (real faces only) and its per-vertex features; returns its manifest entry."""
+    import trimesh
+
+    face_valid = np.asarray(mesh.face_valid, bool)
+    verts = np.asarray(mesh.vertices, np.float64)
+    faces = np.asarray(mesh.faces, np.int64)[face_valid]
+    suffix = Path(mesh_file).suffix.lower()
+    tm = trimesh.Trimesh(verts, faces, process=False)
+    # Text formats: enough decimals that float32 metres survive the round trip exactly.
+    tm.export(directory / mesh_file, **({"digits": 12} if suffix == ".obj" else {}))
+    features_file = None
+    feature_dim = None
+    if mesh.vertex_features is not None:
+        features_file = f"{Path(mesh_file).stem}_features.npy"
+        vf = np.asarray(mesh.vertex_features, np.float32)
+        np.save(directory / features_file, vf, allow_pickle=False)
+        feature_dim = int(vf.shape[-1])
+    return {"file": mesh_file, "features_file": features_file,
+            "num_vertices": int(verts.shape[0]), "num_faces": int(faces.shape[0]),
+            "feature_dim": feature_dim}
+
+
 # --------------------------------------------------------------------------------------- save
 
 
@@ -118,12 +145,11 @@ def save_sequence(seq: Sequence, directory: str | Path, *, mesh_file: str = "obj
     """Write one (unbatched) sequence as a directory in the format above; returns its path.
 
     ``mesh_file`` is the object mesh's file name; its suffix picks the format (``.ply``,
-    ``.obj``, ``.glb``, ... anything trimesh exports). Padded faces (``face_valid`` False) are
-    not written. ``meta`` goes into the manifest unchanged (must be JSON-serialisable).
-    Existing files of the same names are overwritten.
+    ``.obj``, ``.glb``, ... anything trimesh exports); the ground truth's own mesh
+    (``gt.obj_mesh``), when given, goes to ``gt_<mesh_file>``. Padded faces (``face_valid``
+    False) are not written. ``meta`` goes into the manifest unchanged (must be
+    JSON-serialisable). Existing files of the same names are overwritten.
     """
-    import trimesh
-
     directory = Path(directory)
     if np.ndim(seq.valid) != 1:
         raise ValueError("save_sequence writes one sequence; got a batch (valid has shape "
@@ -141,6 +167,7 @@ def save_sequence(seq: Sequence, directory: str | Path, *, mesh_file: str = "obj
     parts["gt"] = seq.gt is not None
     parts["gt.onset_frame"] = seq.gt is not None and seq.gt.onset_frame is not None
     parts["gt.occlusion_ratio"] = seq.gt is not None and seq.gt.occlusion_ratio is not None
+    parts["gt.obj_mesh"] = seq.gt is not None and seq.gt.obj_mesh is not None
     parts["mesh_features"] = seq.mesh.vertex_features is not None
 
     arrays = {}
@@ -154,23 +181,13 @@ def save_sequence(seq: Sequence, directory: str | Path, *, mesh_file: str = "obj
         arrays[field] = {"file": file, "shape": list(value.shape), "dtype": dtype,
                          "encoding": encoding}
 
-    face_valid = np.asarray(seq.mesh.face_valid, bool)
-    verts = np.asarray(seq.mesh.vertices, np.float64)
-    faces = np.asarray(seq.mesh.faces, np.int64)[face_valid]
-    suffix = Path(mesh_file).suffix.lower()
-    if suffix == ".stl":
+    if Path(mesh_file).suffix.lower() == ".stl":
         raise ValueError("STL stores no shared vertices (per-vertex features and "
                          "watertightness are lost); use .ply, .obj, .glb or .off")
-    mesh = trimesh.Trimesh(verts, faces, process=False)
-    # Text formats: enough decimals that float32 metres survive the round trip exactly.
-    mesh.export(directory / mesh_file, **({"digits": 12} if suffix == ".obj" else {}))
-    features_file = None
-    feature_dim = None
-    if parts["mesh_features"]:
-        features_file = f"{Path(mesh_file).stem}_features.npy"
-        vf = np.asarray(seq.mesh.vertex_features, np.float32)
-        np.save(directory / features_file, vf, allow_pickle=False)
-        feature_dim = int(vf.shape[-1])
+    mesh_info = _write_mesh(directory, seq.mesh, mesh_file)
+    gt_mesh_info = None
+    if parts["gt.obj_mesh"]:
+        gt_mesh_info = _write_mesh(directory, seq.gt.obj_mesh, f"gt_{Path(mesh_file).name}")
 
     manifest = {
         "format": FORMAT_NAME,
@@ -180,9 +197,8 @@ def save_sequence(seq: Sequence, directory: str | Path, *, mesh_file: str = "obj
         "side": seq.side,
         "feature_size": (list(np.shape(seq.features)[1:]) if parts["features"] else None),
         "parts": parts,
-        "mesh": {"file": mesh_file, "features_file": features_file,
-                 "num_vertices": int(verts.shape[0]), "num_faces": int(faces.shape[0]),
-                 "feature_dim": feature_dim},
+        "mesh": mesh_info,
+        **({"gt_mesh": gt_mesh_info} if gt_mesh_info is not None else {}),
         "arrays": arrays,
         "meta": meta or {},
     }
@@ -223,6 +239,11 @@ def read_manifest(directory: str | Path) -> dict:
         raise ManifestError(path, "image_size", "must be [H, W]")
     if not isinstance(manifest["mesh"].get("file"), str):
         raise ManifestError(path, "mesh.file", "missing or not a string")
+    if manifest["parts"].get("gt.obj_mesh") and not (
+            isinstance(manifest.get("gt_mesh"), dict)
+            and isinstance(manifest["gt_mesh"].get("file"), str)):
+        raise ManifestError(path, "gt_mesh.file", "parts says gt.obj_mesh is present but "
+                            "'gt_mesh' has no file name")
     return manifest
 
 
@@ -429,6 +450,14 @@ def load_sequence(directory: str | Path, *, require_watertight: bool = False,
     mesh = load_object_mesh(directory / mesh_info["file"],
                             None if feat_file is None else directory / feat_file,
                             require_watertight=require_watertight)
+    gt_mesh = None
+    if present("gt") and parts.get("gt.obj_mesh"):
+        gt_info = manifest["gt_mesh"]
+        gt_feat = gt_info.get("features_file")
+        with warnings.catch_warnings():  # only metrics use it: no SDF, no need to be closed
+            warnings.simplefilter("ignore", NonWatertightMeshWarning)
+            gt_mesh = load_object_mesh(directory / gt_info["file"],
+                                       None if gt_feat is None else directory / gt_feat)
 
     j = {k: jnp.asarray(v) for k, v in values.items()}
 
@@ -442,7 +471,7 @@ def load_sequence(directory: str | Path, *, require_watertight: bool = False,
         gt = GroundTruth(hand=hand("gt.hand"), joints_cam=j["gt.joints_cam"],
                          verts_cam=j["gt.verts_cam"], T_cam_obj=j["gt.T_cam_obj"],
                          obj_scale=j["gt.obj_scale"], onset_frame=j.get("gt.onset_frame"),
-                         occlusion_ratio=j.get("gt.occlusion_ratio"))
+                         occlusion_ratio=j.get("gt.occlusion_ratio"), obj_mesh=gt_mesh)
     return Sequence(
         K=j["K"], valid=j["valid"], hand_mask=j["hand_mask"], object_mask=j["object_mask"],
         keypoints_px=j["keypoints_px"], keypoints_conf=j["keypoints_conf"],

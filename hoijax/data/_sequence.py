@@ -71,6 +71,11 @@ class GroundTruth(eqx.Module):
     occlusion_ratio: Float[Array, "*B N"] | None = None
     """Fraction of the object's full silhouette hidden by the hand per frame (0 where the object
     is not in view), or None."""
+    obj_mesh: ObjectMesh | None = None
+    """The true object's canonical mesh (object frame, metres, before ``obj_scale``), or None:
+    the same as the sequence's ``mesh`` (synthetic data; datasets tracked with their own
+    model). Give it when the tracker works with an approximate mesh (e.g. a generated one) and
+    the ground truth is another (the scan): the object shape metrics and ADD / ADD-S use it."""
 
 
 class Sequence(eqx.Module):

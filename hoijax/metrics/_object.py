@@ -196,7 +196,7 @@ def object_shape_metrics(
 ) -> CloudComparison:
     """HOLD's object CD (cm²) and F@5/F@10 after ICP with scale (apply to the first frame's
     camera-frame object points). Keyword arguments go to :func:`align_shapes`."""
-    return align_shapes(points_pred, points_gt, thresholds_m, **kwargs).metrics
+    return align_shapes(points_pred, points_gt, jnp.asarray(thresholds_m), **kwargs).metrics
 
 
 def object_root_aligned_metrics(

@@ -29,14 +29,20 @@ from hoijax.tracking._driver import (
     track_sequences,
 )
 from hoijax.tracking._evaluate import (
+    ACCURACY_FRACTION,
+    AGILE_COLUMNS,
     PER_FRAME_METRICS,
+    PER_SEQUENCE_METRICS,
     RESULT_FORMAT,
     RESULT_FORMAT_VERSION,
     ResultFormatError,
+    agile_table,
     evaluate_sequence,
     load_result,
+    object_shape_at,
     save_result,
     summarize,
+    sequence_row,
 )
 from hoijax.tracking._hand_fit import fit_hand
 from hoijax.tracking._onset import DEFAULT_ONSET_TAU, motion_ratio, onset_frame, touches_border
@@ -70,12 +76,14 @@ from hoijax.tracking._track import (
 
 __all__ = [
     "DEFAULT_ONSET_TAU", "RunOptions", "SEQUENCE_AXIS", "gather_run", "sequence_mesh", "HandFitConfig", "HandFitHyper", "ManoMismatchError", "ManoSource",
-    "MinimizeResult", "PER_FRAME_METRICS", "Prepared", "Progress", "RESULT_FORMAT",
+    "ACCURACY_FRACTION", "AGILE_COLUMNS", "agile_table", "MinimizeResult", "PER_FRAME_METRICS", "PER_SEQUENCE_METRICS",
+    "Prepared", "Progress", "RESULT_FORMAT",
     "RESULT_FORMAT_VERSION", "ResultFormatError", "STEP_TERMS", "Schedule", "TrackConfig",
     "TrackHyper", "TrackResult", "TrackRun", "ablate_batch", "bidirectional_schedule",
     "check_mano", "evaluate_run", "evaluate_sequence", "fit_hand", "hand_keypoints",
     "hand_vertices", "jsonable", "load_result", "minimize", "minimize_lm", "motion_ratio", "num_steps",
-    "object_vertices", "onset_frame", "prepare", "save_result", "save_run", "sequence_key",
+    "object_shape_at", "object_vertices", "onset_frame", "prepare", "save_result", "save_run", "sequence_key",
+    "sequence_row",
     "stack_hypers", "stack_prepared", "stages", "summarize", "touches_border", "track_batch",
     "track_sequence", "track_sequences", "tracked_hand_params",
 ]

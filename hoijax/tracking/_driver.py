@@ -31,7 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from hoijax import data, mano
-from hoijax.tracking._evaluate import evaluate_sequence, save_result, summarize
+from hoijax.tracking._evaluate import evaluate_sequence, save_result, sequence_row, summarize
 from hoijax.tracking._resume import ChunkStore
 from hoijax.tracking._settings import TrackConfig, TrackHyper, stack_hypers
 from hoijax.tracking._track import (
@@ -350,14 +350,17 @@ def settings_meta(run: TrackRun) -> dict:
 
 def save_run(out: str | Path, run: TrackRun, seqs: dict[str, data.Sequence], *,
              meta: dict | None = None, evals: dict | None = None,
-             part: int | None = None) -> dict:
+             part: int | None = None, inputs: dict[str, dict] | None = None) -> dict:
     """Write every result (``out/<name>/result.{json,npz}`` with the settings, the MANO
     model's identity and ``meta``), per-sequence ``metrics.json`` where there is ground truth,
     and ``summary.json``; returns the summary (``summary``: across sequences, ``per_sequence``,
     ``skipped``, ``overflow``, ``capacity``, ``timing``). ``evals``: :func:`evaluate_run`'s,
     when the caller has them already. ``part``: this is process ``part`` of a distributed
     run: its report goes to ``.part_<part>.json`` for :func:`gather_run`, not to
-    ``summary.json``."""
+    ``summary.json``. ``inputs``: per sequence, where its inputs came from (a converted
+    sequence's manifest ``meta``); it goes into that result's ``meta["input"]``, and its
+    ``oracle`` list (ground truth fed in as input, e.g. ``["keypoints"]``; empty when absent)
+    into ``meta["oracle"]``, so a result always says whether it used ground truth."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     evals = evaluate_run(run, seqs) if evals is None else evals
@@ -366,8 +369,10 @@ def save_run(out: str | Path, run: TrackRun, seqs: dict[str, data.Sequence], *,
         if isinstance(res, list):
             continue  # ablation grids are tabulated, not saved per setting
         side = seqs[name].side
+        source = (inputs or {}).get(name, {})
         save_result(res, out / name, meta={
-            "sequence": name, "mano": run.mano.identity(side),
+            "sequence": name, "oracle": sorted(source.get("oracle", [])), "input": source,
+            "mano": run.mano.identity(side),
             "pairs_per_face": run.capacity.get(name, run.config.pairs_per_face),
             "overflow": name in run.overflow, **settings, **(meta or {})})
         if name in evals:
@@ -376,9 +381,7 @@ def save_run(out: str | Path, run: TrackRun, seqs: dict[str, data.Sequence], *,
     single = {n: e for n, e in evals.items() if not isinstance(e, list)}
     report = {
         "summary": summarize(list(single.values())) if single else {},
-        "per_sequence": {n: jsonable({**e["mean"], "failed": e["failed"],
-                                      "obj_scale_err_pct": e["obj_scale_err_pct"]})
-                         for n, e in single.items()},
+        "per_sequence": {n: jsonable(sequence_row(e)) for n, e in single.items()},
         "skipped": dict(run.errors), "overflow": list(run.overflow),
         "capacity": dict(run.capacity), "timing": run.timing, **(meta or {}),
     }
@@ -401,9 +404,7 @@ def gather_run(out: str | Path) -> dict:
         evals[d.name] = ev
     report = {
         "summary": summarize(list(evals.values())) if evals else {},
-        "per_sequence": {n: {**e["mean"], "failed": e["failed"],
-                             "obj_scale_err_pct": e["obj_scale_err_pct"]}
-                         for n, e in evals.items()},
+        "per_sequence": {n: sequence_row(e) for n, e in evals.items()},
         "skipped": {k: v for p in parts for k, v in p["skipped"].items()},
         "overflow": [n for p in parts for n in p["overflow"]],
         "capacity": {k: v for p in parts for k, v in p["capacity"].items()},
