@@ -15,7 +15,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import numpy as np
 from tyro.conf import Positional, arg
@@ -63,8 +63,26 @@ class Demo:
 class Track:
     """Track sequence directories (hoijax sequence format) and write results."""
 
-    sequences: Positional[Annotated[list[Path], arg(help_behavior_hint="(required)")]]
-    """Sequence directories (see README, "Sequences on disk")."""
+    sequences: Positional[Annotated[list[Path], arg(help_behavior_hint="(default: none)")]] = (
+        dataclasses.field(default_factory=list))
+    """Sequence directories (see README, "Sequences on disk"); with --dataset, besides the
+    protocol's sequences."""
+    dataset: Literal["ho3d", "dexycb"] | None = None
+    """Run AGILE's evaluation protocol on this dataset (its 18 HO-3D or 20 DexYCB sequences,
+    from the IOF, at most 1024 frames, every fifth frame): convert them from --root into
+    OUT/sequences (reused when already converted the same way), then track them."""
+    root: Path | None = None
+    """The dataset's root folder (HO-3D v3: holding train/; DexYCB: $DEX_YCB_DIR)."""
+    ycb_dir: Path | None = None
+    """HO-3D: the folder holding models/<object>/textured_simple.obj (default: --root)."""
+    inputs: Path | None = None
+    """External models' outputs per sequence: INPUTS/<name>/detections.npz, masks.npz (or
+    masks/), init_pose.txt (README, "Tracker inputs from external models")."""
+    oracle: str = ""
+    """Inputs taken from the ground truth instead (comma-separated: keypoints, hand, masks,
+    pose; or all); recorded in every result.json."""
+    only: tuple[str, ...] = ()
+    """With --dataset: only these protocol sequences (names as in the protocol)."""
     out: Path = Path("results/track")
     """Output folder: one sub-folder per sequence."""
     mano_dir: Path | None = None
@@ -309,10 +327,64 @@ def _load(paths: list[Path]) -> tuple[dict[str, data.Sequence], dict[str, str], 
     return seqs, bad, inputs
 
 
+def convert_protocol(cfg: Track) -> tuple[list[Path], dict[str, str]]:
+    """Convert ``cfg.dataset``'s protocol sequences into ``cfg.out/sequences/<name>``; returns
+    the directories and, per sequence that could not be converted, why. A directory already
+    converted with the same protocol entry and oracle is reused."""
+    if cfg.root is None or cfg.mano_dir is None:
+        raise ValueError("--dataset needs --root (the dataset) and --mano-dir (the official "
+                         "MANO files: the synthetic hand cannot fit real recordings)")
+    oracle = sorted(data.parse_oracle(cfg.oracle))
+    entries = data.agile_protocol(cfg.dataset, cfg.only or None)
+    paths, bad = [], {}
+    for entry in entries:
+        d = cfg.out / "sequences" / entry.name
+        if (d / "manifest.json").exists():
+            meta = data.read_manifest(d).get("meta", {})
+            if (meta.get("protocol", {}).get("sequence") == entry.sequence
+                    and meta.get("oracle") == oracle):
+                paths.append(d)
+                continue
+        try:
+            conv = data.load_protocol_sequence(entry, cfg.root, cfg.mano_dir,
+                                               ycb_dir=cfg.ycb_dir, inputs_dir=cfg.inputs,
+                                               oracle=oracle)
+        except (data.SequenceFormatError, ValueError, OSError) as e:
+            print(f"skipped {entry.name}: {e}", file=sys.stderr)
+            bad[entry.name] = str(e)
+            continue
+        data.save_sequence(conv.sequence, d, meta=conv.meta)
+        paths.append(d)
+    return paths, bad
+
+
 def run_track(cfg: Track) -> int:
     enable_compile_cache()
     share = start_distributed(cfg.distributed)
+    converted = {}
+    if cfg.dataset is not None:
+        if share[1] > 1:
+            print("error: --dataset converts the sequences in one process; run it once "
+                  "without --distributed (the converted sequences land in OUT/sequences), then "
+                  "track those directories with --distributed", file=sys.stderr)
+            return 2
+        try:
+            paths, converted = convert_protocol(cfg)
+        except ValueError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        cfg = dataclasses.replace(cfg, sequences=[*cfg.sequences, *paths])
+        if cfg.config.stride != 1:  # the protocol's stride is applied when converting
+            print(f"note: the protocol's sequences hold every {data.AGILE_STRIDE}th frame "
+                  f"already: tracking them with stride 1 (not {cfg.config.stride})",
+                  file=sys.stderr)
+            cfg = dataclasses.replace(cfg, config=dataclasses.replace(cfg.config, stride=1))
+    elif not cfg.sequences:
+        print("error: give sequence directories, or --dataset ho3d|dexycb with --root",
+              file=sys.stderr)
+        return 2
     seqs, bad, inputs = _load(cfg.sequences)
+    bad = {**converted, **bad}
     if not seqs:
         print("error: no sequence could be loaded", file=sys.stderr)
         return 2

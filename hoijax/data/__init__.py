@@ -22,7 +22,7 @@ from hoijax.data._objects import (
     object_mesh_from_trimesh,
     vertex_features,
 )
-from hoijax.data._dexycb import convert_dexycb, load_dexycb
+from hoijax.data._dexycb import convert_dexycb, dexycb_annotated_frames, load_dexycb
 from hoijax.data._ho3d import Converted, convert_ho3d, load_ho3d
 from hoijax.data._inputs import (
     ORACLE_INPUTS,
@@ -32,6 +32,17 @@ from hoijax.data._inputs import (
     read_detections,
     read_init_pose,
     read_masks,
+)
+from hoijax.data._protocol import (
+    AGILE_DEXYCB,
+    AGILE_HO3D,
+    AGILE_MAX_FRAMES,
+    AGILE_STRIDE,
+    ProtocolEntry,
+    agile_protocol,
+    input_files,
+    load_protocol_sequence,
+    protocol_frames,
 )
 from hoijax.data._format import load_object_mesh, load_sequence, read_manifest, save_sequence
 from hoijax.data._synthetic import (
@@ -52,11 +63,15 @@ from hoijax.data._sequence import (
 )
 
 __all__ = [
+    "AGILE_DEXYCB", "AGILE_HO3D", "AGILE_MAX_FRAMES", "AGILE_STRIDE", "ProtocolEntry",
+    "agile_protocol", "dexycb_annotated_frames", "input_files", "load_protocol_sequence",
+    "protocol_frames",
     "Converted", "EmptyMaskError", "FORMAT_VERSION", "FrameCountError", "GeometryError",
     "GroundTruth", "HandParams", "ManifestError", "MaskInputs", "MeshError", "MissingFileError",
     "NonFiniteError", "NonWatertightMeshWarning", "OBJECT_KINDS", "ORACLE_INPUTS", "ObjectKind",
     "ObjectMesh", "OcclusionLevel", "Sequence", "SequenceFormatError", "ShapeError", "Side",
-    "SparseMaskWarning", "SyntheticConfig", "VersionError", "convert_dexycb", "convert_ho3d",
+    "SparseMaskWarning", "SyntheticConfig", "VersionError",
+    "convert_dexycb", "convert_ho3d",
     "default_benchmark_configs", "generate_sequence", "load_batch", "load_dexycb", "load_ho3d",
     "load_object_mesh", "load_sequence", "make_object_trimesh", "object_mesh_from_trimesh",
     "parse_oracle", "read_detections", "read_init_pose", "read_manifest", "read_masks",

@@ -155,6 +155,23 @@ def manopth_to_absolute(model: mano.ManoModel, pose_m: np.ndarray) -> dict[str, 
             "transl": pose_m[:, 48:51]}
 
 
+def _annotated(label_path, num_frames: int, num_objects: int) -> list[int]:
+    return [f for f in range(num_frames)
+            if np.any(read_dexycb_label(label_path(f), num_objects)["pose_m"] != 0)]
+
+
+def dexycb_annotated_frames(root: str | Path, sequence: str, serial: str) -> list[int]:
+    """Indices of the frames of ``<root>/<sequence>/<serial>`` that have a hand annotation
+    (``pose_m`` not all zero): :func:`load_dexycb`'s default ``frames``."""
+    seq_dir = Path(root) / sequence
+    meta_path = seq_dir / "meta.yml"
+    meta = _read_yaml(meta_path, "meta")
+    num_objects = len(_key(meta, "ycb_ids", meta_path))
+    num_frames = int(_key(meta, "num_frames", meta_path))
+    return _annotated(lambda f: seq_dir / serial / f"labels_{f:06d}.npz", num_frames,
+                      num_objects)
+
+
 def load_dexycb(
     root: str | Path,
     sequence: str,
@@ -229,8 +246,7 @@ def load_dexycb(
     cam_dir = seq_dir / serial
     label_path = lambda f: cam_dir / f"labels_{f:06d}.npz"  # noqa: E731
     if frames is None:
-        frames = [f for f in range(num_frames)
-                  if np.any(read_dexycb_label(label_path(f), len(ycb_ids))["pose_m"] != 0)]
+        frames = _annotated(label_path, num_frames, len(ycb_ids))
     frames = [int(f) for f in frames]
     if not frames:
         raise _fail(cam_dir, "pose_m", "no frame with a hand annotation")
