@@ -22,6 +22,7 @@ from hoijax.data._objects import (
     object_mesh_from_trimesh,
     vertex_features,
 )
+from hoijax.data._textured import TexturedMesh, read_textured_mesh
 from hoijax.data._dexycb import convert_dexycb, dexycb_annotated_frames, load_dexycb
 from hoijax.data._ho3d import Converted, convert_ho3d, load_ho3d
 from hoijax.data._inputs import (
@@ -44,7 +45,6 @@ from hoijax.data._protocol import (
     load_protocol_sequence,
     protocol_frames,
 )
-from hoijax.data._recording import load_recording, read_intrinsics_txt
 from hoijax.data._format import load_object_mesh, load_sequence, read_manifest, save_sequence
 from hoijax.data._synthetic import (
     OcclusionLevel,
@@ -66,16 +66,16 @@ from hoijax.data._sequence import (
 __all__ = [
     "AGILE_DEXYCB", "AGILE_HO3D", "AGILE_MAX_FRAMES", "AGILE_STRIDE", "ProtocolEntry",
     "agile_protocol", "dexycb_annotated_frames", "input_files", "load_protocol_sequence",
-    "protocol_frames", "load_recording", "read_intrinsics_txt",
+    "protocol_frames",
     "Converted", "EmptyMaskError", "FORMAT_VERSION", "FrameCountError", "GeometryError",
     "GroundTruth", "HandParams", "ManifestError", "MaskInputs", "MeshError", "MissingFileError",
     "NonFiniteError", "NonWatertightMeshWarning", "OBJECT_KINDS", "ORACLE_INPUTS", "ObjectKind",
     "ObjectMesh", "OcclusionLevel", "Sequence", "SequenceFormatError", "ShapeError", "Side",
-    "SparseMaskWarning", "SyntheticConfig", "VersionError",
+    "SparseMaskWarning", "SyntheticConfig", "TexturedMesh", "VersionError",
     "convert_dexycb", "convert_ho3d",
     "default_benchmark_configs", "generate_sequence", "load_batch", "load_dexycb", "load_ho3d",
     "load_object_mesh", "load_sequence", "make_object_trimesh", "object_mesh_from_trimesh",
     "parse_oracle", "read_detections", "read_init_pose", "read_manifest", "read_masks",
-    "save_sequence", "stack_sequences", "tracking_benchmark_configs",
+    "read_textured_mesh", "save_sequence", "stack_sequences", "tracking_benchmark_configs",
     "vertex_features", "write_benchmark",
 ]

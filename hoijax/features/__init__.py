@@ -21,6 +21,16 @@ from hoijax.features._similarity import (
     sample_similarity,
     similarity_maps,
 )
+from hoijax.features._sequence import (
+    fibonacci_directions,
+    frame_features,
+    lift_vertex_features,
+    look_at,
+    object_vertex_features,
+    render_views,
+    view_cameras,
+    visible_vertices,
+)
 from hoijax.features._torch_pickle import CheckpointError, read_torch_state_dict
 from hoijax.features._vit import DinoViT, ViTOutput, init_vit_params, vit_param_shapes
 
@@ -35,17 +45,25 @@ __all__ = [
     "bilinear_sample",
     "convert_state_dict",
     "dense_features",
+    "fibonacci_directions",
+    "frame_features",
     "image_to_feature_uv",
     "init_vit_params",
+    "lift_vertex_features",
     "load_vit_params",
+    "look_at",
+    "object_vertex_features",
     "patch_aligned_hw",
     "preprocess_image",
     "read_safetensors",
     "read_state_dict",
     "read_torch_state_dict",
+    "render_views",
     "sample_similarity",
     "similarity_maps",
     "upsample_features",
+    "view_cameras",
+    "visible_vertices",
     "vit_param_shapes",
     "vit_preset",
 ]

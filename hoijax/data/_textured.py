@@ -1,0 +1,102 @@
+"""Reading an object mesh together with its colours (UV texture, vertex colours or material).
+
+:func:`hoijax.data.load_object_mesh` and the converters' ``read_obj`` keep only geometry.
+:func:`read_textured_mesh` reads the same file the same way (``trimesh.load`` with
+``process=False, maintain_order=True``, so the vertices are exactly those of
+:func:`hoijax.data.load_object_mesh` and per-vertex arrays line up with a sequence's mesh) and
+bakes its appearance into per-vertex colours with trimesh's ``visual.to_color()``: a UV
+texture is sampled at each vertex's UV, a material without a texture gives its diffuse colour,
+vertex colours are kept. A file with no colour information gives a uniform grey and
+``has_texture=False``.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+
+from hoijax.data._errors import MeshError, MissingFileError
+
+GREY = 128
+"""The uniform colour (uint8) of a mesh without any colour information."""
+
+
+class TexturedMesh(NamedTuple):
+    vertices: np.ndarray
+    """(V, 3) float32, in the file's order (that of :func:`hoijax.data.load_object_mesh`)."""
+    faces: np.ndarray
+    """(F, 3) int32."""
+    colors: np.ndarray
+    """(V, 3) uint8 RGB per vertex."""
+    has_texture: bool
+    """Whether the file had colour information (texture, material or vertex colours)."""
+    source: str
+    """Where the colours came from: ``"texture"``, ``"material"``, ``"vertex_colors"``,
+    ``"face_colors"`` or ``"none"``."""
+
+
+def _uv_from_unordered_load(path: Path, verts: np.ndarray):
+    """The visual of the file loaded without ``maintain_order``, when its vertices are the
+    same as ``verts`` (in the same order), else None."""
+    import trimesh
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            other = trimesh.load(path, force="mesh", process=False)
+    except Exception:
+        return None
+    if (isinstance(other, trimesh.Trimesh) and other.vertices.shape == verts.shape
+            and np.allclose(other.vertices, verts) and getattr(other.visual, "uv", None) is not None):
+        return other.visual
+    return None
+
+
+def read_textured_mesh(path: str | Path) -> TexturedMesh:
+    """Vertices, faces and per-vertex colours of a mesh file (any format trimesh reads, with
+    its material and texture: OBJ + MTL + image, GLB/GLTF, PLY with colours, ...)."""
+    import trimesh
+
+    path = Path(path)
+    if not path.is_file():
+        raise MissingFileError(path, "mesh", "mesh file not found")
+    try:
+        with warnings.catch_warnings():  # trimesh's texture bookkeeping warns on NaN medians
+            warnings.simplefilter("ignore", RuntimeWarning)
+            mesh = trimesh.load(path, force="mesh", process=False, maintain_order=True)
+    except Exception as e:  # trimesh raises many kinds for corrupt files
+        raise MeshError(path, "mesh", f"unreadable mesh file: {type(e).__name__}: {e}") from e
+    if not isinstance(mesh, trimesh.Trimesh) or len(mesh.faces) == 0 or len(mesh.vertices) == 0:
+        raise MeshError(path, "mesh", "no triangles in the file")
+    verts = np.asarray(mesh.vertices, np.float32)
+    faces = np.asarray(mesh.faces, np.int32)
+    n = len(verts)
+    visual = mesh.visual
+    colors, source = None, "none"
+    if visual.kind == "texture":
+        material = getattr(visual, "material", None)
+        has_image = (getattr(material, "image", None) is not None
+                     or getattr(material, "baseColorTexture", None) is not None)
+        uv = getattr(visual, "uv", None)
+        if uv is None:  # trimesh drops an OBJ's UVs on polygons with maintain_order=True
+            visual = _uv_from_unordered_load(path, verts) or visual
+            uv = getattr(visual, "uv", None)
+        if uv is not None and len(uv) == n:
+            colors = np.asarray(visual.to_color().vertex_colors)
+            source = "texture" if has_image else "material"
+        elif material is not None:
+            colors = np.asarray(visual.to_color().vertex_colors)
+            source = "material"
+    elif visual.kind == "vertex":
+        colors, source = np.asarray(visual.vertex_colors), "vertex_colors"
+    elif visual.kind == "face":
+        colors, source = np.asarray(visual.vertex_colors), "face_colors"
+    if colors is None or colors.shape[0] != n:
+        return TexturedMesh(verts, faces, np.full((n, 3), GREY, np.uint8), False, "none")
+    return TexturedMesh(verts, faces, np.asarray(colors)[:, :3].astype(np.uint8), True, source)
+
+
+__all__ = ["GREY", "TexturedMesh", "read_textured_mesh"]
