@@ -26,9 +26,10 @@ import json
 import os
 import sys
 import time
-import warnings
 from pathlib import Path
+from typing import Annotated
 
+import tyro
 from tyro.conf import Positional
 
 DOWNLOAD_HINT = """\
@@ -48,7 +49,8 @@ e.g.  hoijax features SEQ_DIR --weights dinov2_vits14_pretrain.pth --preset dino
 class Features:
     """Compute DINO features of sequences' frames and objects, written into the directories."""
 
-    sequences: Positional[list[Path]]
+    sequences: Annotated[Positional[list[Path]],
+                         tyro.conf.arg(metavar="SEQ_DIR", help_behavior_hint="(one or more)")]
     """Sequence directories (hoijax sequence format, with RGB frames)."""
     weights: Path | None = None
     """DINO checkpoint: Meta .pth or Hugging Face model.safetensors (see the error without it)."""
@@ -61,8 +63,8 @@ class Features:
     render_size: int = 224
     """Side of the object renderings, pixels."""
     max_side: int | None = None
-    """Resize frames so their longer side is about this many pixels before the ViT (default:
-    their own size, rounded to a multiple of the patch size)."""
+    """Resize frames so their longer side is about this many pixels before the ViT; unset, they
+    keep their own size, rounded to a multiple of the patch size."""
     float16: bool = False
     """Store the feature files as float16 (half the disk; loaded as float32)."""
     force: bool = False
@@ -146,7 +148,6 @@ def _process(directory: Path, cfg: Features, weights_sha: str, get_model) -> str
         msg = (f"warning: {directory}: {mesh_path.name} has no texture or colours; the object's "
                "features come from a uniform grey rendering (shape only), recorded as "
                '"texture": false')
-        warnings.warn(msg, stacklevel=2)
         print(msg, file=sys.stderr)
 
     params, config = get_model()
@@ -203,6 +204,9 @@ def run_features(cfg: Features) -> int:
     """The command; returns the exit code (module doc)."""
     from hoijax import features
 
+    if not cfg.sequences:
+        print("error: give one or more sequence directories", file=sys.stderr)
+        return 2
     if cfg.weights is None or not Path(cfg.weights).is_file():
         what = ("no --weights given" if cfg.weights is None
                 else f"weights file not found: {cfg.weights}")
