@@ -113,16 +113,27 @@ def test_onset_frame_skips_truncated_and_padded_frames():
     assert not bool(tracking.onset_frame(mo, np.zeros_like(mo), valid)[1])
 
 
+@pytest.mark.parametrize("ends", [False, True])
 @pytest.mark.parametrize("n,stride", [(10, 1), (23, 5), (7, 3), (1, 5)])
-def test_bidirectional_schedule_covers_each_strided_frame_once(n, stride):
+def test_bidirectional_schedule_covers_each_strided_frame_once(n, stride, ends):
+    """Every stride-th frame from the onset, forward then backward, each once; with ``ends``
+    also the last valid frame and frame 0 when the stride skips them (so no frame is after the
+    last processed one or before the first)."""
     for onset in range(n):
         for num_valid in {n, max(onset + 1, n - 2)}:
-            s = tracking.bidirectional_schedule(jnp.int32(onset), jnp.int32(num_valid), n, stride)
-            assert s.frame.shape == (tracking.num_steps(n, stride),)
+            s = tracking.bidirectional_schedule(jnp.int32(onset), jnp.int32(num_valid), n,
+                                                stride, ends)
+            assert s.frame.shape == (tracking.num_steps(n, stride, ends),)
             frames = np.asarray(s.frame)[np.asarray(s.active)]
             expected_fwd = list(range(onset, num_valid, stride))
             expected_bwd = list(range(onset - stride, -1, -stride))
+            if ends and expected_fwd[-1] != num_valid - 1:
+                expected_fwd.append(num_valid - 1)
+            if ends and onset % stride:
+                expected_bwd.append(0)
             assert frames.tolist() == expected_fwd + expected_bwd
+            if ends:
+                assert frames.min() == 0 and frames.max() == num_valid - 1
             # Active steps are a prefix; the onset and the first backward step restart.
             act = np.asarray(s.active)
             assert act[: act.sum()].all()

@@ -145,16 +145,27 @@ def test_unprocessed_and_non_finite_frames(model):
     sequence without a processed frame has NaN per-sequence numbers, which summarize skips."""
     seq = _sequence(model, trimesh.creation.box(extents=(0.08, 0.05, 0.03)))
     T = np.asarray(seq.gt.T_cam_obj).copy()
-    T[1:4, 0, 3] = np.nan
+    T[[1, 3], 0, 3] = np.nan
+    T[[0, 2, 4, 6, 8], 1, 3] += 0.004  # the interpolated frames: 4 mm off
     processed = np.arange(N) % 2 == 1  # frames 1, 3 (NaN) and 5, 7, 9 (exact)
     ev = tr.evaluate_sequence(_result(seq, T=T, processed=processed), seq, model)
     assert ev["processed_frames"] == 5 and ev["adds_acc"] == pytest.approx(3 / 5)
+    # Every frame is scored; the interpolated ones apart from the processed ones.
+    assert ev["interpolated_frames"] == 5
+    np.testing.assert_array_equal(ev["processed"], processed)
+    assert ev["mean_interpolated"]["add_mm"] == pytest.approx(4.0, rel=1e-3)
+    assert ev["mean"]["add_mm"] == pytest.approx(0.0, abs=1e-3)  # NaN frames left out
+    np.testing.assert_allclose(ev["per_frame"]["trans_err_mm"][[0, 2]], 4.0, rtol=1e-3)
     assert ev["failed"]  # 2 of 5 lost > 30 %
     assert np.isnan(ev["obj_cd_cm2"])  # the first processed frame's pose is not finite
     none = tr.evaluate_sequence(_result(seq, processed=np.zeros(N, bool)), seq, model)
     assert np.isnan(none["add_acc"]) and np.isnan(none["obj_f5"])
     s = tr.summarize([ev, none])
     assert s["adds_acc_mean"] == pytest.approx(3 / 5) and s["success_rate"] == 0.0
+    # Medians over processed frames only (frames 5, 7, 9: exact), not the interpolated 4 mm.
+    assert s["trans_err_mm_median"] == pytest.approx(0.0, abs=1e-3)
+    # ... and the mean of the sequences' interpolated means: 4 mm here, 0 in `none`.
+    assert s["trans_err_mm_interpolated_mean"] == pytest.approx(2.0, rel=1e-3)
 
 
 def test_summary_and_agile_table(model):

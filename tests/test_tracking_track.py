@@ -75,6 +75,7 @@ def test_schedule_frames_are_processed_and_results_finite(batch, tracked):
         expected = np.zeros(N, bool)
         expected[anchor::CONFIG.stride] = True
         expected[anchor::-CONFIG.stride] = True
+        expected[[0, N - 1]] = CONFIG.process_ends  # the ends are processed too
         np.testing.assert_array_equal(np.asarray(res.processed[i]), expected)
         assert bool(res.finite[i])
         assert np.all(np.isfinite(np.asarray(res.T_cam_obj[i])))

@@ -151,11 +151,14 @@ def _mano(directory: Path | None) -> tracking.ManoSource:
             else tracking.ManoSource.from_dir(directory))
 
 
-def _progress_bar(seqs: dict, stride: int, settings: int, desc: str):
+def _progress_bar(seqs: dict, config: tracking.TrackConfig, settings: int, desc: str):
     from tqdm.auto import tqdm
 
-    # Frames the scan processes: every stride-th from the anchor, minus the anchor itself.
-    total = sum(-(-int(np.sum(np.asarray(s.valid))) // stride) for s in seqs.values())
+    # Frames the scan processes: every stride-th from the anchor, minus the anchor itself, and
+    # the end frames the stride skips (at most: it depends on the anchor; the bar is completed
+    # when the run ends).
+    total = sum(tracking.num_steps(int(np.sum(np.asarray(s.valid))), config.stride,
+                                   config.process_ends) - 1 for s in seqs.values())
     return tqdm(total=total * settings, desc=desc, unit="frame", dynamic_ncols=True,
                 file=sys.stderr)
 
@@ -168,7 +171,7 @@ def track_with_progress(seqs: dict, mano_source: tracking.ManoSource,
     n_settings = len(hyper) if isinstance(hyper, list) else 1
     share = kwargs.get("share", (0, 1))
     mine = {n: s for i, (n, s) in enumerate(seqs.items()) if i % share[1] == share[0]}
-    bar = _progress_bar(mine, config.stride, n_settings, f"tracking {len(mine)} sequences")
+    bar = _progress_bar(mine, config, n_settings, f"tracking {len(mine)} sequences")
     with _Waiting(bar) as on_frame:
         result = tracking.track_sequences(
             seqs, mano_source, config, hyper, run, progress=tracking.Progress(on_frame),
@@ -232,6 +235,7 @@ def _table(rows: list[tuple[str, dict]], keys: list[tuple[str, str]]) -> str:
 
 
 _KEYS = [("rot °", "rot_err_deg"), ("trans mm", "trans_err_mm"), ("ADD-S mm", "adds_mm"),
+         ("ADD-S mm, between", "adds_mm_interpolated"),
          ("MPJPE mm", "mpjpe_mm"), ("hand cam mm", "hand_cam_mm"),
          ("scale err %", "obj_scale_err_pct"), ("failed", "failed")]
 
@@ -252,8 +256,9 @@ def _metrics_md(report: dict) -> str:
     medians = {k: s.get(f"{k}_median") for _, k in _KEYS}
     table = _table(rows + [("median over all processed frames", medians)], _KEYS)
     agile = tracking.agile_table(report["per_sequence"], s)
-    return ("Per sequence: means over its processed frames (interpolated frames not scored); "
-            "last row: medians over the processed frames of all sequences.\n\n"
+    return ("Per sequence: means over its processed frames (\"between\": over the interpolated "
+            "frames between them); last row: medians over the processed frames of all "
+            "sequences.\n\n"
             f"{table}\n\n{_summary_line(s)}\n\n"
             "AGILE's Table 1 layout (means over the sequences; CD, F@5 and F@10 on the object "
             "shape at the first processed frame after similarity ICP, ADD / ADD-S: frames within "
@@ -281,6 +286,9 @@ def _finish(out: Path, run: tracking.TrackRun, seqs: dict, pictures: bool, meta:
     viz.write_report(out)
     print(table)
     _report_problems(run)
+    for name, lines in report.get("warnings", {}).items():
+        for line in lines:
+            print(f"warning: {name}: {line}", file=sys.stderr)
     return report
 
 

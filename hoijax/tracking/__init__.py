@@ -28,6 +28,7 @@ from hoijax.tracking._driver import (
     sequence_key,
     track_sequences,
 )
+from hoijax.tracking._checks import input_warnings, term_activity, term_warnings
 from hoijax.tracking._evaluate import (
     ACCURACY_FRACTION,
     AGILE_COLUMNS,
@@ -76,7 +77,7 @@ from hoijax.tracking._track import (
 
 __all__ = [
     "DEFAULT_ONSET_TAU", "RunOptions", "SEQUENCE_AXIS", "gather_run", "sequence_mesh", "HandFitConfig", "HandFitHyper", "ManoMismatchError", "ManoSource",
-    "ACCURACY_FRACTION", "AGILE_COLUMNS", "agile_table", "MinimizeResult", "PER_FRAME_METRICS", "PER_SEQUENCE_METRICS",
+    "ACCURACY_FRACTION", "input_warnings", "term_activity", "term_warnings", "AGILE_COLUMNS", "agile_table", "MinimizeResult", "PER_FRAME_METRICS", "PER_SEQUENCE_METRICS",
     "Prepared", "Progress", "RESULT_FORMAT",
     "RESULT_FORMAT_VERSION", "ResultFormatError", "STEP_TERMS", "Schedule", "TrackConfig",
     "TrackHyper", "TrackResult", "TrackRun", "ablate_batch", "bidirectional_schedule",

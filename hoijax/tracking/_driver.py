@@ -31,6 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from hoijax import data, mano
+from hoijax.tracking._checks import input_warnings, term_activity, term_warnings
 from hoijax.tracking._evaluate import evaluate_sequence, save_result, sequence_row, summarize
 from hoijax.tracking._resume import ChunkStore
 from hoijax.tracking._settings import TrackConfig, TrackHyper, stack_hypers
@@ -354,7 +355,9 @@ def save_run(out: str | Path, run: TrackRun, seqs: dict[str, data.Sequence], *,
     """Write every result (``out/<name>/result.{json,npz}`` with the settings, the MANO
     model's identity and ``meta``), per-sequence ``metrics.json`` where there is ground truth,
     and ``summary.json``; returns the summary (``summary``: across sequences, ``per_sequence``,
-    ``skipped``, ``overflow``, ``capacity``, ``timing``). ``evals``: :func:`evaluate_run`'s,
+    ``skipped``, ``overflow``, ``warnings`` (per sequence: suspect input and inactive loss
+    terms, :mod:`hoijax.tracking._checks`), ``terms_active`` (per sequence and step-2 term: the
+    fraction of processed frames where it was active), ``capacity``, ``timing``). ``evals``: :func:`evaluate_run`'s,
     when the caller has them already. ``part``: this is process ``part`` of a distributed
     run: its report goes to ``.part_<part>.json`` for :func:`gather_run`, not to
     ``summary.json``. ``inputs``: per sequence, where its inputs came from (a converted
@@ -365,13 +368,21 @@ def save_run(out: str | Path, run: TrackRun, seqs: dict[str, data.Sequence], *,
     out.mkdir(parents=True, exist_ok=True)
     evals = evaluate_run(run, seqs) if evals is None else evals
     settings = settings_meta(run)
+    flags, active = {}, {}
     for name, res in run.results.items():
         if isinstance(res, list):
             continue  # ablation grids are tabulated, not saved per setting
         side = seqs[name].side
         source = (inputs or {}).get(name, {})
+        w = run.hypers[0].weights
+        warn = [*source.get("warnings", []), *input_warnings(seqs[name]),
+                *term_warnings(seqs[name], res, float(w.dino), float(w.depth))]
+        active[name] = term_activity(res)
+        if warn:
+            flags[name] = list(dict.fromkeys(warn))  # in order, once each
         save_result(res, out / name, meta={
             "sequence": name, "oracle": sorted(source.get("oracle", [])), "input": source,
+            "warnings": flags.get(name, []), "terms_active": active[name],
             "mano": run.mano.identity(side),
             "pairs_per_face": run.capacity.get(name, run.config.pairs_per_face),
             "overflow": name in run.overflow, **settings, **(meta or {})})
@@ -383,6 +394,7 @@ def save_run(out: str | Path, run: TrackRun, seqs: dict[str, data.Sequence], *,
         "summary": summarize(list(single.values())) if single else {},
         "per_sequence": {n: jsonable(sequence_row(e)) for n, e in single.items()},
         "skipped": dict(run.errors), "overflow": list(run.overflow),
+        "warnings": flags, "terms_active": active,
         "capacity": dict(run.capacity), "timing": run.timing, **(meta or {}),
     }
     name = "summary.json" if part is None else f".part_{part}.json"
@@ -407,6 +419,8 @@ def gather_run(out: str | Path) -> dict:
         "per_sequence": {n: sequence_row(e) for n, e in evals.items()},
         "skipped": {k: v for p in parts for k, v in p["skipped"].items()},
         "overflow": [n for p in parts for n in p["overflow"]],
+        "warnings": {k: v for p in parts for k, v in p.get("warnings", {}).items()},
+        "terms_active": {k: v for p in parts for k, v in p.get("terms_active", {}).items()},
         "capacity": {k: v for p in parts for k, v in p["capacity"].items()},
         "timing": {"processes": [p["timing"] for p in parts]},
     }

@@ -5,7 +5,10 @@ protocol for the hand and the object shape. Two object meshes are involved: the 
 (``seq.mesh``, scaled by the result's ``obj_scale``) and the *true* one (``seq.gt.obj_mesh``, or
 ``seq.mesh`` where that is None, scaled by ``gt.obj_scale``); both share the object frame.
 
-Per frame (processed frames only: the optimizer's own output, not the interpolation):
+Per frame, on every valid frame; the *processed* frames (the optimizer's own output, every
+stride-th frame and the ends) are the ones AGILE scores and the headline numbers use, the
+*interpolated* ones between them are reported apart (``mean_interpolated``), so a tracker that
+is right only where it optimizes shows it:
 
 - object: rotation error (deg), translation error (mm), ADD and ADD-S (mm), scale included:
   surface samples of the tracked mesh at the result's scale under the predicted pose against
@@ -35,8 +38,9 @@ per sequence:
   The success rate SR is the fraction of sequences that did not fail.
 
 :func:`summarize` gives medians over all processed frames of all sequences and means of the
-sequence means for the per-frame metrics, means over sequences of the per-sequence ones (a
-sequence without a processed frame has NaN there and is left out), and SR.
+sequence means for the per-frame metrics (and ``<name>_interpolated_mean``: the mean over
+sequences of their interpolated frames' means), means over sequences of the per-sequence ones
+(a sequence without a processed frame has NaN there and is left out), and SR.
 """
 
 from __future__ import annotations
@@ -150,9 +154,11 @@ def evaluate_sequence(result: TrackResult, seq: Sequence, model: mano.ManoModel,
                       shape_icp_points: int = SHAPE_ICP_POINTS) -> dict:
     """Metrics of one unbatched sequence with ground truth (see the module docstring).
 
-    Returns ``per_frame`` (arrays, NaN where not processed), ``mean`` (each per-frame metric's
-    mean over the processed frames), the :data:`PER_SEQUENCE_METRICS` and ``failed``,
-    ``diameter_mm`` (of the true object), ``processed_frames``, ``onset``, ``onset_gt``,
+    Returns ``per_frame`` (arrays over all frames, NaN on padding), ``processed`` (bool per
+    frame), ``mean`` (each per-frame metric's mean over the processed frames),
+    ``mean_interpolated`` (over the valid frames between them), the :data:`PER_SEQUENCE_METRICS` and ``failed``,
+    ``diameter_mm`` (of the true object), ``processed_frames``, ``interpolated_frames``,
+    ``onset``, ``onset_gt``,
     ``finite``. ``num_points``: surface samples of each mesh, for ADD, ADD-S, the diameter,
     CD_h and the object shape metrics; ``shape=False`` skips the latter (NaN; they cost about
     a second per sequence on one CPU core, for the 24 ICP starts).
@@ -179,10 +185,12 @@ def evaluate_sequence(result: TrackResult, seq: Sequence, model: mano.ManoModel,
     adds = 1000.0 * jax.vmap(lambda g, p: jnp.mean(jnp.sqrt(metrics.nearest_sq_dist(g, p))))(
         pts_g, pts_p)
     cd_h = jax.vmap(metrics.cd_h_cm2)(pts_p, kp[:, 0], pts_g, gt.joints_cam[:, 0])
-    used = np.asarray(result.processed & seq.valid)
+    valid = np.asarray(seq.valid, bool)
+    used = np.asarray(result.processed, bool) & valid
+    between = valid & ~used
     values = dict(rot_err_deg=rot, trans_err_mm=trans, add_mm=add, adds_mm=adds,
                   mpjpe_mm=mpjpe, hand_cam_mm=cam, cd_h_cm2=cd_h)
-    per_frame = {name: np.where(used, np.asarray(values[name], np.float64), np.nan)
+    per_frame = {name: np.where(valid, np.asarray(values[name], np.float64), np.nan)
                  for name in PER_FRAME_METRICS}
     failed = bool(metrics.tracking_failed(np.nan_to_num(per_frame["adds_mm"], nan=np.inf),
                                           diameter, used))
@@ -192,8 +200,10 @@ def evaluate_sequence(result: TrackResult, seq: Sequence, model: mano.ManoModel,
         ext_p, ext_g = ext(pts), ext(pts_true)
         ratio = ratio * np.where(ext_g > 0, ext_p / np.where(ext_g > 0, ext_g, 1.0), 1.0)
     scale_err = float(np.max(np.abs(ratio - 1)) * 100)
-    means = {k: float(np.nanmean(v)) if used.any() else float("nan")
+    means = {k: float(np.nanmean(v[used])) if used.any() else float("nan")
              for k, v in per_frame.items()}
+    means_between = {k: float(np.nanmean(v[between])) if between.any() else float("nan")
+                     for k, v in per_frame.items()}
     threshold = ACCURACY_FRACTION * diameter
     # NaN <= x is False: a non-finite error is a miss, as in the failure rule.
     acc = {f"{k}_acc": float(np.mean(per_frame[f"{k}_mm"][used] <= threshold))
@@ -206,9 +216,11 @@ def evaluate_sequence(result: TrackResult, seq: Sequence, model: mano.ManoModel,
             m = _shape_metrics(pts, pts_true, result, seq, f0, shape_icp_points)
             f5, f10 = (float(x) for x in np.asarray(m.fscore))
             obj = {"obj_cd_cm2": float(m.cd_cm2), "obj_f5": f5, "obj_f10": f10}
-    return {"per_frame": per_frame, "mean": means, **acc, **obj, "failed": failed,
+    return {"per_frame": per_frame, "processed": used, "mean": means,
+            "mean_interpolated": means_between, **acc, **obj, "failed": failed,
             "diameter_mm": diameter, "obj_scale_err_pct": scale_err,
-            "processed_frames": int(used.sum()), "onset": int(result.onset),
+            "processed_frames": int(used.sum()), "interpolated_frames": int(between.sum()),
+            "onset": int(result.onset),
             "onset_gt": None if gt.onset_frame is None else int(gt.onset_frame),
             "finite": bool(result.finite)}
 
@@ -217,8 +229,16 @@ def sequence_row(ev: dict) -> dict:
     """One sequence's line of a summary: each per-frame metric's mean over its processed
     frames, the :data:`PER_SEQUENCE_METRICS` and ``failed`` (NaN where an older evaluation
     lacks a metric)."""
-    return {**ev["mean"], **{k: np.nan if ev.get(k) is None else ev[k]
-                            for k in PER_SEQUENCE_METRICS}, "failed": ev["failed"]}
+    between = {f"{k}_interpolated": v for k, v in ev.get("mean_interpolated", {}).items()}
+    return {**ev["mean"], **between, **{k: np.nan if ev.get(k) is None else ev[k]
+                                        for k in PER_SEQUENCE_METRICS}, "failed": ev["failed"]}
+
+
+def _processed_values(ev: dict, k: str) -> np.ndarray:
+    v = np.asarray(ev["per_frame"][k], np.float64)
+    if ev.get("processed") is None:  # an older metrics.json: NaN where not processed
+        return v
+    return v[np.asarray(ev["processed"], bool)]
 
 
 def summarize(evals: list[dict]) -> dict:
@@ -229,12 +249,13 @@ def summarize(evals: list[dict]) -> dict:
     an evaluation (e.g. one read back from an older ``metrics.json``) counts as NaN."""
     out = {}
     for k in PER_FRAME_METRICS:
-        frames = [np.asarray(e["per_frame"][k], np.float64) for e in evals
-                  if k in e["per_frame"]]
+        frames = [_processed_values(e, k) for e in evals if k in e["per_frame"]]
         allv = np.concatenate(frames) if frames else np.zeros(0)
         allv = allv[np.isfinite(allv)]
         out[f"{k}_median"] = float(np.median(allv)) if allv.size else float("nan")
         out[f"{k}_mean"] = _nanmean([e["mean"].get(k, np.nan) for e in evals])
+        out[f"{k}_interpolated_mean"] = _nanmean(
+            [e.get("mean_interpolated", {}).get(k, np.nan) for e in evals])
     for k in PER_SEQUENCE_METRICS:
         out[f"{k}_mean"] = _nanmean([np.nan if e.get(k) is None else e[k] for e in evals])
     out["success_rate"] = float(np.mean([not e["failed"] for e in evals]))

@@ -27,26 +27,37 @@ class Schedule(eqx.Module):
     """The step is the onset frame itself (the joint hand/object/scale stage)."""
 
 
-def num_steps(num_frames: int, stride: int) -> int:
-    """Static schedule length for ``num_frames`` frames at ``stride``."""
-    return -(-num_frames // stride) + 1
+def num_steps(num_frames: int, stride: int, ends: bool = False) -> int:
+    """Static schedule length for ``num_frames`` frames at ``stride`` (``ends``: room for the
+    first and last frames when the stride skips them)."""
+    return -(-num_frames // stride) + 1 + (2 if ends and stride > 1 else 0)
 
 
 def bidirectional_schedule(
-    onset: Int[Array, ""], num_valid: Int[Array, ""], num_frames: int, stride: int
+    onset: Int[Array, ""], num_valid: Int[Array, ""], num_frames: int, stride: int,
+    ends: bool = False,
 ) -> Schedule:
     """Frames ``onset, onset+s, …`` (< num_valid), then ``onset−s, onset−2s, …`` (≥ 0).
 
     Forward frames occupy the first steps, backward frames follow immediately; the tail is unused.
-    Processed frames are those congruent to ``onset`` modulo ``stride``.
+    Processed frames are those congruent to ``onset`` modulo ``stride``; with ``ends`` also the
+    last valid frame (after the forward ones) and frame 0 (after the backward ones) when the
+    stride skips them, so no frame is extrapolated: every unprocessed frame lies between two
+    processed ones.
     """
-    L = num_steps(num_frames, stride)
+    L = num_steps(num_frames, stride, ends)
     k = jnp.arange(L)
-    n_fwd = (num_valid - 1 - onset) // stride + 1  # onset itself included
-    n_bwd = onset // stride
+    last = num_valid - 1
+    n_fwd_reg = (last - onset) // stride + 1  # onset itself included
+    n_bwd_reg = onset // stride
+    extra_f = ends & ((last - onset) % stride != 0)
+    extra_b = ends & (onset % stride != 0)
+    n_fwd = n_fwd_reg + extra_f.astype(n_fwd_reg.dtype)
+    n_bwd = n_bwd_reg + extra_b.astype(n_bwd_reg.dtype)
     is_fwd = k < n_fwd
     j = k - n_fwd + 1  # 1, 2, … on backward steps
-    frame = jnp.where(is_fwd, onset + k * stride, onset - j * stride)
+    frame = jnp.where(is_fwd, jnp.where(k < n_fwd_reg, onset + k * stride, last),
+                      jnp.where(j <= n_bwd_reg, onset - j * stride, 0))
     active = is_fwd | ((j >= 1) & (j <= n_bwd))
     return Schedule(
         frame=jnp.clip(frame, 0, num_frames - 1).astype(jnp.int32),

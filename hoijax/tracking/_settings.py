@@ -53,6 +53,10 @@ class TrackConfig:
 
     stride: int = 5
     """Process every stride-th frame from the anchor frame (AGILE: 5)."""
+    process_ends: bool = True
+    """Also process the first and the last valid frame when the stride skips them, so every
+    other frame is interpolated between two processed ones, none extrapolated (AGILE: not
+    said)."""
     hand_iters: int = 200
     """Step 1 iteration cap (supplementary §6)."""
     object_iters: int = 400

@@ -297,7 +297,8 @@ def track_sequence(seq: Sequence, prep: Prepared, model: mano.ManoModel, hyper: 
     on, logs = anchor_stages(config, hyper, start,
                              AnchorInput(frame_input(anchor, k_iof), seq, anchor, k_obj))
     logs.update(hand=h0, overflow=search_overflow | logs.pop("icp_overflow"))
-    sched = bidirectional_schedule(anchor, jnp.sum(seq.valid), n, config.stride)
+    sched = bidirectional_schedule(anchor, jnp.sum(seq.valid), n, config.stride,
+                                   config.process_ends)
     steps = jax.tree.map(lambda x: x[1:], sched)  # step 0 is the anchor frame, done above
     steps = _Steps(steps.frame, steps.active, steps.from_onset,
                    jax.random.split(k_steps, steps.frame.shape[0]))

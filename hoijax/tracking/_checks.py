@@ -1,0 +1,74 @@
+"""What a run should say about its inputs and its own losses, beyond the numbers: suspect input
+that loads (object masks empty in most frames, collapsed keypoints, no detection in most frames)
+and loss terms that were inactive (e.g. L_dino without feature support), so that no degradation
+is silent. :func:`sequence_warnings` returns the lines; the driver prints them, puts them in
+``summary.json`` (``warnings``, per sequence) and in each ``result.json``."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from hoijax import data
+from hoijax.tracking._track import STEP_TERMS, TrackResult
+
+MOSTLY = 0.5
+"""A condition holding on more than this fraction of the valid frames is reported."""
+
+COLLAPSED_PX = 2.0
+"""Confident keypoints spread less than this (pixels, largest distance from their mean) count as
+collapsed to one point."""
+
+
+def term_activity(result: TrackResult) -> dict[str, float]:
+    """Per step-2 term (:data:`STEP_TERMS`), the fraction of processed frames where its final
+    value was not exactly 0 (a term without support, e.g. L_dino with no feature point or
+    L_depth without depth, is exactly 0; L_interact is 0 legitimately where the hand is off the
+    object). NaN for a result without a processed frame."""
+    processed = np.asarray(result.processed, bool)
+    terms = np.asarray(result.terms)[processed]
+    if not processed.any():
+        return {t: float("nan") for t in STEP_TERMS}
+    return {t: float(np.mean(terms[:, i] != 0)) for i, t in enumerate(STEP_TERMS)}
+
+
+def input_warnings(seq: data.Sequence) -> list[str]:
+    """Suspect but loadable inputs of one (unbatched) sequence."""
+    valid = np.asarray(seq.valid, bool)
+    n = max(int(valid.sum()), 1)
+    out = []
+    empty = ~np.asarray(seq.object_mask, bool)[valid].any(axis=(1, 2))
+    if empty.mean() > MOSTLY if empty.size else False:
+        out.append(f"object mask empty in {int(empty.sum())} of {n} frames")
+    conf = np.asarray(seq.keypoints_conf)[valid] > 0
+    kp = np.asarray(seq.keypoints_px)[valid]
+    undetected = ~conf.any(axis=1)
+    if undetected.mean() > MOSTLY:
+        out.append(f"no hand keypoint in {int(undetected.sum())} of {n} frames")
+    collapsed = []
+    for c, k in zip(conf, kp):
+        if c.sum() >= 3:
+            pts = k[c]
+            collapsed.append(np.max(np.linalg.norm(pts - pts.mean(0), axis=-1)) < COLLAPSED_PX)
+    if collapsed and np.mean(collapsed) > MOSTLY:
+        out.append(f"hand keypoints collapsed to one point (within {COLLAPSED_PX:g} px) in "
+                   f"{int(np.sum(collapsed))} of {len(collapsed)} detected frames")
+    return out
+
+
+def term_warnings(seq: data.Sequence, result: TrackResult, dino_weight: float,
+                  depth_weight: float) -> list[str]:
+    """Terms switched on by their weight but inactive in most processed frames."""
+    act = term_activity(result)
+    out = []
+    if dino_weight > 0:
+        if seq.features is None or seq.mesh.vertex_features is None:
+            out.append("L_dino is off: the sequence has no feature maps or no per-vertex object "
+                       "features (hoijax features SEQ_DIR --weights FILE computes them)")
+        elif act["dino"] <= MOSTLY:
+            out.append(f"L_dino was active in only {100 * act['dino']:.0f} % of the processed "
+                       "frames: too few object feature points had support at this feature "
+                       "resolution")
+    if depth_weight > 0 and seq.depth_m is not None and act["depth"] <= MOSTLY:
+        out.append(f"L_depth was active in only {100 * act['depth']:.0f} % of the processed "
+                   "frames")
+    return out
