@@ -81,7 +81,7 @@ class Track:
     oracle: str = ""
     """Inputs taken from the ground truth instead (comma-separated: keypoints, hand, masks,
     pose; or all); recorded in every result.json."""
-    only: tuple[str, ...] = ()
+    only: Annotated[tuple[str, ...], arg(help_behavior_hint="(default: all)")] = ()
     """With --dataset: only these protocol sequences (names as in the protocol)."""
     out: Path = Path("results/track")
     """Output folder: one sub-folder per sequence."""

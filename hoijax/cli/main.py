@@ -90,6 +90,10 @@ _COMMANDS: dict[str, tuple[str, str, str]] = {
     "features": ("hoijax.cli._features:Features", "hoijax.cli._features:run_features",
                  "Compute DINO features of sequences' frames and objects, written into the "
                  "directories."),
+    "import-recording": ("hoijax.cli._recording:ImportRecording",
+                         "hoijax.cli._recording:run_import_recording",
+                         "Convert one's own recording (frames, K, mesh, detections, masks, depth) "
+                         "to a sequence."),
     "view": ("hoijax.cli._view:View", "hoijax.cli._view:run_view",
              "Look at a tracking result in the browser: meshes, camera, contact, errors."),
     "icl-train": ("hoijax.cli._icl:IclTrain", "hoijax.cli._icl:run_icl_train",

@@ -45,6 +45,7 @@ from hoijax.data._protocol import (
     load_protocol_sequence,
     protocol_frames,
 )
+from hoijax.data._recording import load_recording, read_intrinsics_txt
 from hoijax.data._format import load_object_mesh, load_sequence, read_manifest, save_sequence
 from hoijax.data._synthetic import (
     OcclusionLevel,
@@ -66,7 +67,7 @@ from hoijax.data._sequence import (
 __all__ = [
     "AGILE_DEXYCB", "AGILE_HO3D", "AGILE_MAX_FRAMES", "AGILE_STRIDE", "ProtocolEntry",
     "agile_protocol", "dexycb_annotated_frames", "input_files", "load_protocol_sequence",
-    "protocol_frames",
+    "protocol_frames", "load_recording", "read_intrinsics_txt",
     "Converted", "EmptyMaskError", "FORMAT_VERSION", "FrameCountError", "GeometryError",
     "GroundTruth", "HandParams", "ManifestError", "MaskInputs", "MeshError", "MissingFileError",
     "NonFiniteError", "NonWatertightMeshWarning", "OBJECT_KINDS", "ORACLE_INPUTS", "ObjectKind",
