@@ -305,6 +305,26 @@ def _load_array(directory: Path, manifest: dict, field: str, sizes: dict[str, in
     return value, path
 
 
+def load_trimesh(path: str | Path):
+    """A mesh file as one ``trimesh.Trimesh`` in the file's vertex order (no merging), with its
+    visual (texture, material or colours). Raises :class:`MissingFileError` or
+    :class:`MeshError` (unreadable, or no triangles), naming the file."""
+    import trimesh
+
+    path = Path(path)
+    if not path.is_file():
+        raise MissingFileError(path, "mesh", "mesh file not found")
+    try:
+        with warnings.catch_warnings():  # trimesh's texture bookkeeping warns on NaN medians
+            warnings.simplefilter("ignore", RuntimeWarning)
+            mesh = trimesh.load(path, force="mesh", process=False, maintain_order=True)
+    except Exception as e:  # trimesh raises many kinds for corrupt files
+        raise MeshError(path, "mesh", f"unreadable mesh file: {type(e).__name__}: {e}") from e
+    if not isinstance(mesh, trimesh.Trimesh) or len(mesh.faces) == 0 or len(mesh.vertices) == 0:
+        raise MeshError(path, "mesh", "no triangles in the file")
+    return mesh
+
+
 def load_object_mesh(path: str | Path, features_path: str | Path | None = None, *,
                      require_watertight: bool = False) -> ObjectMesh:
     """Read a canonical object mesh (any trimesh-readable file) and its per-vertex features.
@@ -314,17 +334,8 @@ def load_object_mesh(path: str | Path, features_path: str | Path | None = None, 
     empty mesh; a mesh that is not watertight gives a :class:`NonWatertightMeshWarning`, or a
     :class:`MeshError` with ``require_watertight=True`` (the SDF needs a closed surface).
     """
-    import trimesh
-
     path = Path(path)
-    if not path.is_file():
-        raise MissingFileError(path, "mesh", "mesh file not found")
-    try:
-        mesh = trimesh.load(path, force="mesh", process=False, maintain_order=True)
-    except Exception as e:  # trimesh raises many kinds for corrupt files
-        raise MeshError(path, "mesh", f"unreadable mesh file: {type(e).__name__}: {e}") from e
-    if not isinstance(mesh, trimesh.Trimesh) or len(mesh.faces) == 0 or len(mesh.vertices) == 0:
-        raise MeshError(path, "mesh", "no triangles in the file")
+    mesh = load_trimesh(path)
     verts = np.asarray(mesh.vertices, np.float32)
     faces = np.asarray(mesh.faces, np.int32)
     if not np.all(np.isfinite(verts)):

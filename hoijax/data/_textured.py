@@ -18,8 +18,6 @@ from typing import NamedTuple
 
 import numpy as np
 
-from hoijax.data._errors import MeshError, MissingFileError
-
 GREY = 128
 """The uniform colour (uint8) of a mesh without any colour information."""
 
@@ -58,19 +56,10 @@ def _uv_from_unordered_load(path: Path, verts: np.ndarray):
 def read_textured_mesh(path: str | Path) -> TexturedMesh:
     """Vertices, faces and per-vertex colours of a mesh file (any format trimesh reads, with
     its material and texture: OBJ + MTL + image, GLB/GLTF, PLY with colours, ...)."""
-    import trimesh
+    from hoijax.data._format import load_trimesh
 
     path = Path(path)
-    if not path.is_file():
-        raise MissingFileError(path, "mesh", "mesh file not found")
-    try:
-        with warnings.catch_warnings():  # trimesh's texture bookkeeping warns on NaN medians
-            warnings.simplefilter("ignore", RuntimeWarning)
-            mesh = trimesh.load(path, force="mesh", process=False, maintain_order=True)
-    except Exception as e:  # trimesh raises many kinds for corrupt files
-        raise MeshError(path, "mesh", f"unreadable mesh file: {type(e).__name__}: {e}") from e
-    if not isinstance(mesh, trimesh.Trimesh) or len(mesh.faces) == 0 or len(mesh.vertices) == 0:
-        raise MeshError(path, "mesh", "no triangles in the file")
+    mesh = load_trimesh(path)
     verts = np.asarray(mesh.vertices, np.float32)
     faces = np.asarray(mesh.faces, np.int32)
     n = len(verts)
