@@ -272,3 +272,48 @@ def test_uv_textured_obj_gives_texture_colours(tmp_path):
     trimesh.creation.box().export(tmp_path / "box.ply")
     grey = data.read_textured_mesh(tmp_path / "box.ply")
     assert not grey.has_texture and np.all(grey.colors == data._textured.GREY)
+
+
+def test_checkerboard_texture_renders_as_a_checkerboard(tmp_path):
+    """A 4 × 4 checkerboard on a two-triangle quad: rendered from the front with per-pixel
+    texture sampling, the centre of every square has the square's colour (alternating), which
+    per-vertex colours (four of them) cannot show; the OBJ's UV orientation is kept (square
+    (0, 0) of the image, its top-left, is at the quad's top-left corner)."""
+    from PIL import Image
+
+    cells, px = 4, 8
+    ij = np.indices((cells * px, cells * px)) // px
+    board = np.where(((ij[0] + ij[1]) % 2 == 0)[..., None], [255, 0, 0], [0, 0, 255])
+    Image.fromarray(board.astype(np.uint8)).save(tmp_path / "board.png")
+    (tmp_path / "quad.mtl").write_text("newmtl board\nKd 1 1 1\nmap_Kd board.png\n")
+    # Quad in the z = 0 plane, x right and y down as seen by the camera below; UV v is up in
+    # the image, so the quad's top edge (y = -1) has v = 1.
+    (tmp_path / "quad.obj").write_text(
+        "mtllib quad.mtl\n"
+        "v -1 -1 0\nv 1 -1 0\nv 1 1 0\nv -1 1 0\n"
+        "vt 0 1\nvt 1 1\nvt 1 0\nvt 0 0\n"
+        "usemtl board\nf 1/1 2/2 3/3\nf 1/1 3/3 4/4\n")
+    mesh = data.read_textured_mesh(tmp_path / "quad.obj")
+    assert mesh.texture is not None and mesh.texture.shape == (32, 32, 3)
+    S = 64
+    K = np.array([[S, 0, (S - 1) / 2], [0, S, (S - 1) / 2], [0, 0, 1]], np.float32)
+    T = np.eye(4, dtype=np.float32)[None]
+    T[0, 2, 3] = 2.5  # the quad spans ±1 at 2.5 m: ±25.6 px around the centre
+    # Off the pixel grid by a fraction of a pixel: pixel centres exactly on the quad's diagonal
+    # fall in a crack between its two triangles (a rasterizer limitation, not this test's).
+    T[0, :2, 3] = [0.013, 0.007]
+    img, depth = features.render_views(mesh.vertices, mesh.faces, mesh.colors, K, T, S,
+                                       uv=mesh.uv, texture=mesh.texture)
+    flat, _ = features.render_views(mesh.vertices, mesh.faces, mesh.colors, K, T, S)
+    wrong_flat = 0
+    for i in range(cells):
+        for j in range(cells):
+            y, x = -1 + (i + 0.5) * 2 / cells, -1 + (j + 0.5) * 2 / cells
+            r = int(round(K[1, 1] * (y + 0.007) / 2.5 + K[1, 2]))
+            c = int(round(K[0, 0] * (x + 0.013) / 2.5 + K[0, 2]))
+            want = board[i * px + px // 2, j * px + px // 2]
+            np.testing.assert_allclose(img[0, r, c], want, atol=2), (i, j)
+            wrong_flat += int(np.abs(flat[0, r, c].astype(int) - want).max() > 60)
+    # Per-vertex colours know the four corners only: most squares lose their colour.
+    assert wrong_flat >= cells * cells // 2
+    assert depth[0, S // 2, S // 2] == pytest.approx(2.5, rel=1e-4)

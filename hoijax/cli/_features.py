@@ -158,7 +158,8 @@ def _process(directory: Path, cfg: Features, weights_sha: str, get_model) -> str
     t1 = time.perf_counter()
     vfeats, info = features.object_vertex_features(
         params, config, mesh.vertices, mesh.faces, mesh.colors, views=cfg.views,
-        image_size=cfg.render_size, batch=cfg.batch, progress=bar.update)
+        image_size=cfg.render_size, batch=cfg.batch, progress=bar.update, uv=mesh.uv,
+        texture=mesh.texture)
     t2 = time.perf_counter()
     bar.close()
 
@@ -177,6 +178,8 @@ def _process(directory: Path, cfg: Features, weights_sha: str, get_model) -> str
     manifest.setdefault("meta", {})["features"] = {
         **key, "weights_file": cfg.weights.name, "feature_size": list(fmaps.shape[1:]),
         "texture": bool(mesh.has_texture), "texture_source": mesh.source,
+        "texture_sampling": ("per pixel" if mesh.uv is not None and mesh.texture is not None
+                             else "per vertex"),
         "unseen_vertices": info["unseen"],
         "seconds": {"frames": round(t1 - t0, 3), "object": round(t2 - t1, 3)},
     }

@@ -34,6 +34,13 @@ class TexturedMesh(NamedTuple):
     source: str
     """Where the colours came from: ``"texture"``, ``"material"``, ``"vertex_colors"``,
     ``"face_colors"`` or ``"none"``."""
+    uv: np.ndarray | None = None
+    """(V, 2) float32 texture coordinates (OBJ/glTF convention: origin at the image's
+    bottom-left), when the file has a UV texture; None otherwise."""
+    texture: np.ndarray | None = None
+    """(H, W, 3) uint8 texture image that ``uv`` indexes, or None. Renderers sample it per
+    pixel (:func:`hoijax.features.render_views`), so a texture finer than the mesh (a
+    checkerboard on two triangles) keeps its appearance, which ``colors`` cannot."""
 
 
 def _uv_from_unordered_load(path: Path, verts: np.ndarray):
@@ -65,6 +72,7 @@ def read_textured_mesh(path: str | Path) -> TexturedMesh:
     n = len(verts)
     visual = mesh.visual
     colors, source = None, "none"
+    tex_uv = tex = None
     if visual.kind == "texture":
         material = getattr(visual, "material", None)
         has_image = (getattr(material, "image", None) is not None
@@ -76,6 +84,12 @@ def read_textured_mesh(path: str | Path) -> TexturedMesh:
         if uv is not None and len(uv) == n:
             colors = np.asarray(visual.to_color().vertex_colors)
             source = "texture" if has_image else "material"
+            image = getattr(material, "image", None)
+            if image is None:
+                image = getattr(material, "baseColorTexture", None)
+            if image is not None:
+                tex_uv = np.asarray(uv, np.float32)[:, :2]
+                tex = np.asarray(image.convert("RGB"), np.uint8)
         elif material is not None:
             colors = np.asarray(visual.to_color().vertex_colors)
             source = "material"
@@ -85,7 +99,8 @@ def read_textured_mesh(path: str | Path) -> TexturedMesh:
         colors, source = np.asarray(visual.vertex_colors), "face_colors"
     if colors is None or colors.shape[0] != n:
         return TexturedMesh(verts, faces, np.full((n, 3), GREY, np.uint8), False, "none")
-    return TexturedMesh(verts, faces, np.asarray(colors)[:, :3].astype(np.uint8), True, source)
+    return TexturedMesh(verts, faces, np.asarray(colors)[:, :3].astype(np.uint8), True, source,
+                        tex_uv, tex)
 
 
 __all__ = ["GREY", "TexturedMesh", "read_textured_mesh"]

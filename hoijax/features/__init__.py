@@ -28,6 +28,7 @@ from hoijax.features._sequence import (
     look_at,
     object_vertex_features,
     render_views,
+    sample_texture,
     view_cameras,
     visible_vertices,
 )
@@ -59,6 +60,7 @@ __all__ = [
     "read_state_dict",
     "read_torch_state_dict",
     "render_views",
+    "sample_texture",
     "sample_similarity",
     "similarity_maps",
     "upsample_features",

@@ -157,14 +157,34 @@ def view_cameras(vertices: ArrayLike, num_views: int, image_size: int, *,
     return K.astype(np.float32), T.astype(np.float32)
 
 
+def sample_texture(texture: ArrayLike, uv: ArrayLike) -> jax.Array:
+    """Bilinear samples (..., 3) in [0, 1] of a (H, W, 3) uint8 texture at texture coordinates
+    ``uv`` (..., 2) (origin at the image's bottom-left, as OBJ and glTF-by-trimesh give them;
+    wrapped, so coordinates outside [0, 1] repeat the texture)."""
+    tex = jnp.asarray(texture, jnp.float32) / 255.0
+    h, w = tex.shape[:2]
+    u = jnp.mod(jnp.asarray(uv)[..., 0], 1.0) * w - 0.5
+    v = (1.0 - jnp.mod(jnp.asarray(uv)[..., 1], 1.0)) * h - 0.5
+    x0, y0 = jnp.floor(u), jnp.floor(v)
+    fx, fy = (u - x0)[..., None], (v - y0)[..., None]
+    xi = lambda x: jnp.mod(x.astype(jnp.int32), w)  # noqa: E731
+    yi = lambda y: jnp.mod(y.astype(jnp.int32), h)  # noqa: E731
+    c00, c01 = tex[yi(y0), xi(x0)], tex[yi(y0), xi(x0 + 1)]
+    c10, c11 = tex[yi(y0 + 1), xi(x0)], tex[yi(y0 + 1), xi(x0 + 1)]
+    return (1 - fy) * ((1 - fx) * c00 + fx * c01) + fy * ((1 - fx) * c10 + fx * c11)
+
+
 def render_views(vertices: ArrayLike, faces: ArrayLike, colors: ArrayLike, K: ArrayLike,
-                 T_cam_obj: ArrayLike, image_size: int, *, background: float = 1.0
+                 T_cam_obj: ArrayLike, image_size: int, *, background: float = 1.0,
+                 uv: ArrayLike | None = None, texture: ArrayLike | None = None,
                  ) -> tuple[np.ndarray, np.ndarray]:
     """Colour images (n, S, S, 3) uint8 and z-buffer depths (n, S, S) (0 = background) of a
     mesh with per-vertex ``colors`` ((V, 3), uint8 or float in [0, 1]) seen by each camera.
 
     Colours are interpolated perspective-correctly over the nearest face (no shading: the
-    texture as it is); the background is white by default."""
+    texture as it is); the background is white by default. With ``uv`` (V, 2) and ``texture``
+    (H, W, 3) uint8 the texture is sampled per pixel at the interpolated texture coordinates
+    instead (:func:`sample_texture`), so detail finer than the mesh survives."""
     from hoijax import render
 
     verts = np.asarray(vertices, np.float32)
@@ -174,12 +194,26 @@ def render_views(vertices: ArrayLike, faces: ArrayLike, colors: ArrayLike, K: Ar
               else colors.astype(np.float32))[:, :3]
     K = jnp.asarray(K, jnp.float32)
     settings = render.RasterSettings(image_size, image_size, tile_size=8)
-    shade = jax.jit(lambda r, c: render.interpolate(r, c, faces, background=background))
+    textured = uv is not None and texture is not None
+    if textured:
+        tex = jnp.asarray(texture, jnp.uint8)[..., :3]
+
+        def shade_fn(r, attrs):
+            st = render.interpolate(r, attrs, faces)
+            return jnp.where(r.mask[..., None], sample_texture(tex, st), background)
+
+        attrs = jnp.asarray(uv, jnp.float32)[:, :2]
+    else:
+        def shade_fn(r, attrs):
+            return render.interpolate(r, attrs, faces, background=background)
+
+        attrs = jnp.asarray(colors)
+    shade = jax.jit(shade_fn)
     images, depths = [], []
     for T in np.asarray(T_cam_obj, np.float32):
         verts_cam = verts @ T[:3, :3].T + T[:3, 3]
         rendering, settings = render.rasterize_checked(jnp.asarray(verts_cam), faces, K, settings)
-        img = np.asarray(shade(rendering, jnp.asarray(colors)))
+        img = np.asarray(shade(rendering, attrs))
         images.append(np.clip(np.round(img * 255.0), 0, 255).astype(np.uint8))
         depths.append(np.where(np.asarray(rendering.mask), np.asarray(rendering.depth), 0.0))
     return np.stack(images), np.stack(depths).astype(np.float32)
@@ -312,6 +346,8 @@ def object_vertex_features(
     normalize: bool = True,
     fov_deg: float = 40.0,
     progress: Callable[[int], None] | None = None,
+    uv: ArrayLike | None = None,
+    texture: ArrayLike | None = None,
 ) -> tuple[np.ndarray, dict]:
     """AGILE's per-point object features: DINO features of the textured mesh rendered from
     ``views`` viewpoints, lifted to the vertices (module doc).
@@ -328,6 +364,8 @@ def object_vertex_features(
       normalize: unit-norm samples and result (the tracker's loss is cosine).
       fov_deg: the virtual cameras' field of view.
       progress: called with the number of views done after each ViT batch.
+      uv, texture: the mesh's texture coordinates and image, when it has them
+        (:class:`hoijax.data.TexturedMesh`): the renderings sample the texture per pixel.
 
     Returns:
       ``(features (V, C) float32, info)`` with ``info``: ``views_seen`` (V,) int (how many
@@ -335,7 +373,8 @@ def object_vertex_features(
       ``images`` (views, S, S, 3) uint8 (the renderings, for checking).
     """
     K, T = view_cameras(vertices, views, image_size, fov_deg=fov_deg)
-    images, depth = render_views(vertices, faces, colors, K, T, image_size)
+    images, depth = render_views(vertices, faces, colors, K, T, image_size, uv=uv,
+                                 texture=texture)
     fmaps = frame_features(params, config, images, batch=batch, normalize=False,
                            progress=progress)
     feats, count = lift_vertex_features(vertices, faces, K, T, depth, fmaps, normalize=normalize)
@@ -343,4 +382,4 @@ def object_vertex_features(
 
 
 __all__ = ["fibonacci_directions", "frame_features", "lift_vertex_features", "look_at",
-           "object_vertex_features", "render_views", "view_cameras", "visible_vertices"]
+           "object_vertex_features", "render_views", "sample_texture", "view_cameras", "visible_vertices"]
