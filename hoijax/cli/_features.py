@@ -65,6 +65,10 @@ class Features:
     max_side: int | None = None
     """Resize frames so their longer side is about this many pixels before the ViT; unset, they
     keep their own size, rounded to a multiple of the patch size."""
+    min_side: int | None = None
+    """Upscale smaller frames so their longer side is about this many pixels before the ViT,
+    for finer feature maps (a 128-pixel frame gives DINOv2 a 9 × 9 map, too coarse for the
+    tracker's L_dino support on small objects; 448 gives 32 × 32)."""
     float16: bool = False
     """Store the feature files as float16 (half the disk; loaded as float32)."""
     force: bool = False
@@ -82,12 +86,16 @@ def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
     return h.hexdigest()
 
 
-def _input_hw(image_hw: tuple[int, int], patch: int, max_side: int | None) -> tuple[int, int]:
+def _input_hw(image_hw: tuple[int, int], patch: int, max_side: int | None,
+              min_side: int | None = None) -> tuple[int, int]:
     from hoijax.features import patch_aligned_hw
 
     h, w = image_hw
     if max_side is not None and max(h, w) > max_side:
         s = max_side / max(h, w)
+        h, w = max(1, round(h * s)), max(1, round(w * s))
+    if min_side is not None and max(h, w) < min_side:
+        s = min_side / max(h, w)
         h, w = max(1, round(h * s)), max(1, round(w * s))
     return patch_aligned_hw((h, w), patch)
 
@@ -118,7 +126,7 @@ def _process(directory: Path, cfg: Features, weights_sha: str, get_model) -> str
         raise _SequenceError("manifest lists rgb but its file is missing")
     h, w = manifest["image_size"]
     params_cfg = features.vit_preset(cfg.preset)
-    input_hw = _input_hw((h, w), params_cfg.patch_size, cfg.max_side)
+    input_hw = _input_hw((h, w), params_cfg.patch_size, cfg.max_side, cfg.min_side)
     key = {"weights_sha256": weights_sha, "preset": cfg.preset, "image_size": list(input_hw),
            "views": cfg.views, "render_size": cfg.render_size,
            "dtype": "float16" if cfg.float16 else "float32"}
@@ -144,6 +152,11 @@ def _process(directory: Path, cfg: Features, weights_sha: str, get_model) -> str
     if mesh_info.get("num_vertices") not in (None, len(mesh.vertices)):
         raise _SequenceError(f"{mesh_path.name} has {len(mesh.vertices)} vertices, the manifest "
                              f"says {mesh_info['num_vertices']}")
+    model = manifest.get("meta", {}).get("object_model")
+    if not mesh.has_texture and model and Path(model).is_file():
+        # A converted dataset stores plain geometry; its textured original is recorded.
+        mesh = data.transfer_appearance(mesh.vertices, mesh.faces,
+                                        data.read_textured_mesh(model))
     if not mesh.has_texture:
         msg = (f"warning: {directory}: {mesh_path.name} has no texture or colours; the object's "
                "features come from a uniform grey rendering (shape only), recorded as "

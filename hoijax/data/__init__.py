@@ -22,7 +22,7 @@ from hoijax.data._objects import (
     object_mesh_from_trimesh,
     vertex_features,
 )
-from hoijax.data._textured import TexturedMesh, read_textured_mesh
+from hoijax.data._textured import TexturedMesh, read_textured_mesh, transfer_appearance
 from hoijax.data._dexycb import convert_dexycb, dexycb_annotated_frames, load_dexycb
 from hoijax.data._ho3d import Converted, convert_ho3d, load_ho3d
 from hoijax.data._inputs import (
@@ -77,6 +77,6 @@ __all__ = [
     "default_benchmark_configs", "generate_sequence", "load_batch", "load_dexycb", "load_ho3d",
     "load_object_mesh", "load_sequence", "make_object_trimesh", "object_mesh_from_trimesh",
     "parse_oracle", "read_detections", "read_init_pose", "read_manifest", "read_masks",
-    "read_textured_mesh", "save_sequence", "stack_sequences", "tracking_benchmark_configs",
+    "read_textured_mesh", "transfer_appearance", "save_sequence", "stack_sequences", "tracking_benchmark_configs",
     "vertex_features", "write_benchmark",
 ]

@@ -278,7 +278,8 @@ def load_dexycb(
     obj_id = ycb_ids[grasp]
     if obj_id not in YCB_CLASSES:
         raise _fail(meta_path, "ycb_ids", f"unknown YCB id {obj_id}")
-    obj_verts, obj_faces = read_obj(root / "models" / YCB_CLASSES[obj_id] / "textured_simple.obj")
+    obj_model = root / "models" / YCB_CLASSES[obj_id] / "textured_simple.obj"
+    obj_verts, obj_faces = read_obj(obj_model)
 
     rgb = depth = None
     if load_rgb and (cam_dir / f"color_{frames[0]:06d}.jpg").is_file():
@@ -308,7 +309,8 @@ def load_dexycb(
         sources=inputs["sources"])
     info: dict[str, Any] = {
         "dataset": "DexYCB", "sequence": sequence, "serial": serial,
-        "object": YCB_CLASSES[obj_id], "frame_ids": frame_ids, **sources}
+        "object": YCB_CLASSES[obj_id], "object_model": str(obj_model.resolve()),
+        "frame_ids": frame_ids, **sources}
     return Converted(seq, frame_ids, info)
 
 

@@ -464,7 +464,8 @@ def load_ho3d(
             raise _fail(seq_dir / "meta" / f"{i}.pkl", "objName",
                         f"{m['objName']!r} differs from the first frame's {metas[0]['objName']!r}")
     obj_name = metas[0]["objName"]
-    obj_verts, obj_faces = read_obj(Path(ycb_dir) / "models" / obj_name / "textured_simple.obj")
+    obj_model = Path(ycb_dir) / "models" / obj_name / "textured_simple.obj"
+    obj_verts, obj_faces = read_obj(obj_model)
 
     stack = lambda k: np.stack([m[k] for m in metas])  # noqa: E731
     betas = stack("handBeta")
@@ -503,7 +504,7 @@ def load_ho3d(
         annotated_masks=annotated, init_pose=inputs.get("init_pose"), init_frame=init_frame,
         sources=inputs["sources"])
     meta = {"dataset": "HO3D_v3", "split": split, "sequence": sequence, "object": obj_name,
-            "frame_ids": ids, **info}
+            "object_model": str(obj_model.resolve()), "frame_ids": ids, **info}
     return Converted(seq, ids, meta)
 
 

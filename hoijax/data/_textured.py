@@ -103,4 +103,23 @@ def read_textured_mesh(path: str | Path) -> TexturedMesh:
                         tex_uv, tex)
 
 
-__all__ = ["GREY", "TexturedMesh", "read_textured_mesh"]
+def transfer_appearance(vertices: np.ndarray, faces: np.ndarray, source: TexturedMesh,
+                        tol: float = 1e-5) -> TexturedMesh:
+    """``source``'s appearance on another copy of the same surface (``vertices``, ``faces``):
+    each vertex takes the colour (and the texture coordinate) of the nearest source vertex.
+    A converter stores the object as plain geometry and records the original textured file
+    (``meta["object_model"]``); this puts the texture back on the stored vertices. Texture
+    coordinates are kept only when every vertex has a source vertex within ``tol`` of the
+    bounding-box diagonal (the same vertices, in any order); otherwise colours only."""
+    from scipy.spatial import cKDTree
+
+    v = np.asarray(vertices, np.float32)
+    dist, idx = cKDTree(np.asarray(source.vertices, np.float64)).query(v.astype(np.float64))
+    diag = float(np.linalg.norm(np.ptp(v, axis=0))) or 1.0
+    exact = bool(np.max(dist) <= tol * diag)
+    uv = source.uv[idx] if exact and source.uv is not None else None
+    return TexturedMesh(v, np.asarray(faces, np.int32), source.colors[idx], source.has_texture,
+                        source.source, uv, source.texture if uv is not None else None)
+
+
+__all__ = ["GREY", "TexturedMesh", "read_textured_mesh", "transfer_appearance"]
