@@ -103,6 +103,17 @@ def test_track_and_eval_commands_on_saved_sequences(tmp_path, capsys):
     again = json.loads((out / "metrics.json").read_text())["per_sequence"]["good"]
     assert again["rot_err_deg"] == pytest.approx(tracked["mean"]["rot_err_deg"], rel=1e-6)
     assert again["adds_mm"] == pytest.approx(tracked["mean"]["adds_mm"], rel=1e-6)
+    assert again["obj_cd_cm2"] == pytest.approx(tracked["obj_cd_cm2"], rel=1e-5, abs=1e-9)
+    # eval prints AGILE's Table 1 columns with the sequence's numbers (F@10 in %, SR 100 or 0)
+    printed = capsys.readouterr().out
+    for header in ("MPJPE [mm]", "CD [cm²]", "F@5 [%]", "F@10 [%]", "CD_h [cm²]", "ADD-S [%]",
+                   "SR [%]"):
+        assert header in printed, header
+    row = [line for line in printed.splitlines() if line.startswith("| good |")][-1]
+    assert row.split("|")[5].strip() == f"{100 * tracked['obj_f10']:.1f}"
+    assert row.split("|")[9].strip() == ("0.0" if tracked["failed"] else "100.0")
+    # the result records its input provenance: nothing from ground truth here
+    assert json.loads((d / "result.json").read_text())["meta"]["oracle"] == []
 
 
 def test_progress_bar_explains_the_wait_then_times_the_steady_phase_only():
