@@ -57,6 +57,8 @@ class Demo:
     """Loss weights, step sizes and tolerances."""
     run: RunOptions = dataclasses.field(default_factory=RunOptions)
     """Batching and seeding."""
+    save_sequences: Path | None = None
+    """Also write the generated sequences there (hoijax sequence format), for track and eval."""
 
 
 @dataclasses.dataclass
@@ -309,6 +311,10 @@ def run_demo(cfg: Demo) -> int:
                                               hand_noise=cfg.hand_noise)
     seqs = {f"seq_{i:03d}_{c.object_kind}_{c.occlusion}": data.generate_sequence(c)
             for i, c in enumerate(configs)}
+    if cfg.save_sequences is not None:
+        for (name, seq), c in zip(seqs.items(), configs):
+            data.save_sequence(seq, cfg.save_sequences / name, meta={
+                "generator": "hoijax.data.generate_sequence", "config": c.to_json()})
     mano_source = tracking.ManoSource.synthetic()
     run = track_with_progress(seqs, mano_source, cfg.config,
                               build(tracking.TrackHyper, cfg.hyper), cfg.run)

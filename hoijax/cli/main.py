@@ -90,6 +90,9 @@ _COMMANDS: dict[str, tuple[str, str, str]] = {
     "features": ("hoijax.cli._features:Features", "hoijax.cli._features:run_features",
                  "Compute DINO features of sequences' frames and objects, written into the "
                  "directories."),
+    "generate": ("hoijax.cli._generate:Generate", "hoijax.cli._generate:run_generate",
+                 "Write synthetic hand-object sequences (with ground truth) to disk, for track "
+                 "and eval."),
     "import-recording": ("hoijax.cli._recording:ImportRecording",
                          "hoijax.cli._recording:run_import_recording",
                          "Convert one's own recording (frames, K, mesh, detections, masks, depth) "

@@ -46,7 +46,13 @@ from hoijax.data._protocol import (
     protocol_frames,
 )
 from hoijax.data._recording import load_recording, read_intrinsics_txt
-from hoijax.data._format import load_object_mesh, load_sequence, read_manifest, save_sequence
+from hoijax.data._format import (
+    load_object_mesh,
+    load_sequence,
+    load_trimesh,
+    read_manifest,
+    save_sequence,
+)
 from hoijax.data._synthetic import (
     OcclusionLevel,
     SyntheticConfig,
@@ -75,7 +81,7 @@ __all__ = [
     "SparseMaskWarning", "SyntheticConfig", "TexturedMesh", "VersionError",
     "convert_dexycb", "convert_ho3d",
     "default_benchmark_configs", "generate_sequence", "load_batch", "load_dexycb", "load_ho3d",
-    "load_object_mesh", "load_sequence", "make_object_trimesh", "object_mesh_from_trimesh",
+    "load_object_mesh", "load_trimesh", "load_sequence", "make_object_trimesh", "object_mesh_from_trimesh",
     "parse_oracle", "read_detections", "read_init_pose", "read_manifest", "read_masks",
     "read_textured_mesh", "transfer_appearance", "save_sequence", "stack_sequences", "tracking_benchmark_configs",
     "vertex_features", "write_benchmark",
