@@ -67,3 +67,38 @@ def test_input_warnings_name_empty_masks_missing_and_collapsed_keypoints(seq):
     assert "collapsed to one point" in line
     gone = dataclasses.replace(seq, keypoints_conf=jnp.zeros_like(seq.keypoints_conf))
     assert tr.input_warnings(gone) == [f"no hand keypoint in {N} of {N} frames"]
+
+
+def _obs(mask: np.ndarray, feature_hw: tuple[int, int]):
+    from hoijax.tracking._state import FrameObs
+
+    h, w = mask.shape
+    return FrameObs(K=jnp.eye(3), object_mask=jnp.asarray(mask), hand_mask=jnp.zeros((h, w), bool),
+                    keypoints_px=jnp.zeros((21, 2)), keypoints_conf=jnp.zeros(21), depth_m=None,
+                    feature_map=jnp.zeros((*feature_hw, 8)), hand_points=None,
+                    hand_points_valid=None)
+
+
+def test_dino_support_strict_and_adaptive_at_coarse_feature_maps():
+    """A 20 × 20 object on a 128² frame: with 4-pixel cells the strict rule keeps its interior
+    (eroded by 4 px: 12 × 12); at DINO's native 16-pixel cells it keeps nothing, and the
+    adaptive rule falls back to half a cell (8 px: 4 × 4 = 16 px < 2 cells' worth, 512) and
+    then to the object itself; a large object keeps the strict rule in both modes."""
+    from hoijax.tracking.stages import dino_support
+
+    mask = np.zeros((128, 128), bool)
+    mask[50:70, 40:60] = True
+    fine = _obs(mask, (32, 32))
+    assert int(dino_support(fine).sum()) == 12 * 12
+    assert int(dino_support(fine, "adaptive").sum()) == 12 * 12  # enough: unchanged
+    coarse = _obs(mask, (8, 8))
+    assert int(dino_support(coarse).sum()) == 0
+    np.testing.assert_array_equal(dino_support(coarse, "adaptive"), mask)
+    big = np.zeros((128, 128), bool)
+    big[20:100, 10:110] = True  # 80 × 100: strict leaves 48 × 68 = 3264 ≥ 512
+    np.testing.assert_array_equal(dino_support(_obs(big, (8, 8)), "adaptive"),
+                                  dino_support(_obs(big, (8, 8))))
+    assert int(dino_support(_obs(big, (8, 8))).sum()) == 48 * 68
+    mid = np.zeros((128, 128), bool)
+    mid[30:70, 30:70] = True  # 40²: strict (16 px) leaves 8² = 64 < 512, half (8 px) 24² = 576
+    assert int(dino_support(_obs(mid, (8, 8)), "adaptive").sum()) == 24 * 24

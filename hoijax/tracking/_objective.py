@@ -28,19 +28,33 @@ IMAGE_TERMS = frozenset({"mask", "depth", "dino"})
 """Terms that need the rendered object."""
 
 
-def dino_support(obs: FrameObs) -> Bool[Array, "H W"]:
+def _erode(free, r: int):
+    return -jax.lax.reduce_window(-free, -jnp.inf, jax.lax.max, (2 * r + 1, 2 * r + 1),
+                                  (1, 1), "SAME") > 0.5
+
+
+def dino_support(obs: FrameObs, mode: str = "strict") -> Bool[Array, "H W"]:
     """Pixels where L_dino takes points: the observed object outside the hand, eroded by one
     feature cell, so the four cells a bilinear read touches all lie on the object. At a coarse
     feature map, border reads blend in background and bias the loss towards a shrunken, distant
     object (on a 128² frame at stride 4, L_dino fell by 0.1 moving 10 cm away; interior points
-    keep it flat in depth and minimal at the true rotation)."""
+    keep it flat in depth and minimal at the true rotation).
+
+    ``mode="adaptive"``: where that leaves less than two cells' worth of pixels (a small object
+    at DINO's native patch 14/16 resolution leaves none), erode by half a cell instead, and
+    where that too leaves too little, use the object outside the hand as it is: a biased L_dino
+    rather than none."""
     H, W = obs.object_mask.shape
     Hf, Wf = obs.feature_map.shape[:2]
     r = max(int(round(H / Hf)), int(round(W / Wf)))
     free = (obs.object_mask & ~obs.hand_mask).astype(jnp.float32)
-    eroded = -jax.lax.reduce_window(-free, -jnp.inf, jax.lax.max, (2 * r + 1, 2 * r + 1),
-                                    (1, 1), "SAME")
-    return eroded > 0.5
+    strict = _erode(free, r)
+    if mode == "strict":
+        return strict
+    enough = 2 * r * r
+    half = _erode(free, max(r // 2, 1))
+    return jnp.where(jnp.sum(strict) >= enough, strict,
+                     jnp.where(jnp.sum(half) >= enough, half, free > 0.5))
 
 
 def combine(terms: dict[str, Array], weights: losses.LossWeights):
@@ -71,7 +85,7 @@ def frame_objective(config: TrackConfig, hyper: TrackHyper, inp: FrameInput,
             "hand_depth": obs.hand_points is not None}
     names = frozenset(n for n in names if have.get(n, True))
     faces = obj.faces
-    exclude = ~dino_support(obs) if "dino" in names else None
+    exclude = ~dino_support(obs, config.dino_support) if "dino" in names else None
 
     def rasterize(s: TrackState):
         return render.rasterize(losses.obj_to_cam(s.T_cam_obj, s.obj_scale, obj.mesh.vertices),

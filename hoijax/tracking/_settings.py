@@ -75,6 +75,10 @@ class TrackConfig:
     """Levenberg–Marquardt evaluation cap of each anchor-frame stage."""
     num_dino_points: int = 128
     """N_p, visible surface points per iteration for L_dino."""
+    dino_support: Literal["strict", "adaptive"] = "strict"
+    """Where L_dino may take points: strict, the object eroded by one feature cell (unbiased,
+    but none at all for a small object at DINO's native resolution); adaptive, half a cell or
+    the bare object when the strict rule leaves less than two cells' worth."""
     pool_points: int = 2048
     """Surface samples per object that the visible points are drawn from."""
     hand_fit: HandFitConfig = HandFitConfig()
