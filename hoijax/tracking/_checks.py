@@ -37,7 +37,7 @@ def input_warnings(seq: data.Sequence) -> list[str]:
     n = max(int(valid.sum()), 1)
     out = []
     empty = ~np.asarray(seq.object_mask, bool)[valid].any(axis=(1, 2))
-    if empty.mean() > MOSTLY if empty.size else False:
+    if empty.size and empty.mean() > MOSTLY:
         out.append(f"object mask empty in {int(empty.sum())} of {n} frames")
     conf = np.asarray(seq.keypoints_conf)[valid] > 0
     kp = np.asarray(seq.keypoints_px)[valid]
