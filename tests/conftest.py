@@ -9,7 +9,13 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 # user's home); tests that need it point HOIJAX_COMPILE_CACHE at a temporary folder.
 os.environ.setdefault("HOIJAX_COMPILE_CACHE", "0")
 
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+
 import pytest  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).parent))
+from jax_memory import release_compiled_programs  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -20,3 +26,9 @@ def synthetic_mano_dir(tmp_path_factory):
     directory = tmp_path_factory.mktemp("mano")
     write_synthetic_mano(directory)
     return directory
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _release_compiled_programs_after_each_module():
+    yield
+    release_compiled_programs()

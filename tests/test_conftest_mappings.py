@@ -1,0 +1,35 @@
+"""The suite's guard against running out of memory mappings (see ``conftest.py``)."""
+
+from __future__ import annotations
+
+import pathlib
+import sys
+
+import jax
+import jax.numpy as jnp
+import pytest
+
+sys.path.insert(0, str(pathlib.Path(__file__).parent))
+from jax_memory import release_compiled_programs  # noqa: E402
+
+MAPS = pathlib.Path("/proc/self/maps")
+
+
+def _mappings() -> int:
+    return len(MAPS.read_text().splitlines())
+
+
+@pytest.mark.skipif(not MAPS.exists(), reason="needs Linux's /proc/self/maps")
+def test_releasing_compiled_programs_returns_their_memory_mappings():
+    release_compiled_programs()
+    before = _mappings()
+    fns = [jax.jit(lambda x, k=k: jnp.sin(x * k) @ x.T + k) for k in range(40)]
+    for f in fns:
+        f(jnp.ones((4, 4))).block_until_ready()
+    grown = _mappings()
+    # Each loaded executable holds its own mappings while it is cached.
+    assert grown - before >= 40, (before, grown)
+    release_compiled_programs()
+    # Released even though the jitted functions themselves are still alive.
+    assert _mappings() - before < 0.25 * (grown - before), (before, grown, _mappings())
+    del fns
