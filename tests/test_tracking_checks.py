@@ -102,3 +102,55 @@ def test_dino_support_strict_and_adaptive_at_coarse_feature_maps():
     mid = np.zeros((128, 128), bool)
     mid[30:70, 30:70] = True  # 40²: strict (16 px) leaves 8² = 64 < 512, half (8 px) 24² = 576
     assert int(dino_support(_obs(mid, (8, 8)), "adaptive").sum()) == 24 * 24
+
+
+def _holed(seq):
+    """``seq`` with one face of its object mesh dropped: three open edges."""
+    fv = np.asarray(seq.mesh.face_valid).copy()
+    fv[np.flatnonzero(fv)[0]] = False
+    return dataclasses.replace(seq, mesh=dataclasses.replace(seq.mesh,
+                                                             face_valid=jnp.asarray(fv)))
+
+
+def test_a_mesh_that_is_not_watertight_is_named(seq):
+    (line,) = tr.input_warnings(_holed(seq))
+    assert line.startswith("object mesh is not watertight (3 open or non-manifold edges, 0 ")
+    flipped = np.asarray(seq.mesh.faces).copy()
+    flipped[0] = flipped[0, ::-1]  # one face wound against its neighbours
+    (line,) = tr.input_warnings(dataclasses.replace(
+        seq, mesh=dataclasses.replace(seq.mesh, faces=jnp.asarray(flipped))))
+    assert "0 open or non-manifold edges, 3 inconsistently wound" in line
+
+
+def test_save_run_flags_each_suspect_sequence_by_name(seq, tmp_path):
+    """``summary.json`` and each ``result.json`` carry the warnings of their own sequence
+    only, one list per suspect input; a clean sequence has none."""
+    import json
+
+    from hoijax import tracking
+
+    om = np.asarray(seq.object_mask).copy()
+    om[:5] = False
+    kp = np.asarray(seq.keypoints_px).copy()
+    kp[:] = kp[:, :1]
+    seqs = {"clean": seq, "holed": _holed(seq),
+            "no_mask": dataclasses.replace(seq, object_mask=jnp.asarray(om)),
+            "one_point": dataclasses.replace(seq, keypoints_px=jnp.asarray(kp, jnp.float32))}
+    terms = np.ones((N, len(tr.STEP_TERMS)))
+    res = _result(terms, np.ones(N, bool))
+    run = tracking.TrackRun(results={k: res for k in seqs}, errors={}, overflow=[],
+                            capacity={}, timing={}, config=tr.TrackConfig(),
+                            hypers=[tr.TrackHyper()], mano=tr.ManoSource.synthetic())
+    report = tr.save_run(tmp_path, run, seqs, evals={})
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["warnings"] == report["warnings"]
+    assert sorted(summary["warnings"]) == ["holed", "no_mask", "one_point"]
+    expect = {"holed": "not watertight", "no_mask": "object mask empty in 5 of",
+              "one_point": "collapsed to one point"}
+    for name, text in expect.items():
+        (line,) = summary["warnings"][name]
+        assert text in line, (name, line)
+    for name in seqs:
+        meta = json.loads((tmp_path / name / "result.json").read_text())["meta"]
+        assert meta["warnings"] == summary["warnings"].get(name, [])
+        assert summary["terms_active"][name]["mask"] == 1.0

@@ -17,12 +17,13 @@ from hoijax.sdf._grid import (
     NonWatertightMeshError as NonWatertightMeshError,
     SdfGrid as SdfGrid,
     check_watertight as check_watertight,
+    mesh_defects as mesh_defects,
     sdf_grid_from_mesh as sdf_grid_from_mesh,
 )
 from hoijax.sdf._query import query_sdf as query_sdf, query_sdf_scaled as query_sdf_scaled
 
 __all__ = [
-    "DEFAULT_SIGMA_PER_M", "NonWatertightMeshError", "SdfGrid", "check_watertight",
+    "DEFAULT_SIGMA_PER_M", "NonWatertightMeshError", "SdfGrid", "check_watertight", "mesh_defects",
     "query_sdf", "query_sdf_scaled", "sdf_gate", "sdf_grid_from_mesh", "signed_distance_exact",
     "unsigned_distance_exact", "winding_number",
 ]

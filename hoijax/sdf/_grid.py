@@ -68,18 +68,25 @@ class SdfGrid(eqx.Module):
         return self.origin + self.voxel_size * (jnp.asarray(self.resolution) - 1)
 
 
+def mesh_defects(faces: Int[ArrayLike, "F 3"]) -> tuple[int, int]:
+    """``(open, flipped)``: edges without exactly two faces (boundary or non-manifold), and
+    edges whose two faces are wound the same way. Both are 0 for a closed, consistently
+    oriented 2-manifold."""
+    f = np.asarray(faces, np.int64)
+    directed = np.concatenate([f[:, [0, 1]], f[:, [1, 2]], f[:, [2, 0]]])
+    undirected = np.sort(directed, axis=1)
+    _, counts = np.unique(undirected, axis=0, return_counts=True)
+    _, dcounts = np.unique(directed, axis=0, return_counts=True)
+    return int(np.sum(counts != 2)), int(np.sum(dcounts != 1))
+
+
 def check_watertight(faces: Int[ArrayLike, "F 3"], *, source: str = "mesh") -> None:
     """Raise :class:`NonWatertightMeshError` unless every edge has exactly two faces, wound
     in opposite directions (a closed, consistently oriented 2-manifold)."""
     f = np.asarray(faces, np.int64)
     if f.ndim != 2 or f.shape[1] != 3 or f.shape[0] == 0:
         raise NonWatertightMeshError(f"{source}: faces must be (F, 3) with F >= 1, got {f.shape}")
-    directed = np.concatenate([f[:, [0, 1]], f[:, [1, 2]], f[:, [2, 0]]])
-    undirected = np.sort(directed, axis=1)
-    _, counts = np.unique(undirected, axis=0, return_counts=True)
-    _, dcounts = np.unique(directed, axis=0, return_counts=True)
-    bad = int(np.sum(counts != 2))
-    flipped = int(np.sum(dcounts != 1))
+    bad, flipped = mesh_defects(f)
     if bad or flipped:
         raise NonWatertightMeshError(
             f"{source}: the mesh is not watertight ({bad} boundary or non-manifold edges, "

@@ -1,5 +1,5 @@
 """What a run should say about its inputs and its own losses, beyond the numbers: suspect input
-that loads (object masks empty in most frames, collapsed keypoints, no detection in most frames)
+that loads (an object mesh that is not watertight, object masks empty in most frames, collapsed keypoints, no detection in most frames)
 and loss terms that were inactive (e.g. L_dino without feature support), so that no degradation
 is silent. :func:`sequence_warnings` returns the lines; the driver prints them, puts them in
 ``summary.json`` (``warnings``, per sequence) and in each ``result.json``."""
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from hoijax import data
+from hoijax import data, sdf
 from hoijax.tracking._track import STEP_TERMS, TrackResult
 
 MOSTLY = 0.5
@@ -36,6 +36,12 @@ def input_warnings(seq: data.Sequence) -> list[str]:
     valid = np.asarray(seq.valid, bool)
     n = max(int(valid.sum()), 1)
     out = []
+    faces = np.asarray(seq.mesh.faces)[np.asarray(seq.mesh.face_valid, bool)]
+    open_edges, flipped = sdf.mesh_defects(faces)
+    if open_edges or flipped:
+        out.append(f"object mesh is not watertight ({open_edges} open or non-manifold edges, "
+                   f"{flipped} inconsistently wound): its SDF sign, and so L_interact and "
+                   "L_contact, are unreliable near the defects")
     empty = ~np.asarray(seq.object_mask, bool)[valid].any(axis=(1, 2))
     if empty.size and empty.mean() > MOSTLY:
         out.append(f"object mask empty in {int(empty.sum())} of {n} frames")
