@@ -92,7 +92,7 @@ def test_add_accuracy_and_failure_follow_the_translation_offsets(model):
         assert ev["mean"]["mpjpe_mm"] == pytest.approx(0.0, abs=1e-3)
 
 
-def test_adds_forgives_a_symmetry_that_add_does_not(model):
+def test_adds_and_the_symmetry_aware_errors_forgive_a_symmetry_that_add_does_not(model):
     """A cylinder turned by 90° about its axis: ADD is of the order of its radius, ADD-S is the
     sampling gap only; so ADD accuracy drops to 0 while ADD-S accuracy stays 1."""
     cyl = trimesh.creation.cylinder(radius=0.04, height=0.02, sections=64)
@@ -103,6 +103,25 @@ def test_adds_forgives_a_symmetry_that_add_does_not(model):
     ev = tr.evaluate_sequence(_result(seq, T=T), seq, model, shape=False)
     assert ev["mean"]["add_mm"] > 30.0 and ev["mean"]["adds_mm"] < 5.0
     assert ev["add_acc"] == 0.0 and ev["adds_acc"] == 1.0 and not ev["failed"]
+    # The symmetry-aware errors see no error either: the turn is in the cylinder's group
+    # (discretized to 1 % of the diameter), while the plain rotation error is the 90°.
+    assert ev["symmetry"].startswith("continuous")
+    np.testing.assert_allclose(ev["per_frame"]["rot_err_deg"], 90.0, atol=0.1)
+    assert np.all(ev["per_frame"]["rot_sym_err_deg"] < 1.2)
+    assert np.all(ev["per_frame"]["mssd_mm"] < 0.02 * ev["diameter_mm"])
+    # A box has only half turns: the same quarter turn stays an error there, and MSSD is the
+    # largest displacement of a surface point (at a corner: the displacement is linear in the
+    # point), minimized over the four elements of the group.
+    box = _sequence(model, trimesh.creation.box(extents=(0.08, 0.05, 0.03)))
+    ev = tr.evaluate_sequence(_result(box, T=T), box, model, shape=False)
+    assert ev["symmetry"] == "finite, order 4"
+    np.testing.assert_allclose(ev["per_frame"]["rot_sym_err_deg"], 90.0, atol=0.1)
+    corners = np.array([[x, y, z] for x in (-0.04, 0.04) for y in (-0.025, 0.025)
+                        for z in (-0.015, 0.015)])
+    group = [np.diag(d) for d in ((1, 1, 1), (-1, -1, 1), (-1, 1, -1), (1, -1, -1))]
+    expect = min(np.linalg.norm(corners @ Rz.T.astype(float) - corners @ S.T, axis=-1).max()
+                 for S in group)
+    np.testing.assert_allclose(ev["per_frame"]["mssd_mm"], 1000 * expect, rtol=2e-3)
 
 
 def test_object_shape_metrics_use_the_ground_truths_own_mesh_and_both_scales(model):

@@ -65,6 +65,13 @@ from hoijax.metrics._pose import (
     tracking_failed,
     translation_error_mm,
 )
+from hoijax.metrics._symmetry import (
+    Symmetry,
+    detect_symmetries,
+    mssd_mm,
+    symmetric_rotation_error_deg,
+    symmetry_from_rotations,
+)
 
 __all__ = [
     "CUBE_ROTATIONS", "DEFAULT_ICP_POINTS", "DEFAULT_NUM_SURFACE_POINTS",
@@ -76,5 +83,6 @@ __all__ = [
     "mpjpe_mm", "mrrpe_ho_mm", "mrrpe_mm", "nearest_neighbors", "nearest_sq_dist",
     "object_diameter_mm", "object_root_aligned_metrics", "object_shape_metrics",
     "pa_mpjpe_mm", "pa_mpvpe_mm", "rotation_error_deg", "sample_surface", "sequence_means",
-    "success_rate", "tracking_failed", "translation_error_mm",
+    "success_rate", "tracking_failed", "translation_error_mm", "Symmetry", "detect_symmetries",
+    "mssd_mm", "symmetric_rotation_error_deg", "symmetry_from_rotations",
 ]

@@ -10,7 +10,10 @@ stride-th frame and the ends) are the ones AGILE scores and the headline numbers
 *interpolated* ones between them are reported apart (``mean_interpolated``), so a tracker that
 is right only where it optimizes shows it:
 
-- object: rotation error (deg), translation error (mm), ADD and ADD-S (mm), scale included:
+- object: rotation error (deg), the same modulo the true object's symmetry group
+  (``rot_sym_err_deg``; :func:`hoijax.metrics.detect_symmetries` on the true mesh at its
+  scale, or the group passed as ``symmetry``), translation error (mm), BOP's MSSD (mm; the
+  true model under both poses, as BOP scores a known model), ADD and ADD-S (mm), scale included:
   surface samples of the tracked mesh at the result's scale under the predicted pose against
   samples of the true mesh at the true scale under the true pose (ADD-S: each true point's
   nearest tracked point; ADD: sample for sample where the two meshes share their faces, so the
@@ -59,8 +62,8 @@ from hoijax.tracking._track import STEP_TERMS, TrackResult, hand_keypoints
 RESULT_FORMAT = "hoijax-track-result"
 RESULT_FORMAT_VERSION = 1
 
-PER_FRAME_METRICS = ("rot_err_deg", "trans_err_mm", "add_mm", "adds_mm", "mpjpe_mm",
-                     "hand_cam_mm", "cd_h_cm2")
+PER_FRAME_METRICS = ("rot_err_deg", "rot_sym_err_deg", "trans_err_mm", "add_mm", "adds_mm",
+                     "mssd_mm", "mpjpe_mm", "hand_cam_mm", "cd_h_cm2")
 """Per-frame metric names of :func:`evaluate_sequence`."""
 
 PER_SEQUENCE_METRICS = ("add_acc", "adds_acc", "obj_cd_cm2", "obj_f5", "obj_f10",
@@ -149,9 +152,18 @@ def _shape_metrics(pts, pts_true, result, seq, frame, icp_points):
     return metrics.object_shape_metrics(p, g, icp_points=min(icp_points, pts.shape[0]))
 
 
+def true_symmetry(seq: Sequence) -> metrics.Symmetry:
+    """The rotational symmetry group of the true object (its mesh at its true scale)."""
+    mesh = seq.mesh if seq.gt.obj_mesh is None else seq.gt.obj_mesh
+    keep = np.asarray(mesh.face_valid, bool)
+    v = np.asarray(mesh.vertices, np.float64) * np.asarray(seq.gt.obj_scale, np.float64)
+    return metrics.detect_symmetries(v, np.asarray(mesh.faces)[keep])
+
+
 def evaluate_sequence(result: TrackResult, seq: Sequence, model: mano.ManoModel, *,
                       num_points: int = 1000, seed: int = 0, shape: bool = True,
-                      shape_icp_points: int = SHAPE_ICP_POINTS) -> dict:
+                      shape_icp_points: int = SHAPE_ICP_POINTS,
+                      symmetry: metrics.Symmetry | None = None) -> dict:
     """Metrics of one unbatched sequence with ground truth (see the module docstring).
 
     Returns ``per_frame`` (arrays over all frames, NaN on padding), ``processed`` (bool per
@@ -159,7 +171,8 @@ def evaluate_sequence(result: TrackResult, seq: Sequence, model: mano.ManoModel,
     ``mean_interpolated`` (over the valid frames between them), the :data:`PER_SEQUENCE_METRICS` and ``failed``,
     ``diameter_mm`` (of the true object), ``processed_frames``, ``interpolated_frames``,
     ``onset``, ``onset_gt``,
-    ``finite``. ``num_points``: surface samples of each mesh, for ADD, ADD-S, the diameter,
+    ``finite``, ``symmetry`` (the group's description). ``symmetry``: the true object's group
+    when known (declared); detected from the true mesh otherwise. ``num_points``: surface samples of each mesh, for ADD, ADD-S, the diameter,
     CD_h and the object shape metrics; ``shape=False`` skips the latter (NaN; they cost about
     a second per sequence on one CPU core, for the 24 ICP starts).
     """
@@ -185,11 +198,16 @@ def evaluate_sequence(result: TrackResult, seq: Sequence, model: mano.ManoModel,
     adds = 1000.0 * jax.vmap(lambda g, p: jnp.mean(jnp.sqrt(metrics.nearest_sq_dist(g, p))))(
         pts_g, pts_p)
     cd_h = jax.vmap(metrics.cd_h_cm2)(pts_p, kp[:, 0], pts_g, gt.joints_cam[:, 0])
+    sym = true_symmetry(seq) if symmetry is None else symmetry
+    rot_sym = jax.vmap(lambda a, b: metrics.symmetric_rotation_error_deg(
+        a, b, sym.rotations, sym.spherical))(T_p[:, :3, :3], T_g[:, :3, :3])
+    scaled_true = pts_true * gt.obj_scale
+    mssd = jax.vmap(lambda a, b: metrics.mssd_mm(a, b, scaled_true, sym))(T_p, T_g)
     valid = np.asarray(seq.valid, bool)
     used = np.asarray(result.processed, bool) & valid
     between = valid & ~used
-    values = dict(rot_err_deg=rot, trans_err_mm=trans, add_mm=add, adds_mm=adds,
-                  mpjpe_mm=mpjpe, hand_cam_mm=cam, cd_h_cm2=cd_h)
+    values = dict(rot_err_deg=rot, rot_sym_err_deg=rot_sym, trans_err_mm=trans, add_mm=add,
+                  adds_mm=adds, mssd_mm=mssd, mpjpe_mm=mpjpe, hand_cam_mm=cam, cd_h_cm2=cd_h)
     per_frame = {name: np.where(valid, np.asarray(values[name], np.float64), np.nan)
                  for name in PER_FRAME_METRICS}
     failed = bool(metrics.tracking_failed(np.nan_to_num(per_frame["adds_mm"], nan=np.inf),
@@ -222,7 +240,7 @@ def evaluate_sequence(result: TrackResult, seq: Sequence, model: mano.ManoModel,
             "processed_frames": int(used.sum()), "interpolated_frames": int(between.sum()),
             "onset": int(result.onset),
             "onset_gt": None if gt.onset_frame is None else int(gt.onset_frame),
-            "finite": bool(result.finite)}
+            "finite": bool(result.finite), "symmetry": sym.describe()}
 
 
 def sequence_row(ev: dict) -> dict:
