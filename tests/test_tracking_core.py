@@ -8,7 +8,7 @@ import numpy as np
 import optax
 import pytest
 
-from hoijax import tracking
+from hoijax import geometry, tracking
 
 
 def _quadratic(center):
@@ -139,3 +139,43 @@ def test_bidirectional_schedule_covers_each_strided_frame_once(n, stride, ends):
             assert act[: act.sum()].all()
             restarts = np.flatnonzero(np.asarray(s.from_onset) & act).tolist()
             assert restarts == ([0, len(expected_fwd)] if expected_bwd else [0])
+
+
+def _pose(w, t):
+    T = np.eye(4)
+    T[:3, :3] = np.asarray(geometry.axis_angle_to_matrix(jnp.asarray(w, jnp.float64)))
+    T[:3, 3] = t
+    return T
+
+
+def test_predict_pose_continues_a_constant_velocity_both_ways():
+    """Rotation at a constant rate about a fixed axis (camera axes, about the object's origin)
+    and a linear translation: the prediction is exact for any gap, forwards and backwards;
+    with no history it is the previous pose; factor 0.5 goes half way."""
+    axis = np.array([0.2, -0.5, 0.8]) / np.linalg.norm([0.2, -0.5, 0.8])
+    R0 = np.asarray(geometry.axis_angle_to_matrix(jnp.asarray([0.3, 0.1, -0.2])))
+    v = np.array([0.01, -0.004, 0.002])
+
+    def at(f):
+        T = _pose(axis * np.radians(4.0) * f, np.array([0.0, 0.0, 0.5]) + v * f)
+        T[:3, :3] = T[:3, :3] @ R0
+        return T
+
+    with jax.enable_x64(True):
+        for f_before, f_prev, f in ((0, 5, 10), (0, 5, 8), (10, 5, 0), (12, 7, 5)):
+            got = tracking.predict_pose(jnp.asarray(at(f_prev)), jnp.asarray(at(f_before)),
+                                  jnp.asarray(f_prev), jnp.asarray(f_before), jnp.asarray(f),
+                                  1.0)
+            np.testing.assert_allclose(np.asarray(got), at(f), atol=1e-9)
+        none = tracking.predict_pose(jnp.asarray(at(5)), jnp.asarray(at(5)), jnp.asarray(5),
+                               jnp.asarray(5), jnp.asarray(10), 1.0)
+        np.testing.assert_allclose(np.asarray(none), at(5), atol=1e-12)
+        # Standing still: a finite identity increment (the log map at 0).
+        still = tracking.predict_pose(jnp.asarray(at(5)), jnp.asarray(at(5)), jnp.asarray(5),
+                                jnp.asarray(0), jnp.asarray(10), 1.0)
+        np.testing.assert_allclose(np.asarray(still), at(5), atol=1e-9)
+        half = tracking.predict_pose(jnp.asarray(at(5)), jnp.asarray(at(0)), jnp.asarray(5),
+                               jnp.asarray(0), jnp.asarray(10), 0.5)
+        np.testing.assert_allclose(np.asarray(half), at(7.5), atol=1e-9)
+    with pytest.raises(ValueError, match="motion_prediction"):
+        tracking.TrackConfig(motion_prediction=-1.0)

@@ -13,12 +13,6 @@ from hoijax import data, geometry, mano
 from hoijax import tracking as tr
 from hoijax.tracking._track import _interp_poses
 
-# XLA:CPU (jaxlib 0.10.2) has twice segfaulted while compiling this file's tracker programs
-# under `pytest -n 2`, in different tests, with another worker compiling at the same time;
-# never in a serial run. A crashed worker's test is re-run once on a fresh worker
-# (pytest-rerunfailures' xdist crash recovery); an assertion that fails fails again.
-pytestmark = pytest.mark.flaky(reruns=1)
-
 H = W = 64
 N = 10
 CONFIG = tr.TrackConfig(stride=3, hand_iters=25, object_iters=40, iof_iters=40,

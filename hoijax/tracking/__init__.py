@@ -69,6 +69,7 @@ from hoijax.tracking._track import (
     hand_vertices,
     object_vertices,
     prepare,
+    predict_pose,
     sequence_mesh,
     stack_prepared,
     track_batch,
@@ -77,7 +78,7 @@ from hoijax.tracking._track import (
 )
 
 __all__ = [
-    "DEFAULT_ONSET_TAU", "RunOptions", "SEQUENCE_AXIS", "gather_run", "sequence_mesh", "HandFitConfig", "HandFitHyper", "ManoMismatchError", "ManoSource",
+    "DEFAULT_ONSET_TAU", "predict_pose", "RunOptions", "SEQUENCE_AXIS", "gather_run", "sequence_mesh", "HandFitConfig", "HandFitHyper", "ManoMismatchError", "ManoSource",
     "ACCURACY_FRACTION", "input_warnings", "term_activity", "term_warnings", "AGILE_COLUMNS", "agile_table", "MinimizeResult", "PER_FRAME_METRICS", "PER_SEQUENCE_METRICS",
     "Prepared", "Progress", "RESULT_FORMAT",
     "RESULT_FORMAT_VERSION", "ResultFormatError", "STEP_TERMS", "Schedule", "TrackConfig",

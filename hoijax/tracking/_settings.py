@@ -57,6 +57,11 @@ class TrackConfig:
     """Also process the first and the last valid frame when the stride skips them, so every
     other frame is interpolated between two processed ones, none extrapolated (AGILE: not
     said)."""
+    motion_prediction: float = 0.0
+    """Start each frame's object pose from the previous processed frames' motion, extrapolated
+    at constant velocity (rotation about the object's origin, translation linear) and scaled by
+    this factor: 0 starts from the previous pose (AGILE), 1 from the full extrapolation. The
+    history restarts at the anchor frame for the backward pass."""
     hand_iters: int = 200
     """Step 1 iteration cap (supplementary §6)."""
     object_iters: int = 400
@@ -100,6 +105,9 @@ class TrackConfig:
     def __post_init__(self):
         if self.solver not in ("adam", "lm"):
             raise ValueError(f"TrackConfig.solver must be 'adam' or 'lm', got {self.solver!r}")
+        if not 0.0 <= self.motion_prediction <= 2.0:
+            raise ValueError("TrackConfig.motion_prediction must be in [0, 2], got "
+                             f"{self.motion_prediction!r}")
 
     def raster(self, image_size: tuple[int, int]) -> render.RasterSettings:
         """Rasterizer settings of full-resolution frames of ``image_size`` (H, W)."""

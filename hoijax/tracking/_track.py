@@ -24,7 +24,7 @@ from jax.sharding import Mesh
 from jax.sharding import PartitionSpec as P
 from jaxtyping import Array, Bool, Float, Int
 
-from hoijax import losses, mano, sdf
+from hoijax import geometry, losses, mano, sdf
 from hoijax.data import HandParams, Sequence
 from hoijax.tracking._init import hand_in_mano_frame
 from hoijax.tracking._onset import onset_frame
@@ -214,23 +214,54 @@ def _select(pred, a, b):
     return jax.tree.map(lambda x, y: jnp.where(pred, x, y), a, b)
 
 
-def _scan_frames(config: TrackConfig, hyper: TrackHyper, on: TrackState, frame_input,
+def predict_pose(T_prev: Float[Array, "4 4"], T_before: Float[Array, "4 4"], f_prev, f_before,
+                 f, factor: float) -> Float[Array, "4 4"]:
+    """The pose at frame ``f`` from the poses at the two frames before it on its side of the
+    anchor (``f_before``, ``f_prev``), at constant velocity scaled by ``factor``: the rotation
+    continues about the object's origin (in camera axes), the translation linearly. With no
+    history (``f_prev == f_before``) it is ``T_prev``."""
+    gap = f_prev - f_before
+    r = factor * jnp.where(gap != 0, (f - f_prev) / jnp.where(gap != 0, gap, 1), 0.0)
+    r = r.astype(T_prev.dtype)
+    R1, R0 = T_prev[:3, :3], T_before[:3, :3]
+    w = geometry.matrix_to_axis_angle(R1 @ R0.T)
+    R = geometry.axis_angle_to_matrix(r * w) @ R1
+    t = T_prev[:3, 3] + r * (T_prev[:3, 3] - T_before[:3, 3])
+    return T_prev.at[:3, :3].set(R).at[:3, 3].set(t)
+
+
+def _scan_frames(config: TrackConfig, hyper: TrackHyper, on: TrackState, anchor, frame_input,
                  steps, progress: Progress | None):
     """Steps 1 and 2 over the bidirectional schedule after the anchor (one ``lax.scan``):
-    each step starts from the previous processed frame on its side of the anchor."""
+    each step starts from the previous processed frame on its side of the anchor, or from the
+    motion of the last two extrapolated to it (``config.motion_prediction``)."""
 
-    def body(prev, x):
+    def body(carry, x):
+        prev, T_before, f_before, f_prev = carry
         f, active, from_onset, k = x
         start = _select(from_onset, on, prev)
-        cur, (h, o) = track_frame(config, hyper, start, frame_input(f, k, active))
+        T_before = jnp.where(from_onset, on.T_cam_obj, T_before)
+        f_before = jnp.where(from_onset, anchor, f_before)
+        f_prev = jnp.where(from_onset, anchor, f_prev)
+        if config.motion_prediction > 0:
+            guess = predict_pose(start.T_cam_obj, T_before, f_prev, f_before, f,
+                                 config.motion_prediction)
+            begin = eqx.tree_at(lambda s: s.T_cam_obj, start, guess)
+        else:
+            begin = start
+        cur, (h, o) = track_frame(config, hyper, begin, frame_input(f, k, active))
         if progress is not None:
             jax.debug.callback(progress, active)
         out = dict(T=cur.T_cam_obj, th=cur.hand_t, hi=h.num_iters, oi=o.num_iters,
                    terms=_step_terms(o, on.obj_scale.dtype), trace=o.trace,
                    finite=(o.finite & h.finite) | ~active, overflow=o.flagged & active)
-        return _select(active, cur, prev), out
+        history = (jnp.where(active, start.T_cam_obj, T_before),
+                   jnp.where(active, f_prev, f_before), jnp.where(active, f, f_prev))
+        return (_select(active, cur, prev), *history), out
 
-    return jax.lax.scan(body, on, (steps.frame, steps.active, steps.from_onset, steps.key))[1]
+    anchor = jnp.asarray(anchor, steps.frame.dtype)
+    init = (on, on.T_cam_obj, anchor, anchor)
+    return jax.lax.scan(body, init, (steps.frame, steps.active, steps.from_onset, steps.key))[1]
 
 
 def _assemble(config: TrackConfig, seq: Sequence, hand: Hand, anchor, on: TrackState, logs,
@@ -302,7 +333,7 @@ def track_sequence(seq: Sequence, prep: Prepared, model: mano.ManoModel, hyper: 
     steps = jax.tree.map(lambda x: x[1:], sched)  # step 0 is the anchor frame, done above
     steps = _Steps(steps.frame, steps.active, steps.from_onset,
                    jax.random.split(k_steps, steps.frame.shape[0]))
-    out = _scan_frames(config, hyper, on, frame_input, steps, progress)
+    out = _scan_frames(config, hyper, on, anchor, frame_input, steps, progress)
     return _assemble(config, seq, hand, anchor, on, logs, out, sched, onset, found)
 
 
