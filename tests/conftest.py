@@ -15,7 +15,7 @@ from pathlib import Path  # noqa: E402
 import pytest  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).parent))
-from jax_memory import release_compiled_programs  # noqa: E402
+from jax_memory import release_if_many  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -30,5 +30,7 @@ def synthetic_mano_dir(tmp_path_factory):
 
 @pytest.fixture(autouse=True, scope="module")
 def _release_compiled_programs_after_each_module():
+    """After each module, drop JAX's compiled programs if the process holds many memory
+    mappings (``jax_memory``: a worker that passes ``vm.max_map_count`` segfaults in XLA)."""
     yield
-    release_compiled_programs()
+    release_if_many()

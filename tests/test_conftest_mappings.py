@@ -10,13 +10,10 @@ import jax.numpy as jnp
 import pytest
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
-from jax_memory import release_compiled_programs  # noqa: E402
+from jax_memory import mappings, release_compiled_programs, release_if_many  # noqa: E402
 
 MAPS = pathlib.Path("/proc/self/maps")
-
-
-def _mappings() -> int:
-    return len(MAPS.read_text().splitlines())
+_mappings = mappings
 
 
 @pytest.mark.skipif(not MAPS.exists(), reason="needs Linux's /proc/self/maps")
@@ -32,4 +29,9 @@ def test_releasing_compiled_programs_returns_their_memory_mappings():
     release_compiled_programs()
     # Released even though the jitted functions themselves are still alive.
     assert _mappings() - before < 0.25 * (grown - before), (before, grown, _mappings())
+    # The conditional release acts only above its limit.
+    for f in fns:
+        f(jnp.ones((4, 4))).block_until_ready()
+    assert not release_if_many(limit=10**9) and _mappings() >= grown - 5
+    assert release_if_many(limit=before) and _mappings() - before < 0.25 * (grown - before)
     del fns

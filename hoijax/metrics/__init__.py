@@ -69,6 +69,7 @@ from hoijax.metrics._symmetry import (
     Symmetry,
     detect_symmetries,
     mssd_mm,
+    mssd_transforms_mm,
     symmetric_rotation_error_deg,
     symmetry_from_rotations,
 )
@@ -84,5 +85,5 @@ __all__ = [
     "object_diameter_mm", "object_root_aligned_metrics", "object_shape_metrics",
     "pa_mpjpe_mm", "pa_mpvpe_mm", "rotation_error_deg", "sample_surface", "sequence_means",
     "success_rate", "tracking_failed", "translation_error_mm", "Symmetry", "detect_symmetries",
-    "mssd_mm", "symmetric_rotation_error_deg", "symmetry_from_rotations",
+    "mssd_mm", "mssd_transforms_mm", "symmetric_rotation_error_deg", "symmetry_from_rotations",
 ]

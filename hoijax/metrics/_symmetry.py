@@ -217,12 +217,21 @@ def mssd_mm(T_pred: Float[ArrayLike, "4 4"], T_gt: Float[ArrayLike, "4 4"],
     if symmetry.spherical:
         moved = (T_pred[:3, :3] @ c + T_pred[:3, 3]) - (T_gt[:3, :3] @ c + T_gt[:3, 3])
         return jnp.linalg.norm(moved) * 1000.0
+    return mssd_transforms_mm(T_pred, T_gt, x, jnp.asarray(symmetry.transforms, T_pred.dtype))
+
+
+def mssd_transforms_mm(T_pred: Float[ArrayLike, "4 4"], T_gt: Float[ArrayLike, "4 4"],
+                       points: Float[ArrayLike, "n 3"],
+                       transforms: Float[ArrayLike, "K 4 4"]) -> Float[Array, ""]:
+    """:func:`mssd_mm` for a finite group given as :attr:`Symmetry.transforms` (arrays only:
+    ``jit`` it once per group size)."""
+    T_pred, T_gt = jnp.asarray(T_pred), jnp.asarray(T_gt)
+    x = jnp.asarray(points, T_pred.dtype)
     pred = x @ T_pred[:3, :3].T + T_pred[:3, 3]
-    Ts = jnp.asarray(symmetry.transforms, T_pred.dtype)
 
     def one(S):
         xs = x @ S[:3, :3].T + S[:3, 3]
         gt = xs @ T_gt[:3, :3].T + T_gt[:3, 3]
         return jnp.max(jnp.linalg.norm(pred - gt, axis=-1))
 
-    return jnp.min(jax.lax.map(one, Ts)) * 1000.0
+    return jnp.min(jax.lax.map(one, jnp.asarray(transforms, T_pred.dtype))) * 1000.0

@@ -160,6 +160,16 @@ def true_symmetry(seq: Sequence) -> metrics.Symmetry:
     return metrics.detect_symmetries(v, np.asarray(mesh.faces)[keep])
 
 
+@jax.jit
+def _symmetric_errors(T_p, T_g, points, transforms):
+    """Per frame: the rotation error modulo the group and MSSD (one program per group size)."""
+    R = transforms[:, :3, :3]
+    rot = jax.vmap(lambda a, b: metrics.symmetric_rotation_error_deg(a, b, R))(
+        T_p[:, :3, :3], T_g[:, :3, :3])
+    mssd = jax.vmap(lambda a, b: metrics.mssd_transforms_mm(a, b, points, transforms))(T_p, T_g)
+    return rot, mssd
+
+
 def evaluate_sequence(result: TrackResult, seq: Sequence, model: mano.ManoModel, *,
                       num_points: int = 1000, seed: int = 0, shape: bool = True,
                       shape_icp_points: int = SHAPE_ICP_POINTS,
@@ -199,10 +209,11 @@ def evaluate_sequence(result: TrackResult, seq: Sequence, model: mano.ManoModel,
         pts_g, pts_p)
     cd_h = jax.vmap(metrics.cd_h_cm2)(pts_p, kp[:, 0], pts_g, gt.joints_cam[:, 0])
     sym = true_symmetry(seq) if symmetry is None else symmetry
-    rot_sym = jax.vmap(lambda a, b: metrics.symmetric_rotation_error_deg(
-        a, b, sym.rotations, sym.spherical))(T_p[:, :3, :3], T_g[:, :3, :3])
-    scaled_true = pts_true * gt.obj_scale
-    mssd = jax.vmap(lambda a, b: metrics.mssd_mm(a, b, scaled_true, sym))(T_p, T_g)
+    rot_sym, mssd = _symmetric_errors(T_p, T_g, pts_true * gt.obj_scale,
+                                      jnp.asarray(sym.transforms, T_p.dtype))
+    if sym.spherical:  # every rotation about the centre: no rotation error, the centre's shift
+        rot_sym = jnp.zeros_like(rot_sym)
+        mssd = jax.vmap(lambda a, b: metrics.mssd_mm(a, b, pts_true, sym))(T_p, T_g)
     valid = np.asarray(seq.valid, bool)
     used = np.asarray(result.processed, bool) & valid
     between = valid & ~used
