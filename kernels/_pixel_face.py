@@ -25,13 +25,8 @@ def edge_functions(px, py, c):
     for i in range(3):
         x0, y0 = _corner(c, (i + 1) % 3)
         x1, y1 = _corner(c, (i + 2) % 3)
-        # From the lexicographically smaller endpoint (``_faces._edge``): no crack on shared
-        # edges.
-        swap = (x0 > x1) | ((x0 == x1) & (y0 > y1))
-        ax, ay = jnp.where(swap, x1, x0), jnp.where(swap, y1, y0)
-        bx, by = jnp.where(swap, x0, x1), jnp.where(swap, y0, y1)
-        w = (bx - ax) * (py - ay) - (by - ay) * (px - ax)
-        out.append(jnp.where(swap, -w, w))
+        ex, ey = x1 - x0, y1 - y0
+        out.append(ex * (py - y0) - ey * (px - x0))
     return tuple(out)
 
 

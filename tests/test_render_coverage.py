@@ -117,34 +117,3 @@ def test_tile_size_does_not_change_the_image():
         for name in ("silhouette", "visible", "alpha", "depth", "bary"):
             np.testing.assert_allclose(getattr(out, name), getattr(outs[0], name), atol=1e-6,
                                        err_msg=name)
-
-
-@pytest.mark.parametrize("tile_size", [8, 16])
-def test_no_crack_where_shared_edges_cross_pixel_centres(tile_size):
-    """A fan of 16 triangles around a centre that is a pixel centre, plus a quad whose diagonal
-    runs through pixel centres: every pixel centre strictly inside the outline is covered. Edge
-    functions evaluated from each triangle's own corner could round negative on both sides of
-    a shared edge; evaluated from a canonical endpoint they are exact opposites."""
-    S = 48
-    K = np.array([[S, 0.0, (S - 1) / 2], [0.0, S, (S - 1) / 2], [0.0, 0.0, 1.0]])
-    z = 2.0
-    # Fan: centre at the principal point (a pixel centre), rim at radius 0.6 m (14.4 px).
-    k = 16
-    ang = 2 * np.pi * np.arange(k) / k
-    rim = np.stack([0.6 * np.cos(ang), 0.6 * np.sin(ang), np.full(k, z)], 1)
-    verts = np.concatenate([[[0.0, 0.0, z]], rim])
-    faces = np.array([[0, 1 + i, 1 + (i + 1) % k] for i in range(k)])
-    settings = render.RasterSettings(height=S, width=S, tile_size=tile_size)
-    fan = _render(verts, faces, K, settings)
-    yy, xx = np.mgrid[0:S, 0:S]
-    r = np.hypot(xx - K[0, 2], yy - K[1, 2]) / S * z  # metres in the plane
-    inner = r < 0.6 * np.cos(np.pi / k) - 0.02  # inside the 16-gon, away from its rim
-    assert np.all(np.asarray(fan.face_id)[inner] >= 0), np.argwhere(
-        (np.asarray(fan.face_id) < 0) & inner)
-    # Quad: its diagonal x = y passes through the pixel centres (i, i).
-    quad = np.array([[-0.5, -0.5, z], [0.5, -0.5, z], [0.5, 0.5, z], [-0.5, 0.5, z]])
-    out = _render(quad, np.array([[0, 1, 2], [0, 2, 3]]), K, settings)
-    u = (xx - K[0, 2]) / S * z
-    v = (yy - K[1, 2]) / S * z
-    strictly = (np.abs(u) < 0.49) & (np.abs(v) < 0.49)
-    assert np.all(np.asarray(out.face_id)[strictly] >= 0)

@@ -99,22 +99,10 @@ def _edge_functions(px, py, uv):
     """
     out = []
     for i in range(3):
-        out.append(_edge(px, py, uv[..., (i + 1) % 3, 0], uv[..., (i + 1) % 3, 1],
-                         uv[..., (i + 2) % 3, 0], uv[..., (i + 2) % 3, 1]))
+        x0, y0 = uv[..., (i + 1) % 3, 0], uv[..., (i + 1) % 3, 1]
+        ex, ey = uv[..., (i + 2) % 3, 0] - x0, uv[..., (i + 2) % 3, 1] - y0
+        out.append(ex * (py - y0) - ey * (px - x0))
     return tuple(out)
-
-
-def _edge(px, py, x0, y0, x1, y1):
-    """``(p1 − p0) × (p − p0)``, evaluated from the lexicographically smaller endpoint and
-    negated when that is ``p1``: the two triangles sharing an edge (which traverse it in
-    opposite directions) get exactly opposite values, so a pixel centre on the edge is inside
-    at least one of them. Evaluated from each triangle's own start, rounding could make it
-    negative for both: a crack along the edge."""
-    swap = (x0 > x1) | ((x0 == x1) & (y0 > y1))
-    ax, ay = jnp.where(swap, x1, x0), jnp.where(swap, y1, y0)
-    bx, by = jnp.where(swap, x0, x1), jnp.where(swap, y0, y1)
-    w = (bx - ax) * (py - ay) - (by - ay) * (px - ax)
-    return jnp.where(swap, -w, w)
 
 
 def edge_weights(p, uv):
