@@ -35,7 +35,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float
+import trimesh
 from scipy.spatial import cKDTree
+from scipy.spatial.transform import Rotation
 
 from hoijax.metrics._pose import rotation_error_deg
 
@@ -96,20 +98,7 @@ def symmetry_from_rotations(
 
 
 def _axis_rotation(axis: np.ndarray, angle: float) -> np.ndarray:
-    a = axis / np.linalg.norm(axis)
-    K = np.array([[0, -a[2], a[1]], [a[2], 0, -a[0]], [-a[1], a[0], 0]])
-    return np.eye(3) + np.sin(angle) * K + (1 - np.cos(angle)) * K @ K
-
-
-def _surface_samples(vertices, faces, n, rng):
-    tri = vertices[faces]
-    area = 0.5 * np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=-1)
-    face = rng.choice(len(faces), size=n, p=area / area.sum())
-    u, v = rng.random(n), rng.random(n)
-    flip = u + v > 1
-    u, v = np.where(flip, 1 - u, u), np.where(flip, 1 - v, v)
-    t = tri[face]
-    return t[:, 0] + u[:, None] * (t[:, 1] - t[:, 0]) + v[:, None] * (t[:, 2] - t[:, 0])
+    return Rotation.from_rotvec(angle * axis / np.linalg.norm(axis)).as_matrix()
 
 
 def _closure(gens: list[np.ndarray]) -> np.ndarray:
@@ -139,8 +128,9 @@ def detect_symmetries(vertices: ArrayLike, faces: ArrayLike, *, tol: float = SYM
     v = np.asarray(vertices, np.float64)
     f = np.asarray(faces, np.int64)
     rng = np.random.default_rng(seed)
-    ref = _surface_samples(v, f, reference_samples, rng)
-    pts = _surface_samples(v, f, num_samples, rng)
+    mesh = trimesh.Trimesh(v, f, process=False)
+    ref = trimesh.sample.sample_surface(mesh, reference_samples, seed=seed)[0]
+    pts = trimesh.sample.sample_surface(mesh, num_samples, seed=seed + 1)[0]
     c = ref.mean(0)
     ref, pts = ref - c, pts - c
     tree = cKDTree(ref)

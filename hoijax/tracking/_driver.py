@@ -32,7 +32,13 @@ import numpy as np
 
 from hoijax import data, mano
 from hoijax.tracking._checks import input_warnings, term_activity, term_warnings
-from hoijax.tracking._evaluate import evaluate_sequence, save_result, sequence_row, summarize
+from hoijax.tracking._evaluate import (
+    evaluate_sequence,
+    save_result,
+    sequence_row,
+    summarize,
+    true_symmetry,
+)
 from hoijax.tracking._resume import ChunkStore
 from hoijax.tracking._settings import TrackConfig, TrackHyper, stack_hypers
 from hoijax.tracking._track import (
@@ -319,8 +325,10 @@ def evaluate_run(run: TrackRun, seqs: dict[str, data.Sequence]) -> dict[str, dic
         if seq.gt is None:
             continue
         model = run.mano.model(seq.side)
-        out[name] = ([evaluate_sequence(r, seq, model) for r in res] if isinstance(res, list)
-                     else evaluate_sequence(res, seq, model))
+        sym = true_symmetry(seq)  # once per sequence, not per setting of a grid
+        out[name] = ([evaluate_sequence(r, seq, model, symmetry=sym) for r in res]
+                     if isinstance(res, list) else evaluate_sequence(res, seq, model,
+                                                                     symmetry=sym))
     return out
 
 
