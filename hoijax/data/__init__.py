@@ -16,6 +16,8 @@ from hoijax.data._errors import (
     VersionError,
 )
 from hoijax.data._objects import (
+    ALL_OBJECT_KINDS,
+    EXTRA_OBJECT_KINDS,
     OBJECT_KINDS,
     ObjectKind,
     make_object_trimesh,
@@ -59,7 +61,15 @@ from hoijax.data._synthetic import (
     default_benchmark_configs,
     tracking_benchmark_configs,
     generate_sequence,
+    motion_summary,
     write_benchmark,
+)
+from hoijax.data._benchmark import (
+    DEV_SEED,
+    HELDOUT_SEED,
+    V2_SIZE,
+    benchmark_v2_configs,
+    split_seed,
 )
 from hoijax.data._sequence import (
     FORMAT_VERSION,
@@ -71,6 +81,8 @@ from hoijax.data._sequence import (
 )
 
 __all__ = [
+    "ALL_OBJECT_KINDS", "DEV_SEED", "EXTRA_OBJECT_KINDS", "HELDOUT_SEED", "V2_SIZE",
+    "benchmark_v2_configs", "motion_summary", "split_seed",
     "AGILE_DEXYCB", "AGILE_HO3D", "AGILE_MAX_FRAMES", "AGILE_STRIDE", "ProtocolEntry",
     "agile_protocol", "dexycb_annotated_frames", "input_files", "load_protocol_sequence",
     "protocol_frames", "load_recording", "read_intrinsics_txt",

@@ -15,8 +15,15 @@ import numpy as np
 
 from hoijax.data._sequence import ObjectMesh
 
-ObjectKind = Literal["box", "can", "mug", "scissors", "drill"]
+ObjectKind = Literal["box", "can", "mug", "scissors", "drill", "sphere", "torus", "bottle",
+                     "ellipsoid", "marker", "spatula"]
 OBJECT_KINDS: tuple[str, ...] = ("box", "can", "mug", "scissors", "drill")
+"""The five kinds of the original benchmark (:func:`hoijax.data.default_benchmark_configs`)."""
+EXTRA_OBJECT_KINDS: tuple[str, ...] = ("sphere", "torus", "bottle", "ellipsoid", "marker",
+                                       "spatula")
+"""Kinds added for benchmark v2: continuous symmetry (sphere, torus, bottle), thin and
+elongated objects (ellipsoid, marker) and a handle (spatula)."""
+ALL_OBJECT_KINDS: tuple[str, ...] = OBJECT_KINDS + EXTRA_OBJECT_KINDS
 
 
 def _rot(axis: str, angle: float) -> np.ndarray:
@@ -97,7 +104,37 @@ def _build(kind: str, rng: np.random.Generator):
         battery = trimesh.creation.box(extents=(0.07, 0.03, 0.06))
         battery.apply_translation((-0.005, -0.135, 0.0))
         return _union(body, chuck, grip, battery)
-    raise ValueError(f"unknown object kind {kind!r}; choose one of {OBJECT_KINDS}")
+    if kind == "sphere":
+        return trimesh.creation.icosphere(subdivisions=3, radius=jitter(0.03, 0.045))
+    if kind == "torus":
+        return trimesh.creation.torus(major_radius=jitter(0.035, 0.045),
+                                      minor_radius=jitter(0.009, 0.014), major_sections=40,
+                                      minor_sections=14)
+    if kind == "bottle":
+        r, h = jitter(0.028, 0.036), jitter(0.16, 0.2)
+        neck = jitter(0.011, 0.014)
+        # Profile (radius, height) from the bottom centre up, revolved about z.
+        z = np.array([0.0, 0.0, 0.62, 0.72, 0.8, 0.95, 0.95, 1.0, 1.0]) * h
+        rr = np.array([0.0, r, r, 0.8 * r, neck, neck, neck * 1.15, neck * 1.15, 0.0])
+        return trimesh.creation.revolve(np.c_[rr, z], sections=28)
+    if kind == "ellipsoid":
+        m = trimesh.creation.icosphere(subdivisions=3, radius=1.0)
+        m.apply_scale((jitter(0.07, 0.09), jitter(0.025, 0.032), jitter(0.022, 0.026)))
+        return m
+    if kind == "marker":
+        body = trimesh.creation.cylinder(radius=jitter(0.0065, 0.008), height=jitter(0.12, 0.14),
+                                         sections=20)
+        cap = trimesh.creation.cylinder(radius=0.009, height=0.035, sections=20)
+        cap.apply_translation((0.0, 0.0, 0.05))
+        return _union(body, cap)
+    if kind == "spatula":
+        handle_len = jitter(0.14, 0.17)
+        handle = _moved(trimesh.creation.cylinder(radius=0.008, height=handle_len, sections=16),
+                        T=_rot("y", np.pi / 2))
+        blade = trimesh.creation.box(extents=(jitter(0.07, 0.09), 0.06, 0.004))
+        blade.apply_translation((handle_len / 2 + 0.035, 0.0, 0.0))
+        return _union(handle, blade)
+    raise ValueError(f"unknown object kind {kind!r}; choose one of {ALL_OBJECT_KINDS}")
 
 
 def _canonicalize(mesh, max_edge_m: float):
@@ -121,7 +158,9 @@ def _canonicalize(mesh, max_edge_m: float):
     return out
 
 
-_MAX_EDGE_M = {"box": 0.016, "can": 0.016, "mug": 0.019, "scissors": 0.016, "drill": 0.024}
+_MAX_EDGE_M = {"box": 0.016, "can": 0.016, "mug": 0.019, "scissors": 0.016, "drill": 0.024,
+               "sphere": 0.016, "torus": 0.016, "bottle": 0.018, "ellipsoid": 0.016,
+               "marker": 0.016, "spatula": 0.018}
 
 
 def make_object_trimesh(kind: ObjectKind, seed: int = 0, *, max_edge_m: float | None = None):
@@ -129,10 +168,14 @@ def make_object_trimesh(kind: ObjectKind, seed: int = 0, *, max_edge_m: float | 
 
     Kinds: ``box`` (a cereal-box-like cuboid), ``can`` (cylinder), ``mug`` (cup with a torus
     handle, hollow), ``scissors`` (thin: two blades, two finger rings, 4 mm thick), ``drill``
-    (body, chuck, slanted grip and battery block). Sizes vary a little with ``seed``.
+    (body, chuck, slanted grip and battery block); and for benchmark v2 ``sphere``, ``torus``,
+    ``bottle`` (a revolved profile with shoulder and neck), ``ellipsoid`` (elongated),
+    ``marker`` (a thin pen with a cap) and ``spatula`` (a long handle and a thin blade).
+    Sizes vary a little with ``seed``.
     ``max_edge_m`` defaults per kind so that every object has fewer than 4096 faces.
     """
-    rng = np.random.default_rng([seed, OBJECT_KINDS.index(kind) if kind in OBJECT_KINDS else 99])
+    rng = np.random.default_rng([seed, ALL_OBJECT_KINDS.index(kind)
+                                 if kind in ALL_OBJECT_KINDS else 99])
     mesh = _build(kind, rng)
     mesh = _canonicalize(mesh, _MAX_EDGE_M[kind] if max_edge_m is None else max_edge_m)
     if not mesh.is_watertight:
@@ -180,5 +223,5 @@ def object_mesh_from_trimesh(mesh, *, feature_dim: int = 16, seed: int = 0,
                       vertex_features=jnp.asarray(features))
 
 
-__all__ = ["OBJECT_KINDS", "ObjectKind", "make_object_trimesh", "object_mesh_from_trimesh",
+__all__ = ["ALL_OBJECT_KINDS", "EXTRA_OBJECT_KINDS", "OBJECT_KINDS", "ObjectKind", "make_object_trimesh", "object_mesh_from_trimesh",
            "vertex_features"]

@@ -56,6 +56,7 @@ from scipy.spatial.transform import Rotation
 
 from hoijax import geometry, mano, render
 from hoijax.data._objects import (
+    ALL_OBJECT_KINDS,
     OBJECT_KINDS,
     ObjectKind,
     make_object_trimesh,
@@ -90,7 +91,7 @@ class SyntheticConfig:
     side: Side = "right"
     """Which hand (the synthetic MANO hand of that side)."""
     object_kind: ObjectKind = "box"
-    """Procedural object: one of ``OBJECT_KINDS``; ignored when ``object_mesh`` is given."""
+    """Procedural object: one of ``ALL_OBJECT_KINDS``; ignored when ``object_mesh`` is given."""
     object_mesh: Any = dataclasses.field(default=None, compare=False)
     """A user-supplied ``trimesh.Trimesh`` (metric, any origin), or None."""
     occlusion: OcclusionLevel = "medium"
@@ -137,6 +138,38 @@ class SyntheticConfig:
     """Render a flat-shaded RGB image (object colour from its features), for pictures."""
     chunk_size: int = 8
     """Frames rasterized at once (one vmapped, compiled call per chunk): memory vs speed."""
+    # ---- benchmark v2 controls (their defaults leave the original benchmark unchanged)
+    grasp: Literal["palm", "contact"] = "palm"
+    """``palm``: the object's longest side across the palm (module docstring, step 2);
+    ``contact``: a contact point sampled on the object's surface, the palm placed against it
+    along its normal with a random roll, closure and offset searched against the object's
+    exact SDF (penetration ≤ 2 mm, most hand vertices within 5 mm)."""
+    motion_rot_deg_per_s: float | None = None
+    """Peak rotation speed after onset, degrees per second at ``fps`` (None: ``speed`` only)."""
+    motion_trans_m_per_s: float | None = None
+    """Peak translation speed after onset, m/s at ``fps`` (None: ``speed`` only). Reduced when
+    the object would leave the image; the achieved peaks are in the manifest's meta."""
+    fps: float = 30.0
+    """Frame rate that turns the peak speeds into per-frame motion."""
+    slide_m: float = 0.0
+    """In-hand sliding: the hand slides this far along the object (in its palm plane) during
+    a window after onset."""
+    occluder: float = 0.0
+    """Fraction of the visible object an external static occluder hides (median over the
+    frames after onset): a half-plane in front of the scene, also over the hand."""
+    keypoint_outliers: float = 0.0
+    """Probability that a detected keypoint is a confident outlier (a uniform pixel)."""
+    mask_damage: float = 0.0
+    """Object-mask damage in [0, 1]: per-frame erosion or dilation up to 3 px (at 128²),
+    holes with this probability, a wrong blob with half of it."""
+    depth_model: Literal["gaussian", "sensor"] = "gaussian"
+    """``sensor``: noise σ = ``depth_noise_m`` · (z / 0.5 m)², 1 mm quantisation, holes at
+    depth edges; ``gaussian``: constant σ."""
+    depth_holes: float = 0.0
+    """Fraction of the depth image lost in random blobs (0 = none)."""
+    feature_correlation: float = 1.0
+    """Correlation between the features rendered into the target maps and the per-vertex
+    features handed to the tracker (1: the same; 0.6: a real DINO-like mismatch)."""
 
     def noiseless(self) -> "SyntheticConfig":
         """The same sequence with every observation noise and initial-estimate error off."""
@@ -211,9 +244,13 @@ def _hull_planes(mesh) -> tuple[np.ndarray, np.ndarray]:
     return normals[keep], offsets[keep]
 
 
-def _find_grasp(model, fwd, betas, mesh, rng) -> _Grasp:
-    """Grid search of finger closure × palm offset (see module docstring, step 2)."""
-    closures = np.linspace(0.0, 3.0, 13)
+_CLOSURES = np.linspace(0.0, 3.0, 13)
+
+
+def _palm_frame(model, fwd, betas):
+    """Hand vertices at every closure and the palm frame: (verts (C, V, 3), palm centre,
+    lateral, finger, normal towards the closing fingertips)."""
+    closures = _CLOSURES
     mean = np.asarray(model.hands_mean, np.float64)
     nc = len(closures)
     verts, kps, _ = fwd(jnp.zeros((nc, 3)), jnp.asarray(closures[:, None] * mean, jnp.float32),
@@ -229,6 +266,14 @@ def _find_grasp(model, fwd, betas, mesh, rng) -> _Grasp:
     if normal @ (tips - palm) < 0:
         normal = -normal
     lateral = np.cross(finger, normal)  # right-handed (lateral, finger, normal) frame
+    return verts, palm, lateral, finger, normal
+
+
+def _find_grasp(model, fwd, betas, mesh, rng) -> _Grasp:
+    """Grid search of finger closure × palm offset (see module docstring, step 2)."""
+    closures = _CLOSURES
+    nc = len(closures)
+    verts, palm, lateral, finger, normal = _palm_frame(model, fwd, betas)
     # Object axes (x longest, y, z shortest) → lateral, finger, normal, with a seeded twist
     # about the normal and a random flip (which end points where).
     flip = Rotation.from_rotvec([0.0, np.pi * rng.integers(2), 0.0]).as_matrix()
@@ -259,6 +304,59 @@ def _find_grasp(model, fwd, betas, mesh, rng) -> _Grasp:
     T = _se3(R_mano_obj, centre0 + offsets[di] * normal)
     return _Grasp(closure=float(closures[ci]), T_mano_obj=T, normal=normal, finger=finger,
                   penetration_m=pen, contact_verts=best[0][0])
+
+
+@functools.partial(jax.jit, static_argnames=())
+def _grasp_scores(grid, q0, m_dir, offsets):
+    """Penetration and contact counts of hand vertices ``q0`` (C, V, 3, object frame at offset
+    0) moved by each offset along ``-m_dir``: (C, D) each."""
+    from hoijax import sdf
+
+    q = q0[:, None] - offsets[None, :, None, None] * m_dir
+    d = sdf.query_sdf(grid, q)
+    return jnp.maximum(0.0, -d.min(-1)), jnp.sum(d < _CONTACT_M, axis=-1)
+
+
+def _find_contact_grasp(model, fwd, betas, mesh, rng, candidates: int = 12) -> _Grasp:
+    """Contact grasp (``SyntheticConfig.grasp='contact'``): ``candidates`` surface points
+    sampled by area; for each, the palm faces the point along its outward normal with a random
+    roll, and closure × offset are searched against the object's exact SDF grid (penetration
+    ≤ 2 mm); the candidate with the most hand vertices within 5 mm wins."""
+    import trimesh
+
+    from hoijax import sdf
+
+    verts, palm, lateral, finger, normal = _palm_frame(model, fwd, betas)
+    grid = sdf.sdf_grid_from_mesh(np.asarray(mesh.vertices), np.asarray(mesh.faces),
+                                  resolution=40, source="grasp object")
+    pts, fidx = trimesh.sample.sample_surface(mesh, candidates,
+                                              seed=int(rng.integers(2 ** 31)))
+    n_obj = np.asarray(mesh.face_normals)[fidx]
+    centre0 = palm + finger * 0.01
+    offsets = np.arange(-0.005, 0.06, 0.001)
+    best = None
+    for p, n_o in zip(np.asarray(pts), n_obj):
+        # R maps the outward normal to -normal (the surface faces the palm), then a roll.
+        R0 = Rotation.align_vectors([-normal], [n_o])[0].as_matrix()
+        R = Rotation.from_rotvec(normal * rng.uniform(0, 2 * np.pi)).as_matrix() @ R0
+        q0 = (verts - centre0) @ R + p  # hand in object coordinates, p at the palm centre
+        pen, contact = (np.asarray(a) for a in _grasp_scores(
+            grid, jnp.asarray(q0, jnp.float32), jnp.asarray(R.T @ normal, jnp.float32),
+            jnp.asarray(offsets, jnp.float32)))
+        ok = pen <= _PEN_TOL_M
+        if not ok.any():
+            continue
+        score = np.where(ok, contact, -1)
+        ci, di = np.unravel_index(int(np.argmax(score)), score.shape)
+        key = (int(score[ci, di]), -int(ci))
+        if best is None or key > best[0]:
+            T = _se3(R, centre0 + offsets[di] * normal - R @ p)
+            best = (key, ci, T, float(pen[ci, di]))
+    if best is None or best[0][0] <= 0:
+        raise RuntimeError("no contact grasp without penetration found")
+    key, ci, T, pen = best
+    return _Grasp(closure=float(_CLOSURES[ci]), T_mano_obj=T, normal=normal, finger=finger,
+                  penetration_m=pen, contact_verts=key[0])
 
 
 # ------------------------------------------------------------------------------------ render
@@ -340,8 +438,8 @@ def _object_trimesh(config: SyntheticConfig):
             raise TypeError("object_mesh must be a trimesh.Trimesh")
         mesh.apply_translation(-mesh.bounds.mean(0))
         return mesh
-    if config.object_kind not in OBJECT_KINDS:
-        raise ValueError(f"unknown object kind {config.object_kind!r}; one of {OBJECT_KINDS}")
+    if config.object_kind not in ALL_OBJECT_KINDS:
+        raise ValueError(f"unknown object kind {config.object_kind!r}; one of {ALL_OBJECT_KINDS}")
     return make_object_trimesh(config.object_kind, config.seed)
 
 
@@ -354,6 +452,130 @@ def _view_rotation(level: str, normal, finger, rng) -> np.ndarray:
     dst = np.stack([f_c, n_c, np.cross(f_c, n_c)], 1)
     roll = Rotation.from_rotvec([0.0, 0.0, rng.uniform(-0.5, 0.5)]).as_matrix()
     return roll @ dst @ src.T
+
+
+def _rate_scale(traj: np.ndarray, per_frame: float) -> float:
+    """The factor that makes the peak frame-to-frame step of ``traj`` (N, 3) ``per_frame``."""
+    peak = np.linalg.norm(np.diff(traj, axis=0), axis=-1).max(initial=0.0)
+    return per_frame / peak if peak > 0 else 1.0
+
+
+def _keep_in_view(dpos: np.ndarray, centre: np.ndarray, config: SyntheticConfig) -> np.ndarray:
+    """Shrink a translation trajectory until the object's centre stays in the central 70 % of
+    the image and at least 0.15 m from the camera."""
+    half = 0.35 / config.focal_factor  # |x / z| bound, in units of the image width
+    for k in np.linspace(1.0, 0.05, 40):
+        c = centre + k * dpos
+        if (c[:, 2] >= 0.15).all() and (np.abs(c[:, :2]) <= half * c[:, 2:]).all():
+            return k * dpos
+    return 0.05 * dpos
+
+
+def _seen_features(feats: np.ndarray, verts: np.ndarray, rho: float, seed: int) -> np.ndarray:
+    """What the target maps show of the object: the per-vertex features mixed with unrelated
+    smooth ones, ``ρ f + √(1-ρ²) g`` renormalised (``SyntheticConfig.feature_correlation``)."""
+    rho = float(rho)
+    if not 0.0 <= rho <= 1.0:
+        raise ValueError(f"feature_correlation must be in [0, 1], got {rho}")
+    if rho == 1.0:
+        return feats
+    other = vertex_features(verts, feats.shape[1], seed=seed + 104729, frequency=0.7)
+    mixed = rho * feats + np.sqrt(1 - rho ** 2) * other
+    return (mixed / np.linalg.norm(mixed, axis=1, keepdims=True)).astype(np.float32)
+
+
+def _disc(H: int, W: int, cy, cx, r) -> np.ndarray:
+    yy, xx = np.mgrid[:H, :W]
+    return (yy - cy) ** 2 + (xx - cx) ** 2 <= r * r
+
+
+def _occluder_mask(obj: np.ndarray, onset: int, fraction: float,
+                   rng: np.random.Generator) -> np.ndarray:
+    """A static half-plane (H, W) hiding ``fraction`` of the visible object pixels ``obj``
+    (N, H, W), as the median over the frames from ``onset`` on (bisection on its offset)."""
+    _, H, W = obj.shape
+    theta = rng.uniform(0, 2 * np.pi)
+    yy, xx = np.mgrid[:H, :W]
+    proj = xx * np.cos(theta) + yy * np.sin(theta)
+    frames = obj[onset:]
+    area = np.maximum(frames.sum((1, 2)), 1)
+    lo, hi = proj.min() - 1, proj.max() + 1  # hidden = proj > c: hi hides nothing
+    for _ in range(40):
+        c = (lo + hi) / 2
+        hidden = np.median((frames & (proj > c)).sum((1, 2)) / area)
+        lo, hi = (c, hi) if hidden > fraction else (lo, c)
+    return proj > (lo + hi) / 2
+
+
+def _damage_masks(masks: np.ndarray, level: float, rng: np.random.Generator) -> np.ndarray:
+    """Segmenter-like damage of (N, H, W) masks (``SyntheticConfig.mask_damage``)."""
+    from scipy import ndimage
+
+    level = float(np.clip(level, 0.0, 1.0))
+    out = masks.copy()
+    _, H, W = masks.shape
+    for t, m in enumerate(masks):
+        area = int(m.sum())
+        if area == 0:
+            continue
+        r = int(round(rng.uniform(0, level * 3 * H / 128)))
+        if r > 0:
+            disc = _disc(2 * r + 1, 2 * r + 1, r, r, r)
+            m = (ndimage.binary_dilation(m, disc) if rng.random() < 0.5
+                 else ndimage.binary_erosion(m, disc))
+        if rng.random() < level:
+            ys, xs = np.nonzero(m)
+            for _ in range(int(rng.integers(1, 4))):
+                if len(ys):
+                    k = int(rng.integers(len(ys)))
+                    m = m & ~_disc(H, W, ys[k], xs[k], max(1.0, 0.12 * np.sqrt(area)))
+        if rng.random() < level / 2:
+            m = m | _disc(H, W, rng.uniform(0, H), rng.uniform(0, W),
+                          max(1.5, 0.3 * np.sqrt(area / np.pi)))
+        out[t] = m
+    return out
+
+
+def _sensor_depth(depth: np.ndarray, sigma_m: float, rng: np.random.Generator) -> np.ndarray:
+    """Depth as a structured-light / ToF sensor reports it: noise σ·(z / 0.5 m)², 1 mm steps,
+    and most pixels on depth edges (jumps over 2 cm) lost."""
+    noisy = depth + sigma_m * (depth / 0.5) ** 2 * rng.normal(size=depth.shape)
+    noisy = np.round(noisy * 1000.0) / 1000.0
+    jump = np.zeros(depth.shape, bool)
+    dy, dx = np.abs(np.diff(depth, axis=1)) > 0.02, np.abs(np.diff(depth, axis=2)) > 0.02
+    jump[:, 1:] |= dy
+    jump[:, :-1] |= dy
+    jump[:, :, 1:] |= dx
+    jump[:, :, :-1] |= dx
+    lost = jump & (rng.random(size=depth.shape) < 0.7)
+    return np.where((depth > 0) & ~lost, noisy, 0.0)
+
+
+def _blobs(shape: tuple, fraction: float, rng: np.random.Generator) -> np.ndarray:
+    """Random blobs covering ``fraction`` of each (H, W) frame: a smooth random field (cells
+    of 1/16 of the side) thresholded at its quantile."""
+    from scipy import ndimage
+
+    n, H, W = shape
+    coarse = rng.normal(size=(n, max(2, H // 16), max(2, W // 16)))
+    field = ndimage.zoom(coarse, (1, H / coarse.shape[1], W / coarse.shape[2]), order=1)
+    field = field[:, :H, :W]
+    return field > np.quantile(field, 1.0 - fraction, axis=(1, 2), keepdims=True)
+
+
+def motion_summary(T_cam_obj: np.ndarray, onset: int, fps: float = 30.0) -> dict:
+    """Peak and median object speed after ``onset``: ``rot_deg_per_s`` (rotation between
+    consecutive frames) and ``trans_m_per_s``; what the manifests record of each sequence."""
+    T = np.asarray(T_cam_obj, np.float64)[onset:]
+    if len(T) < 2:
+        return {"peak_rot_deg_per_s": 0.0, "peak_trans_m_per_s": 0.0,
+                "median_rot_deg_per_s": 0.0, "median_trans_m_per_s": 0.0}
+    rel = np.einsum("nji,njk->nik", T[:-1, :3, :3], T[1:, :3, :3])
+    ang = np.degrees(Rotation.from_matrix(rel).magnitude()) * fps
+    tr = np.linalg.norm(np.diff(T[:, :3, 3], axis=0), axis=-1) * fps
+    return {"peak_rot_deg_per_s": float(ang.max()), "peak_trans_m_per_s": float(tr.max()),
+            "median_rot_deg_per_s": float(np.median(ang)),
+            "median_trans_m_per_s": float(np.median(tr))}
 
 
 def generate_sequence(config: SyntheticConfig = SyntheticConfig()) -> Sequence:
@@ -379,7 +601,12 @@ def generate_sequence(config: SyntheticConfig = SyntheticConfig()) -> Sequence:
     obj_faces = np.asarray(mesh.faces, np.int32)
     betas = rng_geo.normal(scale=0.5, size=10)
 
-    grasp = _find_grasp(model, fwd, betas, mesh, rng_geo)
+    if config.grasp == "contact":
+        grasp = _find_contact_grasp(model, fwd, betas, mesh, _rng(seed, "contact grasp"))
+    elif config.grasp == "palm":
+        grasp = _find_grasp(model, fwd, betas, mesh, rng_geo)
+    else:
+        raise ValueError(f"grasp must be 'palm' or 'contact', got {config.grasp!r}")
     grasp_pose = grasp.closure * np.asarray(model.hands_mean, np.float64)
 
     # Hand pose at onset: view rotation, scene centred on the optical axis.
@@ -405,9 +632,27 @@ def generate_sequence(config: SyntheticConfig = SyntheticConfig()) -> Sequence:
     oop = _OUT_OF_PLANE_RAD[config.occlusion]
     rotvec = wave[:, 0] * np.array([oop, oop, 0.6])
     dpos = wave[:, 1] * np.array([0.025, 0.025, 0.04])
+    if config.motion_rot_deg_per_s is not None:
+        rotvec = rotvec * _rate_scale(rotvec, np.deg2rad(config.motion_rot_deg_per_s)
+                                      / config.fps)
+    if config.motion_trans_m_per_s is not None:
+        dpos = dpos * _rate_scale(dpos, config.motion_trans_m_per_s / config.fps)
+        dpos = _keep_in_view(dpos, T_cam_obj0[:3, 3], config)
     T_cam_obj = np.stack([_se3(Rotation.from_rotvec(rv).as_matrix() @ T_cam_obj0[:3, :3],
                                T_cam_obj0[:3, 3] + dp) for rv, dp in zip(rotvec, dpos)])
     T_cam_mano = T_cam_obj @ T_obj_mano
+    if config.slide_m > 0:
+        # In-hand sliding: the hand moves along the object in its palm plane during a window.
+        rng_slide = _rng(seed, "slide")
+        direction = _unit(rng_slide.normal(size=2) @ np.stack([grasp.finger,
+                                                               np.cross(grasp.finger,
+                                                                        grasp.normal)]))
+        a = onset + int(rng_slide.integers(0, max(1, (n - onset) // 2)))
+        span = max(2, (n - onset) // 4)
+        w = _smoothstep((np.arange(n) - a) / span)
+        shift = np.zeros((n, 4, 4)) + np.eye(4)
+        shift[:, :3, 3] = config.slide_m * w[:, None] * direction
+        T_cam_mano = T_cam_mano @ shift
 
     # Approach before onset: from 10 cm back (away from the object) and rotated, fingers open.
     back = -R_cam_mano @ grasp.normal * 0.1 + rng_motion.normal(scale=0.02, size=3)
@@ -448,8 +693,9 @@ def generate_sequence(config: SyntheticConfig = SyntheticConfig()) -> Sequence:
                          np.ones(len(obj_faces) + fo_pad, np.int32)]
     C = config.feature_dim
     obj_feats = vertex_features(obj_verts_m, C, seed=seed)
+    seen_feats = _seen_features(obj_feats, obj_verts_m, config.feature_correlation, seed)
     hand_feats = vertex_features(np.asarray(model.v_template), C, seed=seed + 7919)
-    feats = np.concatenate([hand_feats, obj_feats, np.zeros((vo_pad, C), np.float32)])
+    feats = np.concatenate([hand_feats, seen_feats, np.zeros((vo_pad, C), np.float32)])
     colours = np.concatenate([np.tile([[0.85, 0.65, 0.55]], (len(hand_feats), 1)),
                               0.5 + 0.45 * obj_feats[:, :3] / np.abs(obj_feats[:, :3]).max(),
                               np.zeros((vo_pad, 3))])
@@ -465,16 +711,38 @@ def generate_sequence(config: SyntheticConfig = SyntheticConfig()) -> Sequence:
          f32(colours)),
         settings, settings_f, max(1, int(config.chunk_size)), bool(config.with_rgb))
     mesh_id = np.asarray(out["mesh_id"])
-    hand_mask, object_mask = mesh_id == 0, mesh_id == 1
     depth = np.asarray(out["depth"], np.float64)
     sil, vis = np.asarray(out["sil_obj"]), np.asarray(out["vis_obj"])
+    feat_maps = np.asarray(out["feat"], np.float64)
+    if config.occluder > 0:
+        # A static half-plane in front of the scene: hides object, hand and background alike.
+        occ = _occluder_mask(mesh_id == 1, onset, config.occluder, _rng(seed, "occluder"))
+        before = np.maximum((mesh_id == 1).sum((1, 2)), 1)
+        mesh_id = np.where(occ, np.int8(2), mesh_id)
+        vis = vis * (mesh_id == 1).sum((1, 2)) / before
+        depth = np.where(occ, 0.7 * depth[depth > 0].min(), depth)
+        occ_f = occ.reshape(H // s, s, W // s, s).mean((1, 3)) > 0.5
+        feat_maps = np.where(occ_f[None, ..., None], _unit(_rng(seed, "occluder feature").normal(size=C)),
+                             feat_maps)
+        if config.with_rgb:
+            out["rgb"] = np.where(occ[None, ..., None], 0.55, np.asarray(out["rgb"]))
+    depth_clean = depth.copy()
+    hand_mask, object_mask = mesh_id == 0, mesh_id == 1
     occlusion_ratio = np.where(sil > 1e-3, 1 - vis / np.maximum(sil, 1e-3), 0.0).clip(0, 1)
+    if config.mask_damage > 0:
+        object_mask = _damage_masks(object_mask, config.mask_damage, _rng(seed, "mask damage"))
 
     # Noise (its own stream: the noise levels do not change the geometry).
-    if config.depth_noise_m > 0:
+    if config.depth_model == "sensor":
+        depth = _sensor_depth(depth, config.depth_noise_m, rng_noise)
+    elif config.depth_model != "gaussian":
+        raise ValueError(f"depth_model must be 'gaussian' or 'sensor', got {config.depth_model!r}")
+    elif config.depth_noise_m > 0:
         depth = np.where(depth > 0, depth + rng_noise.normal(scale=config.depth_noise_m,
                                                              size=depth.shape), 0.0)
-    feat_maps = np.asarray(out["feat"], np.float64)
+    if config.depth_holes > 0:
+        depth = np.where(_blobs(depth.shape, config.depth_holes, _rng(seed, "depth holes")),
+                         0.0, depth)
     if config.feature_noise > 0:
         feat_maps = feat_maps + rng_noise.normal(scale=config.feature_noise, size=feat_maps.shape)
 
@@ -485,7 +753,7 @@ def generate_sequence(config: SyntheticConfig = SyntheticConfig()) -> Sequence:
     inside = (cols >= 0) & (cols < W) & (rows >= 0) & (rows < H) & (joints[..., 2] > 0)
     fr = np.arange(n)[:, None]
     rc, cc = rows.clip(0, H - 1), cols.clip(0, W - 1)
-    d_at = np.asarray(out["depth"])[fr, rc, cc]
+    d_at = depth_clean[fr, rc, cc]
     covering = mesh_id[fr, rc, cc]
     occluded = inside & (((covering == 1) & (d_at < joints[..., 2]))
                          | ((d_at > 0) & (d_at < joints[..., 2] - 0.02)))
@@ -498,6 +766,11 @@ def generate_sequence(config: SyntheticConfig = SyntheticConfig()) -> Sequence:
     drop = missed | ~inside
     conf = np.where(drop, 0.0, conf)
     uv = np.where(drop[..., None], 0.0, uv)
+    if config.keypoint_outliers > 0:
+        rng_out = _rng(seed, "keypoint outliers")
+        wrong = (rng_out.random(size=conf.shape) < config.keypoint_outliers) & ~drop
+        uv = np.where(wrong[..., None], rng_out.uniform([0, 0], [W - 1, H - 1], uv.shape), uv)
+        conf = np.where(wrong, rng_out.uniform(0.7, 1.0, size=conf.shape), conf)
 
     # Initial estimates, as a detector errs.
     d = config.init_difficulty
@@ -608,11 +881,12 @@ def write_benchmark(out_dir: str | Path,
         onset = int(seq.gt.onset_frame)
         occ = np.asarray(seq.gt.occlusion_ratio)[onset:]
         meta = {"generator": "hoijax.data.generate_sequence", "config": cfg.to_json(),
-                "onset_frame": onset, "mean_occlusion_after_onset": float(occ.mean())}
+                "onset_frame": onset, "mean_occlusion_after_onset": float(occ.mean()),
+                "motion": motion_summary(np.asarray(seq.gt.T_cam_obj), onset, cfg.fps)}
         paths.append(save_sequence(seq, out_dir / f"seq_{i:03d}", mesh_file=mesh_file,
                                    meta=meta))
     return paths
 
 
 __all__ = ["OcclusionLevel", "SyntheticConfig", "default_benchmark_configs",
-           "generate_sequence", "write_benchmark"]
+           "generate_sequence", "motion_summary", "write_benchmark"]
