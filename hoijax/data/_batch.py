@@ -109,10 +109,12 @@ def _incompatibility(s: Sequence, ref: Sequence) -> str | None:
 
 def stack_sequences(seqs: list[Sequence], *,
                     optional: Literal["error", "drop"] = "error",
-                    num_frames: int | None = None) -> Sequence:
+                    num_frames: int | None = None,
+                    mesh_size: tuple[int, int] | None = None) -> Sequence:
     """Stack unbatched sequences into one with a leading batch axis ``B``.
 
     Frames are padded to the longest sequence (or ``num_frames``): ``valid`` is False there,
+    meshes to the largest (or ``mesh_size`` = (vertices, faces)),
     masks/keypoints/confidences/depth/features/rgb are 0, MANO parameters and poses repeat the
     last real frame (so padded frames stay valid inputs). Meshes are padded to the largest
     vertex and face counts: padded vertices at the origin (features 0), padded faces
@@ -157,6 +159,11 @@ def stack_sequences(seqs: list[Sequence], *,
         n = num_frames
     v = max(int(np.shape(s.mesh.vertices)[0]) for s in seqs)
     f = max(int(np.shape(s.mesh.faces)[0]) for s in seqs)
+    if mesh_size is not None:
+        if mesh_size[0] < v or mesh_size[1] < f:
+            raise ValueError(f"mesh_size={tuple(mesh_size)} is smaller than the largest mesh "
+                             f"({v} vertices, {f} faces)")
+        v, f = int(mesh_size[0]), int(mesh_size[1])
     gt_vf = None
     if "gt" in keep and any(s.gt.obj_mesh is not None for s in seqs):
         gt_vf = (max(int(np.shape(_gt_mesh(s).vertices)[0]) for s in seqs),

@@ -25,6 +25,7 @@ from hoijax.tracking._driver import (
     gather_run,
     jsonable,
     save_run,
+    padding_bucket,
     sequence_key,
     track_sequences,
 )
@@ -85,7 +86,7 @@ __all__ = [
     "TrackHyper", "TrackResult", "TrackRun", "ablate_batch", "bidirectional_schedule",
     "check_mano", "evaluate_run", "evaluate_sequence", "true_symmetry", "fit_hand", "hand_keypoints",
     "hand_vertices", "jsonable", "load_result", "minimize", "minimize_lm", "motion_ratio", "num_steps",
-    "object_shape_at", "object_vertices", "onset_frame", "prepare", "save_result", "save_run", "sequence_key",
+    "object_shape_at", "object_vertices", "onset_frame", "prepare", "save_result", "save_run", "sequence_key", "padding_bucket",
     "sequence_row",
     "stack_hypers", "stack_prepared", "stages", "summarize", "touches_border", "track_batch",
     "track_sequence", "track_sequences", "tracked_hand_params",

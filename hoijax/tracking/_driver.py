@@ -143,13 +143,30 @@ class TrackRun:
     mano: ManoSource
 
 
-def _shape_key(seq: data.Sequence):
+def _shape_key(seq: data.Sequence, config: TrackConfig | None = None):
     """Sequences that can share a padded batch: one side, one image and feature size, the
-    same optional parts."""
+    same optional parts; with ``config.batching="map"`` also one padding bucket
+    (:func:`padding_bucket`)."""
     optional = tuple(getattr(seq, f) is None for f in ("depth_m", "features", "rgb",
                                                           "T_cam_obj_init", "gt"))
     feat = None if seq.features is None else tuple(seq.features.shape[1:])
-    return seq.side, tuple(seq.image_size), feat, optional
+    key = (seq.side, tuple(seq.image_size), feat, optional)
+    if config is not None and config.batching == "map":
+        key = key + (padding_bucket(seq),)
+    return key
+
+
+def padding_bucket(seq: data.Sequence) -> tuple[int, int, int]:
+    """(frames, vertices, faces) a sequence is padded to under ``TrackConfig.batching="map"``:
+    frames to a multiple of 8, the mesh to powers of two (at least 64). It depends on the
+    sequence alone, so the sequence is padded the same alone and in any batch, and with
+    ``map`` its result is then the same bit for bit (how much a mesh is padded changes the
+    rounding of some reductions, measured up to 1e-3 in the pose after the optimizer)."""
+    def pow2(x: int) -> int:
+        return max(64, 1 << (int(x) - 1).bit_length())
+
+    n = int(np.shape(seq.valid)[0])
+    return -(-n // 8) * 8, pow2(np.shape(seq.mesh.vertices)[0]), pow2(np.shape(seq.mesh.faces)[0])
 
 
 def sequence_key(seed: int, name: str) -> jax.Array:
@@ -196,7 +213,11 @@ class _Batches:
         sequence, to a multiple of the devices); per name its result (a list for a grid)."""
         n_dev = 1 if self.mesh is None else self.mesh.size
         slots = names + [names[-1]] * (-len(names) % n_dev)
-        batch = data.stack_sequences([self.seqs[n] for n in slots])
+        pad = {}
+        if config.batching == "map":  # one bucket per batch (_chunks): pad to it
+            frames, verts, faces = padding_bucket(self.seqs[slots[0]])
+            pad = dict(num_frames=frames, mesh_size=(verts, faces))
+        batch = data.stack_sequences([self.seqs[n] for n in slots], **pad)
         prep = stack_prepared([self.preps[n] for n in slots])
         keys = jnp.stack([sequence_key(self.seed, n) for n in slots])
         if self.grid:
@@ -273,7 +294,7 @@ def track_sequences(
     timing["prepare_s"] = time.perf_counter() - t0
     size = -(-options.batch_size // (1 if mesh is None else mesh.size)) * (
         1 if mesh is None else mesh.size)
-    for chunk in _chunks(seqs, list(batches.preps), size):
+    for chunk in _chunks(seqs, list(batches.preps), size, config):
         t0 = time.perf_counter()
         model = mano_source.model(seqs[chunk[0]].side)
         done = batches.run_isolated(chunk, model, config)
@@ -288,11 +309,12 @@ def track_sequences(
                     mano=mano_source)
 
 
-def _chunks(seqs: dict, names: list[str], size: int) -> list[list[str]]:
+def _chunks(seqs: dict, names: list[str], size: int,
+            config: TrackConfig | None = None) -> list[list[str]]:
     """Names grouped by padded shape, in chunks of ``size``."""
     groups: dict = {}
     for name in names:
-        groups.setdefault(_shape_key(seqs[name]), []).append(name)
+        groups.setdefault(_shape_key(seqs[name], config), []).append(name)
     return [g[i:i + size] for g in groups.values() for i in range(0, len(g), size)]
 
 

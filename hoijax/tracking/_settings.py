@@ -101,10 +101,19 @@ class TrackConfig:
     """Pose search: image downsampling of the silhouette comparison."""
     record_trace: bool = True
     """Keep per-iteration loss values (for loss curves)."""
+    batching: Literal["vmap", "map"] = "vmap"
+    """How the sequences (and settings) of one program run: vmap, vectorised (fastest on a
+    GPU), where XLA's batched arithmetic rounds differently from the unbatched one and the
+    optimizer's hundreds of steps amplify it, so a sequence's poses move by up to about 1e-2
+    with the batch it is in; or map, one after another (lax.map): a sequence gives the same
+    result, bit for bit, alone or in any batch of the same padded shape."""
 
     def __post_init__(self):
         if self.solver not in ("adam", "lm"):
             raise ValueError(f"TrackConfig.solver must be 'adam' or 'lm', got {self.solver!r}")
+        if self.batching not in ("vmap", "map"):
+            raise ValueError("TrackConfig.batching must be 'vmap' or 'map', got "
+                             f"{self.batching!r}")
         if not 0.0 <= self.motion_prediction <= 2.0:
             raise ValueError("TrackConfig.motion_prediction must be in [0, 2], got "
                              f"{self.motion_prediction!r}")

@@ -5,7 +5,9 @@ initialization (§3.2: the hand, the object's starting pose, the onset frame), t
 frame's stages, then one ``lax.scan`` over the bidirectional schedule (§3.3) whose steps are
 step 1 and step 2 with early stopping (:mod:`hoijax.tracking._stages`). ``track_batch`` is
 ``jit(vmap(track_sequence))``, and ``ablate_batch`` adds an outer ``vmap`` over a grid of
-:class:`TrackHyper`: every sequence and every weight setting in one compiled program. Nothing
+:class:`TrackHyper`: every sequence and every weight setting in one compiled program
+(``TrackConfig.batching="map"`` runs them one after another with ``lax.map`` instead, so a
+result is the same bit for bit whatever else is in the batch). Nothing
 depends on Python control flow over traced values, so a batch of the same padded shapes never
 recompiles.
 
@@ -368,13 +370,42 @@ def _over_sequences(fn, mesh: Mesh | None, batched: tuple, shared: tuple, out_sp
                          check_vma=False)(*batched, *shared)
 
 
-@eqx.filter_jit
-def _track_batch(batch, prep, model, hyper, config, keys, progress, mesh):
-    def run(b, p, k, m, h):
-        return jax.vmap(lambda s, q, kk: track_sequence(s, q, m, h, config, kk, progress))(
-            b, p, k)
+def _batched(fn, config: TrackConfig, count: Array):
+    """``fn`` over the leading axis of its arguments: ``vmap``, or, with
+    ``config.batching="map"``, one element after another in a loop whose trip count
+    ``count`` is a run-time value. XLA may inline a loop of static length (one of a single
+    element, say) or unroll it, compiling the body into its surroundings differently for
+    different batch sizes; with a run-time trip count it can do neither, so each element's
+    arithmetic is the same in any batch. (A precaution: a static ``lax.map`` gave the same
+    numbers for 1 and 4 sequences in the one comparison made.)"""
+    if config.batching != "map":
+        return jax.vmap(fn)
 
-    return _over_sequences(run, mesh, (batch, prep, keys), (model, hyper), P(SEQUENCE_AXIS))
+    def mapped(*args):
+        shapes = jax.eval_shape(fn, *jax.tree.map(lambda x: x[0], args))
+        size = jax.tree.leaves(args)[0].shape[0]
+        out = jax.tree.map(lambda s: jnp.zeros((size,) + s.shape, s.dtype), shapes)
+
+        def body(i, out):
+            r = fn(*jax.tree.map(lambda x: jax.lax.dynamic_index_in_dim(x, i, 0, False), args))
+            return jax.tree.map(lambda o, v: jax.lax.dynamic_update_index_in_dim(o, v, i, 0),
+                                out, r)
+
+        return jax.lax.fori_loop(0, count, body, out)
+
+    return mapped
+
+
+@eqx.filter_jit
+def _track_batch(batch, prep, model, hyper, config, keys, ones, progress, mesh):
+    # ``ones`` (one per sequence, data the program sees only at run time) gives ``map`` its
+    # trip count: each device's own number of sequences, which XLA cannot fold to a constant.
+    def run(b, p, k, o, m, h):
+        return _batched(lambda s, q, kk: track_sequence(s, q, m, h, config, kk, progress),
+                        config, jnp.sum(o))(b, p, k)
+
+    return _over_sequences(run, mesh, (batch, prep, keys, ones), (model, hyper),
+                           P(SEQUENCE_AXIS))
 
 
 def _check_divisible(batch: Sequence, mesh: Mesh | None) -> None:
@@ -393,7 +424,8 @@ def track_batch(batch: Sequence, prep: Prepared, model: mano.ManoModel, hyper: T
     (:func:`sequence_mesh`), the sequences are split over its devices, B a multiple of their
     number."""
     _check_divisible(batch, mesh)
-    return _track_batch(batch, prep, model, hyper, config, _keys(key, batch), progress, mesh)
+    return _track_batch(batch, prep, model, hyper, config, _keys(key, batch),
+                        jnp.ones(batch.valid.shape[0], jnp.int32), progress, mesh)
 
 
 def _keys(key: Array, batch: Sequence) -> Array:
@@ -402,15 +434,15 @@ def _keys(key: Array, batch: Sequence) -> Array:
 
 
 @eqx.filter_jit
-def _ablate_batch(batch, prep, model, hypers, config, keys, progress, mesh):
-    def run(b, p, k, m, hs):
+def _ablate_batch(batch, prep, model, hypers, config, keys, ones, hyper_ones, progress, mesh):
+    def run(b, p, k, o, m, hs, ho):
         def per_hyper(h):
-            return jax.vmap(lambda s, q, kk: track_sequence(s, q, m, h, config, kk, progress))(
-                b, p, k)
+            return _batched(lambda s, q, kk: track_sequence(s, q, m, h, config, kk, progress),
+                            config, jnp.sum(o))(b, p, k)
 
-        return jax.vmap(per_hyper)(hs)
+        return _batched(per_hyper, config, jnp.sum(ho))(hs)
 
-    return _over_sequences(run, mesh, (batch, prep, keys), (model, hypers),
+    return _over_sequences(run, mesh, (batch, prep, keys, ones), (model, hypers, hyper_ones),
                            P(None, SEQUENCE_AXIS))
 
 
@@ -423,7 +455,10 @@ def ablate_batch(batch: Sequence, prep: Prepared, model: mano.ManoModel, hypers:
     ``key`` and ``mesh`` as in :func:`track_batch` (the sequence axis is split; every device
     runs every setting)."""
     _check_divisible(batch, mesh)
-    return _ablate_batch(batch, prep, model, hypers, config, _keys(key, batch), progress, mesh)
+    return _ablate_batch(batch, prep, model, hypers, config, _keys(key, batch),
+                         jnp.ones(batch.valid.shape[0], jnp.int32),
+                         jnp.ones(jax.tree.leaves(hypers)[0].shape[0], jnp.int32), progress,
+                         mesh)
 
 
 def tracked_hand_params(result: TrackResult, hand_init: HandParams) -> HandParams:
