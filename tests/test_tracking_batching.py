@@ -63,3 +63,27 @@ def test_padding_bucket_depends_on_the_sequence_alone():
 def test_batching_is_validated():
     with pytest.raises(Exception, match="batching"):  # beartype's Literal check or ours
         tr.TrackConfig(batching="pmap")
+
+
+def test_map_batching_equals_vmap_on_a_toy_and_nests():
+    import jax
+    import jax.numpy as jnp
+
+    from hoijax.tracking._track import _batched
+
+    def fn(x, y):
+        return {"a": x * 2.0 + y, "none": None, "s": jnp.sum(x)}
+
+    xs, ys = jnp.arange(12.0).reshape(3, 4), jnp.arange(3.0)[:, None]
+    want = jax.vmap(fn)(xs, ys)
+    for mode in ("vmap", "map"):
+        cfg = tr.TrackConfig(batching=mode)
+        got = jax.jit(lambda x, y, n: _batched(fn, cfg, n)(x, y))(xs, ys, jnp.int32(3))
+        np.testing.assert_array_equal(got["a"], want["a"])
+        np.testing.assert_array_equal(got["s"], want["s"])
+        assert got["none"] is None
+        # Nested, as ablate_batch nests settings over sequences: (G=2, B=3).
+        nested = jax.jit(lambda g, x, y, n: _batched(
+            lambda gg: _batched(lambda a, b: fn(a * gg, b), cfg, n)(x, y), cfg, jnp.int32(2))(g)
+        )(jnp.array([1.0, 3.0]), xs, ys, jnp.int32(3))
+        np.testing.assert_array_equal(nested["a"][1], jax.vmap(fn)(xs * 3.0, ys)["a"])
