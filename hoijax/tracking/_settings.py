@@ -105,8 +105,9 @@ class TrackConfig:
     """How the sequences (and settings) of one program run: vmap, vectorised (fastest on a
     GPU), where XLA's batched arithmetic rounds differently from the unbatched one and the
     optimizer's hundreds of steps amplify it, so a sequence's poses move by up to about 1e-2
-    with the batch it is in; or map, one after another (lax.map): a sequence gives the same
-    result, bit for bit, alone or in any batch of the same padded shape."""
+    with the batch it is in; or map, one after another in a loop, each sequence padded to a
+    bucket of its own (tracking.padding_bucket): a sequence then gives the same result, bit
+    for bit, alone or in any batch."""
 
     def __post_init__(self):
         if self.solver not in ("adam", "lm"):

@@ -6,7 +6,7 @@ frame's stages, then one ``lax.scan`` over the bidirectional schedule (§3.3) wh
 step 1 and step 2 with early stopping (:mod:`hoijax.tracking._stages`). ``track_batch`` is
 ``jit(vmap(track_sequence))``, and ``ablate_batch`` adds an outer ``vmap`` over a grid of
 :class:`TrackHyper`: every sequence and every weight setting in one compiled program
-(``TrackConfig.batching="map"`` runs them one after another with ``lax.map`` instead, so a
+(``TrackConfig.batching="map"`` runs them one after another in a loop instead, so a
 result is the same bit for bit whatever else is in the batch). Nothing
 depends on Python control flow over traced values, so a batch of the same padded shapes never
 recompiles.
