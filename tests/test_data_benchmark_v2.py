@@ -16,7 +16,7 @@ from hoijax.cli.main import main
 from hoijax.data import _synthetic as syn
 
 # One size and one object for the generated sequences, so the generator compiles once.
-BASE = data.SyntheticConfig(seed=11, num_frames=16, image_size=(64, 64), object_kind="torus",
+BASE = data.SyntheticConfig(seed=11, num_frames=10, image_size=(64, 64), object_kind="torus",
                             grasp="contact", feature_stride=8, occlusion="light",
                             motion_rot_deg_per_s=90.0, motion_trans_m_per_s=0.3, speed=1.5)
 
@@ -182,9 +182,9 @@ def test_feature_correlation(rho):
 def test_generate_v2_on_the_command_line(tmp_path, capsys):
     out = tmp_path / "v2"
     assert main(["generate", str(out), "--benchmark", "v2", "--split", "heldout",
-                 "--sequences", "2", "--frames", "6", "--image-size", "64"]) == 0
+                 "--sequences", "1", "--frames", "4", "--image-size", "64"]) == 0
     assert "°/s" in capsys.readouterr().out
-    ref = data.benchmark_v2_configs(2, "heldout", frames=6, image_sizes=(64,))
+    ref = data.benchmark_v2_configs(1, "heldout", frames=4, image_sizes=(64,))
     for i, cfg in enumerate(ref):
         d = out / f"seq_{i:03d}"
         meta = json.loads((d / "manifest.json").read_text())["meta"]

@@ -14,8 +14,7 @@ from hoijax import tracking as tr
 
 CONFIG = tr.TrackConfig(stride=2, hand_iters=10, object_iters=15, iof_iters=15,
                         num_dino_points=16, pool_points=128, batching="map",
-                        hand_fit=tr.HandFitConfig(keypoint_iters=10, align_iters=10, iters=10,
-                                                  fine_iters=10, num_points=32))
+                        hand_fit=tr.HandFitConfig(enabled=False), record_trace=False)
 
 
 def test_a_sequence_alone_and_in_a_batch_of_eight_agree():
