@@ -720,7 +720,8 @@ def generate_sequence(config: SyntheticConfig = SyntheticConfig()) -> Sequence:
         before = np.maximum((mesh_id == 1).sum((1, 2)), 1)
         mesh_id = np.where(occ, np.int8(2), mesh_id)
         vis = vis * (mesh_id == 1).sum((1, 2)) / before
-        depth = np.where(occ, 0.7 * depth[depth > 0].min(initial=config.distance_m), depth)
+        seen = depth[depth > 0]
+        depth = np.where(occ, 0.7 * (seen.min() if seen.size else config.distance_m), depth)
         occ_f = occ.reshape(H // s, s, W // s, s).mean((1, 3)) > 0.5
         feat_maps = np.where(occ_f[None, ..., None], _unit(_rng(seed, "occluder feature").normal(size=C)),
                              feat_maps)
