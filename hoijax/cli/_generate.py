@@ -76,8 +76,11 @@ def run_generate(cfg: Generate) -> int:
         what = "user mesh" if c.object_mesh is not None else c.object_kind
         extra = ""
         if cfg.benchmark == "v2":
+            got = data.read_manifest(p)["meta"]["motion"]
             extra = (f", {c.image_size[0]}², {c.distance_m:.2f} m, "
-                     f"{c.motion_rot_deg_per_s:.0f}°/s")
+                     f"{got['peak_rot_deg_per_s']:.0f}°/s, {got['peak_trans_m_per_s']:.2f} m/s")
+            if got["peak_trans_m_per_s"] < 0.9 * c.motion_trans_m_per_s:
+                extra += f" (asked {c.motion_trans_m_per_s:.2f} m/s: slowed to stay in view)"
         print(f"{p}: {what}, {c.occlusion} occlusion{extra}, seed {c.seed}")
     print(f"wrote {len(paths)} sequences; next: hoijax track {cfg.out}/seq_* --out results/track")
     return 0

@@ -306,7 +306,7 @@ def _find_grasp(model, fwd, betas, mesh, rng) -> _Grasp:
                   penetration_m=pen, contact_verts=best[0][0])
 
 
-@functools.partial(jax.jit, static_argnames=())
+@jax.jit
 def _grasp_scores(grid, q0, m_dir, offsets):
     """Penetration and contact counts of hand vertices ``q0`` (C, V, 3, object frame at offset
     0) moved by each offset along ``-m_dir``: (C, D) each."""
