@@ -130,7 +130,7 @@ def test_progress_bar_explains_the_wait_then_times_the_steady_phase_only():
     out = io.StringIO()
     bar = tqdm(total=4, file=out, mininterval=0)
     t_open = bar.start_t
-    with _Waiting(bar) as on_frame:
+    with _Waiting(bar, period_s=1.0) as on_frame:
         time.sleep(1.3)
         assert _Waiting.TEXT in bar.postfix and bar.postfix.endswith(" s")
         on_frame()
@@ -141,3 +141,19 @@ def test_progress_bar_explains_the_wait_then_times_the_steady_phase_only():
         on_frame()
         assert bar.n == 2
     assert _Waiting.TEXT in out.getvalue()
+
+
+def test_progress_bar_into_a_log_file_redraws_rarely(monkeypatch):
+    """With stderr redirected (a batch job's log), the bar and the wait ticker redraw every
+    ``LOG_INTERVAL_S``, not every frame and second: a 4-minute compilation wrote 240 redraws."""
+    import io
+
+    from hoijax import tracking
+    from hoijax.cli import _track
+
+    monkeypatch.setattr(_track.sys, "stderr", io.StringIO())
+    bar = _track._progress_bar({}, tracking.TrackConfig(), 1, "x")
+    waiting = _track._Waiting(bar)
+    assert bar.mininterval == _track.LOG_INTERVAL_S >= 10
+    assert waiting.period_s == _track.LOG_INTERVAL_S
+    bar.close()

@@ -161,8 +161,18 @@ def _progress_bar(seqs: dict, config: tracking.TrackConfig, settings: int, desc:
     # when the run ends).
     total = sum(tracking.num_steps(int(np.sum(np.asarray(s.valid))), config.stride,
                                    config.process_ends) - 1 for s in seqs.values())
+    # Redirected to a file (a batch job's log), the bar redraws twice a minute instead of
+    # every frame and every second of the wait, so the log stays readable.
     return tqdm(total=total * settings, desc=desc, unit="frame", dynamic_ncols=True,
-                file=sys.stderr)
+                file=sys.stderr, mininterval=0.1 if _interactive() else LOG_INTERVAL_S)
+
+
+LOG_INTERVAL_S = 30.0
+"""Seconds between progress-bar redraws when stderr is not a terminal."""
+
+
+def _interactive() -> bool:
+    return sys.stderr.isatty()
 
 
 def track_with_progress(seqs: dict, mano_source: tracking.ManoSource,
@@ -186,13 +196,16 @@ def track_with_progress(seqs: dict, mano_source: tracking.ManoSource,
 class _Waiting:
     """Until the first frame is tracked, the bar says what the wait is (compiling the tracker,
     the first run only with the compilation cache; then the anchor-frame fit) with the elapsed
-    seconds; at the first frame its clock restarts, so that its rate and ETA count the steady
+    seconds (every second on a terminal, every :data:`LOG_INTERVAL_S` into a log file); at
+    the first frame its clock restarts, so that its rate and ETA count the steady
     phase only. Used as ``with _Waiting(bar) as on_frame``: ``on_frame`` advances the bar."""
 
     TEXT = "compiling the tracker (first run only), then fitting the anchor frame"
 
-    def __init__(self, bar):
+    def __init__(self, bar, period_s: float | None = None):
         self.bar, self.started = bar, threading.Event()
+        self.period_s = (1.0 if _interactive() else LOG_INTERVAL_S) if period_s is None \
+            else period_s
         self.lock, self.t0 = threading.Lock(), time.monotonic()
         self.thread = threading.Thread(target=self._tick, daemon=True)
 
@@ -211,7 +224,7 @@ class _Waiting:
                 self.bar.set_postfix_str(f"{self.TEXT}: {time.monotonic() - self.t0:.0f} s")
 
     def _tick(self):
-        while not self.started.wait(1.0):
+        while not self.started.wait(self.period_s):
             self._show()
 
     def on_frame(self):
