@@ -42,14 +42,20 @@ from hoijax.losses._residuals import (
     mask_residuals as mask_residuals,
     point_to_surface_residuals as point_to_surface_residuals,
 )
-from hoijax.losses._mask import MaskOcclusion as MaskOcclusion, mask_loss as mask_loss
+from hoijax.losses._mask import (
+    DEFAULT_OCCLUDER_MARGIN_M as DEFAULT_OCCLUDER_MARGIN_M,
+    MaskOcclusion as MaskOcclusion,
+    depth_occluders as depth_occluders,
+    mask_loss as mask_loss,
+)
 from hoijax.losses._weights import LossWeights as LossWeights, combine_losses as combine_losses
 
 __all__ = [
     "DEFAULT_CONTACT_BAND_M", "DEFAULT_CONTACT_SOFTMIN_M", "DEFAULT_DEPTH_SCALE_M",
-    "DEFAULT_DEPTH_TOL_M", "DEFAULT_MAX_DIST_M", "DinoForm",
+    "DEFAULT_DEPTH_TOL_M", "DEFAULT_MAX_DIST_M", "DEFAULT_OCCLUDER_MARGIN_M", "DinoForm",
     "LossWeights", "MaskOcclusion", "SurfacePoints", "cam_to_obj", "chamfer_distance",
-    "combine_losses", "contact_loss", "depth_loss", "depth_residuals", "dino_loss", "dino_residuals",
+    "combine_losses", "contact_loss", "depth_loss", "depth_occluders", "depth_residuals",
+    "dino_loss", "dino_residuals",
     "interaction_loss", "interaction_residuals", "interpolate_at", "joint_loss", "joint_residuals",
     "mano_param_loss", "mask_loss", "mask_residuals", "obj_to_cam", "point_to_surface_loss",
     "point_to_surface_residuals", "sample_surface", "select_visible_points", "vertex_loss",
