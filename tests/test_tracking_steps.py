@@ -11,6 +11,7 @@ import pytest
 from hoijax import data, geometry, losses, mano, sdf
 from hoijax import tracking as tr
 from hoijax.tracking import stages as st
+from hoijax.tracking._objective import frame_objective
 
 H = W = 96
 
@@ -145,3 +146,30 @@ def test_hand_depth_points_settle_the_hand_depth(frame_data):
         errs["joint+depth"].append(1000 * abs(float(run(noisy, True)[2] - t_true[2])))
     assert np.mean(errs["joint+depth"]) < 1.5, errs
     assert np.mean(errs["joint+depth"]) < 0.5 * np.mean(errs["joint"]), errs
+
+
+def test_depth_occluders_keep_an_external_occluder_out_of_the_mask_term(frame_data):
+    """A static occluder in front of the object (not the hand) cuts the observed mask. Read as
+    background (the default, AGILE's), it makes L_mask at the true pose as large as a wrong
+    pose's; with TrackConfig.depth_occluders the depth map marks its pixels as unknown, and the
+    true pose scores as on the uncut frame."""
+    seq, f, model, grid = frame_data
+    inp = _frame_input(seq, f, model, grid, features=False)
+    obs = inp.obs
+    cols = jnp.arange(W)[None, :]
+    centre = int(np.round(np.argwhere(np.asarray(obs.object_mask))[:, 1].mean()))
+    occ = jnp.broadcast_to(cols < centre, (H, W))
+    z_obj = float(seq.gt.T_cam_obj[f, 2, 3])
+    cut = eqx.tree_at(lambda i: (i.obs.object_mask, i.obs.depth_m), inp,
+                      (obs.object_mask & ~occ, jnp.where(occ, 0.7 * z_obj, obs.depth_m)))
+    truth = _state(seq.gt.T_cam_obj[f], seq.gt.obj_scale, seq.gt.verts_cam[f])
+
+    def mask_term(config, frame):
+        f_obj = frame_objective(config, tr.TrackHyper(), frame, None, frozenset({"mask"}))
+        return float(f_obj(truth)[1]["mask"])
+
+    on, off = tr.TrackConfig(depth_occluders=True), tr.TrackConfig()
+    uncut = mask_term(off, inp)
+    assert mask_term(on, inp) == pytest.approx(uncut, rel=1e-6)  # nothing in front: no change
+    assert mask_term(on, cut) < 1.5 * uncut + 1e-3
+    assert mask_term(off, cut) > 5 * mask_term(on, cut) + 0.05

@@ -11,7 +11,9 @@ larger capacity).
 
 Where the sequence has a depth map, the image terms include L_depth and the hand terms the
 hand's depth points (:mod:`hoijax.losses._depth`; not in AGILE's objective: weights ``depth``
-and ``hand_depth``, 0 for AGILE's).
+and ``hand_depth``, 0 for AGILE's), and with ``TrackConfig.depth_occluders`` L_mask also leaves
+out the pixels where the depth map shows something in front of the object
+(:func:`hoijax.losses.depth_occluders`), as it leaves out the hand mask's.
 """
 
 from __future__ import annotations
@@ -104,10 +106,16 @@ def frame_objective(config: TrackConfig, hyper: TrackHyper, inp: FrameInput,
 
     def image_terms(s: TrackState, res: dict):
         rendering = rasterize(s)
-        out = {"mask": losses.mask_loss(rendering, obs.object_mask, obs.hand_mask,
+        # Pixels the mask cannot speak for: under the observed hand, and (with a depth map)
+        # under anything else in front of the object.
+        unknown = obs.hand_mask
+        if config.depth_occluders and obs.depth_m is not None:
+            unknown = unknown | losses.depth_occluders(rendering, obs.depth_m, obs.object_mask,
+                                                       margin_m=config.occluder_margin_m)
+        out = {"mask": losses.mask_loss(rendering, obs.object_mask, unknown,
                                         normalize="object")[0]}
         if with_residuals:
-            res["mask"] = losses.mask_residuals(rendering, obs.object_mask, obs.hand_mask)
+            res["mask"] = losses.mask_residuals(rendering, obs.object_mask, unknown)
         if "depth" in names:
             out["depth"] = losses.depth_loss(rendering, obs.depth_m, obs.object_mask,
                                              obs.hand_mask)[0]

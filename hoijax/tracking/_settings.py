@@ -84,6 +84,12 @@ class TrackConfig:
     """Where L_dino may take points: strict, the object eroded by one feature cell (unbiased,
     but none at all for a small object at DINO's native resolution); adaptive, half a cell or
     the bare object when the strict rule leaves less than two cells' worth."""
+    depth_occluders: bool = False
+    """L_mask leaves out, besides the observed hand mask, the pixels off the object mask whose
+    observed depth lies in front of the rendered object (losses.depth_occluders): an occluder
+    that is not the hand then no longer reads as background (beyond AGILE; needs depth)."""
+    occluder_margin_m: float = 0.03
+    """How far in front of the object's nearest rendered point such a pixel must be, metres."""
     pool_points: int = 2048
     """Surface samples per object that the visible points are drawn from."""
     hand_fit: HandFitConfig = HandFitConfig()
