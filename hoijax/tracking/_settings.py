@@ -209,6 +209,13 @@ class TrackHyper(eqx.Module):
     """Early stop: the moving average of the largest coordinate change per step (metres or
     radians) falls below this. AGILE's 1e-4 stopped our steps after ~100 iterations with
     millimetres still to go in depth; 2e-5 runs them to convergence."""
+    aniso_scale_prior: Float[Array, ""] = eqx.field(default=0.0, converter=jnp.asarray)
+    """Weight ``w`` of a prior on the anchor-frame scale's departure from the mesh's own
+    proportions, ``w · Σ_i (log s_i − mean_j log s_j)²`` (0: off, the scale's axes move
+    freely within ±22 %). An axis that neither the silhouette nor the depth map sees (the
+    object's extent along the viewing ray) otherwise drifts towards the bound. For scale:
+    one axis 15 % off the others costs ``0.018 w``, and λ_mask L_mask is 0.5 for a tenth of
+    the object's area mismatched."""
     sigma_px2: Float[Array, ""] = eqx.field(default=0.05, converter=jnp.asarray)
     """Soft-silhouette σ, px². Small on purpose: the soft silhouette ``1 - Π(1 - p)`` over a
     tessellated, double-sided mesh is inflated where several faces' blurred edges overlap, which

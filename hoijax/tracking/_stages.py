@@ -161,11 +161,24 @@ def anchor_scale(config: TrackConfig, hyper: TrackHyper, state: TrackState,
     """Anchor frame: the anisotropic scale ``s = s_0 · exp(b·tanh(λ/b))`` (b =
     :data:`MAX_LOG_SCALE_REFINE`) and the distance along the viewing ray through the object's
     origin ``t = t_0 · exp(δ)``, rotation fixed, by λ_mask L_mask + λ_contact L_contact (+
-    L_depth). The bound keeps an axis the silhouette does not see (the 4 mm thickness of
-    scissors seen face-on) from growing without limit (a 5× scale error in our runs)."""
+    L_depth) (+ ``hyper.aniso_scale_prior``'s pull towards the mesh's proportions). The bound
+    keeps an axis the silhouette does not see (the 4 mm thickness of scissors seen face-on)
+    from growing without limit (a 5× scale error in our runs)."""
     T0, s0 = state.T_cam_obj, state.obj_scale
-    objective = _objective(config, hyper, anc.frame, None,
-                           frozenset({"mask", "depth", "contact"}), state)
+    base = _objective(config, hyper, anc.frame, None, frozenset({"mask", "depth", "contact"}),
+                      state)
+
+    def objective(s: TrackState):
+        # The prior on the departure from the mesh's proportions (TrackHyper.aniso_scale_prior),
+        # also as residuals √w·dev for Levenberg–Marquardt (Σ r² is the prior).
+        dev = jnp.log(s.obj_scale / s0)
+        dev = dev - jnp.mean(dev)
+        r = jnp.sqrt(jnp.maximum(hyper.aniso_scale_prior, 0.0)).astype(dev.dtype) * dev
+        out = base(s)
+        total = out[0] + jnp.sum(r**2)
+        if len(out) == 4:
+            return total, out[1], out[2], jnp.concatenate([out[3], r])
+        return total, out[1], out[2]
 
     def unpack(p):
         b = MAX_LOG_SCALE_REFINE
