@@ -61,9 +61,9 @@ def main() -> None:
     ap.add_argument("--solver", choices=("adam", "lm"), default="adam")
     ap.add_argument("--lm-iters", type=int, default=30)
     ap.add_argument("--lm-anchor-iters", type=int, default=60)
-    ap.add_argument("--depth-occluders", action="store_true",
+    ap.add_argument("--depth-occluders", choices=("on", "off"), default=None,
                     help="TrackConfig.depth_occluders: L_mask leaves out what the depth map "
-                    "shows in front of the object")
+                    "shows in front of the object (default: on, off for --base agile)")
     ap.add_argument("--aniso-scale-prior", type=float, default=None,
                     help="TrackHyper.aniso_scale_prior (default: the tracker's)")
     ap.add_argument("--base", choices=sorted(BASES), default="hoijax",
@@ -76,7 +76,8 @@ def main() -> None:
         object_iters=args.object_iters, hand_iters=args.hand_iters, iof_iters=args.iof_iters,
         hand_fit=tracking.HandFitConfig(enabled=not agile), solver=args.solver,
         lm_iters=args.lm_iters, lm_anchor_iters=args.lm_anchor_iters,
-        depth_occluders=args.depth_occluders)
+        depth_occluders=not agile if args.depth_occluders is None
+        else args.depth_occluders == "on")
     extra = {} if args.aniso_scale_prior is None else {"aniso_scale_prior": args.aniso_scale_prior}
     base = tracking.TrackHyper.agile(**extra) if agile else tracking.TrackHyper(**extra)
     seqs = {f"seq_{i:03d}": data.generate_sequence(c)
@@ -107,13 +108,15 @@ def main() -> None:
               f"{args.object_iters}/{args.iof_iters}, base {args.base}, solver {args.solver}"
               + (f" ({args.lm_iters}/{args.lm_anchor_iters} evaluations)"
                  if args.solver == "lm" else "")
-              + (", depth occluders" if args.depth_occluders else "")
+              + ("" if args.depth_occluders is None
+                 else f", depth occluders {args.depth_occluders}")
               + ("" if args.aniso_scale_prior is None
                  else f", aniso scale prior {args.aniso_scale_prior:g}")
               + f"; {elapsed:.0f} s on "
               f"{backend}.\n\n")
     stem = (f"table2_{'agile_' if agile else ''}{'full_' if args.full_only else ''}"
-            f"{'lm_' if args.solver == 'lm' else ''}{'occ_' if args.depth_occluders else ''}"
+            f"{'lm_' if args.solver == 'lm' else ''}"
+            f"{ {None: '', 'on': 'occ_', 'off': 'noocc_'}[args.depth_occluders] }"
             f"{'' if args.aniso_scale_prior is None else 'aniso_'}{backend}")
     (RESULTS / f"{stem}.md").write_text(header + table + "\n")
     (RESULTS / f"{stem}.json").write_text(json.dumps({

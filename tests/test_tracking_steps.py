@@ -150,9 +150,9 @@ def test_hand_depth_points_settle_the_hand_depth(frame_data):
 
 def test_depth_occluders_keep_an_external_occluder_out_of_the_mask_term(frame_data):
     """A static occluder in front of the object (not the hand) cuts the observed mask. Read as
-    background (the default, AGILE's), it makes L_mask at the true pose as large as a wrong
-    pose's; with TrackConfig.depth_occluders the depth map marks its pixels as unknown, and the
-    true pose scores as on the uncut frame."""
+    background (AGILE's L_mask), it makes L_mask at the true pose as large as a wrong
+    pose's; with TrackConfig.depth_occluders (the default) the depth map marks its pixels as
+    unknown, and the true pose scores as on the uncut frame."""
     seq, f, model, grid = frame_data
     inp = _frame_input(seq, f, model, grid, features=False)
     obs = inp.obs
@@ -168,7 +168,7 @@ def test_depth_occluders_keep_an_external_occluder_out_of_the_mask_term(frame_da
         f_obj = frame_objective(config, tr.TrackHyper(), frame, None, frozenset({"mask"}))
         return float(f_obj(truth)[1]["mask"])
 
-    on, off = tr.TrackConfig(depth_occluders=True), tr.TrackConfig()
+    on, off = tr.TrackConfig(), tr.TrackConfig(depth_occluders=False)
     uncut = mask_term(off, inp)
     assert mask_term(on, inp) == pytest.approx(uncut, rel=1e-6)  # nothing in front: no change
     assert mask_term(on, cut) < 1.5 * uncut + 1e-3
@@ -191,5 +191,6 @@ def test_anisotropic_scale_prior_keeps_the_proportions_and_frees_the_size(frame_
     assert np.all(ratio > 1.05), ratio  # the size grew back (1.11 is the truth)
     # Without it the axes part even on this clean frame (by 2.3 % when written): the drift
     # the prior is for.
-    free = np.asarray(run(tr.TrackHyper())) / (0.9 * np.asarray(seq.gt.obj_scale))
+    free = np.asarray(run(tr.TrackHyper(aniso_scale_prior=0.0))) / (
+        0.9 * np.asarray(seq.gt.obj_scale))
     assert np.all(np.isfinite(free)) and np.ptp(np.log(free)) > 0.01, free

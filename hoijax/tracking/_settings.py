@@ -84,10 +84,11 @@ class TrackConfig:
     """Where L_dino may take points: strict, the object eroded by one feature cell (unbiased,
     but none at all for a small object at DINO's native resolution); adaptive, half a cell or
     the bare object when the strict rule leaves less than two cells' worth."""
-    depth_occluders: bool = False
+    depth_occluders: bool = True
     """L_mask leaves out, besides the observed hand mask, the pixels off the object mask whose
     observed depth lies in front of the rendered object (losses.depth_occluders): an occluder
-    that is not the hand then no longer reads as background (beyond AGILE; needs depth)."""
+    that is not the hand then no longer reads as background (beyond AGILE, whose L_mask knows
+    only the hand: False; needs depth)."""
     occluder_margin_m: float = 0.03
     """How far in front of the object's nearest rendered point such a pixel must be, metres."""
     pool_points: int = 2048
@@ -209,10 +210,10 @@ class TrackHyper(eqx.Module):
     """Early stop: the moving average of the largest coordinate change per step (metres or
     radians) falls below this. AGILE's 1e-4 stopped our steps after ~100 iterations with
     millimetres still to go in depth; 2e-5 runs them to convergence."""
-    aniso_scale_prior: Float[Array, ""] = eqx.field(default=0.0, converter=jnp.asarray)
+    aniso_scale_prior: Float[Array, ""] = eqx.field(default=50.0, converter=jnp.asarray)
     """Weight ``w`` of a prior on the anchor-frame scale's departure from the mesh's own
-    proportions, ``w · Σ_i (log s_i − mean_j log s_j)²`` (0: off, the scale's axes move
-    freely within ±22 %). An axis that neither the silhouette nor the depth map sees (the
+    proportions, ``w · Σ_i (log s_i − mean_j log s_j)²`` (0: off, AGILE's, the scale's axes
+    move freely within ±22 %). An axis that neither the silhouette nor the depth map sees (the
     object's extent along the viewing ray) otherwise drifts towards the bound. For scale:
     one axis 15 % off the others costs ``0.018 w``, and λ_mask L_mask is 0.5 for a tenth of
     the object's area mismatched."""
@@ -245,7 +246,9 @@ class TrackHyper(eqx.Module):
     @classmethod
     def agile(cls, **kwargs) -> TrackHyper:
         """AGILE's objective: without the metric-depth terms (depth serves only the
-        initialization)."""
+        initialization) and without the anisotropic scale prior (unless ``kwargs`` sets it).
+        For AGILE's L_mask also set ``TrackConfig.depth_occluders=False``."""
+        kwargs.setdefault("aniso_scale_prior", 0.0)
         return cls(**kwargs).without("depth", "hand_depth")
 
 
