@@ -36,6 +36,9 @@ def _positive(x) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) and x > 0
 
 
+# Several child processes, each compiling its step (about 90 s): kept out of the default run,
+# which must stay under 30 minutes on 2 cores (`pytest -m slow tests/test_gpu_suite.py`).
+@pytest.mark.slow
 def test_smoke_run_writes_every_results_file(tmp_path):
     out = tmp_path / "smoke"
     p = _suite("--smoke", "--out", str(out), timeout=900)

@@ -35,6 +35,28 @@ def test_init_hand_recovers_scale_and_translation(clean_sequence):
     assert not bool(h1.scale_valid) and float(h1.scale) == 1.0
 
 
+def test_implausible_icp_hand_scale_falls_back_to_the_models_size(clean_sequence):
+    """Depth that puts the hand 1.6× farther than the keypoints allow (a wrong ICP fit does the
+    same): ICP returns a hand over 1.4× its size; with bounds it is replaced by 1 and flagged, and the
+    translations are PnP's at that scale."""
+    seq = clean_sequence
+    model = mano.synthetic_mano(seq.side)
+    obs = init.HandObs.of(seq)
+    far = init.HandObs(obs.K, obs.hand_init, obs.keypoints_px, obs.keypoints_conf, obs.valid,
+                       obs.hand_mask, 1.6 * jnp.asarray(obs.depth_m))
+    key = jax.random.PRNGKey(0)
+    loose = init.init_hand(model, far, key)
+    assert float(loose.scale) > 1.4 and not bool(loose.scale_fallback)
+    bounded = init.init_hand(model, far, key, scale_bounds=(0.8, 1.25))
+    assert bool(bounded.scale_fallback) and float(bounded.scale) == 1.0
+    unit = init.init_hand(model, obs.without_depth(), key)
+    np.testing.assert_allclose(np.asarray(bounded.transl), np.asarray(unit.transl), atol=1e-6)
+    # A plausible scale is kept as ICP found it.
+    kept = init.init_hand(model, obs, key, scale_bounds=(0.8, 1.25))
+    plain = init.init_hand(model, obs, key)
+    assert not bool(kept.scale_fallback) and float(kept.scale) == float(plain.scale)
+
+
 def _asymmetric_object():
     box = trimesh.creation.box([0.12, 0.06, 0.03])
     bump = trimesh.creation.icosphere(radius=0.02).apply_translation([0.05, 0.02, 0.0])

@@ -76,6 +76,8 @@ class HandInit(eqx.Module):
     """ICP determined the scale on at least one frame."""
     pnp_valid: Bool[Array, " N"]
     """PnP had enough confident keypoints."""
+    scale_fallback: Bool[Array, ""]
+    """The ICP scale lay outside ``scale_bounds`` and was replaced by 1."""
 
 
 class HandObs(eqx.Module):
@@ -120,8 +122,15 @@ def init_hand(
     icp_iters: int = 30,
     trim_fraction: float = 0.6,
     pnp_refine_steps: int = 2,
+    scale_bounds: tuple[Float[ArrayLike, ""], Float[ArrayLike, ""]] | None = None,
 ) -> HandInit:
-    """AGILE §3.2 metric hand: ICP scale with R_h fixed (median over frames), then PnP per frame."""
+    """AGILE §3.2 metric hand: ICP scale with R_h fixed (median over frames), then PnP per frame.
+
+    ``scale_bounds`` (beyond AGILE): an ICP scale outside ``[lo, hi]`` is replaced by 1, the
+    MANO model's own size (its betas already carry the person's shape). ICP fits the
+    whole hand model to the visible part of a hand, with the scale free; on a small or partly
+    hidden view that fit is loose, and it returned 1.5–3.2× hands on development sequences.
+    """
     K, hand_init, hand_mask, depth_m = obs.K, obs.hand_init, obs.hand_mask, obs.depth_m
     keypoints_px, keypoints_conf, valid = obs.keypoints_px, obs.keypoints_conf, obs.valid
     verts, kps = jax.vmap(lambda p: hand_in_mano_frame(model, p))(hand_init)
@@ -154,10 +163,14 @@ def init_hand(
         scale = jnp.where(scale_valid, _masked_median(icp.scale[:, 0], ok), 1.0)
     else:
         scale, scale_valid = jnp.ones((), verts.dtype), jnp.zeros((), bool)
+    fallback = jnp.zeros((), bool)
+    if scale_bounds is not None:
+        fallback = scale_valid & ((scale < scale_bounds[0]) | (scale > scale_bounds[1]))
+        scale = jnp.where(fallback, 1.0, scale)
     pnp = pnp_at(scale)
     transl = jnp.where(pnp.valid[:, None], pnp.translation, hand_init.transl)
     return HandInit(scale=scale.astype(verts.dtype), transl=transl, scale_valid=scale_valid,
-                    pnp_valid=pnp.valid & valid)
+                    pnp_valid=pnp.valid & valid, scale_fallback=fallback)
 
 
 def candidate_rotations(num_directions: int = 48, num_inplane: int = 8) -> np.ndarray:

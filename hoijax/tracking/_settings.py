@@ -188,6 +188,12 @@ class HandFitHyper(eqx.Module):
     """Step sizes of the last stage relative to the others."""
     tol: Float[Array, ""] = eqx.field(default=1e-6, converter=_scalar)
     """Early stop of each stage (moving average of the largest coordinate change per step)."""
+    icp_scale_min: Float[Array, ""] = eqx.field(default=0.8, converter=_scalar)
+    """Smallest plausible ICP hand scale: below it the refinement starts from 1 instead (the
+    MANO model's own size; its depth stage then fits the scale). AGILE's ICP scale alone,
+    without the refinement, is never replaced."""
+    icp_scale_max: Float[Array, ""] = eqx.field(default=1.25, converter=_scalar)
+    """Largest plausible ICP hand scale (see ``icp_scale_min``)."""
 
 
 class TrackHyper(eqx.Module):

@@ -236,7 +236,10 @@ def hand_stage(config: TrackConfig, hyper: TrackHyper, seq: Sequence, model: man
     §3.2), then the refinement of :func:`~hoijax.tracking.fit_hand` when
     ``config.hand_fit.enabled`` (beyond AGILE). ``keys``: (initialization, refinement)."""
     obs = HandObs.of(seq)
-    init = init_hand(model, obs, keys[0])
+    fit_hp = hyper.hand_fit
+    # With the refinement, an implausible ICP scale is replaced by the model's own size.
+    bounds = (fit_hp.icp_scale_min, fit_hp.icp_scale_max) if config.hand_fit.enabled else None
+    init = init_hand(model, obs, keys[0], scale_bounds=bounds)
     params, scale, transl, finite = seq.hand_init, init.scale, init.transl, jnp.ones((), bool)
     if config.hand_fit.enabled:
         fit = fit_hand(model, obs, init.scale, init.transl, keys[1], config=config.hand_fit,
