@@ -37,8 +37,8 @@ def test_init_hand_recovers_scale_and_translation(clean_sequence):
 
 def test_implausible_icp_hand_scale_falls_back_to_the_models_size(clean_sequence):
     """Depth that puts the hand 1.6× farther than the keypoints allow (a wrong ICP fit does the
-    same): ICP returns a hand over 1.4× its size; with bounds it is replaced by 1 and flagged, and the
-    translations are PnP's at that scale."""
+    same): ICP returns a hand over 1.4× its size; with bounds it is replaced by 1 and flagged,
+    and the translations are PnP's at that scale."""
     seq = clean_sequence
     model = mano.synthetic_mano(seq.side)
     obs = init.HandObs.of(seq)
