@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import equinox as eqx
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -43,6 +44,11 @@ def test_term_activity_counts_processed_frames_with_a_nonzero_term(seq):
     assert act["dino"] == pytest.approx(2 / 5) and act["mask"] == 1.0
     warn = tr.term_warnings(seq, _result(terms, processed), dino_weight=10.0, depth_weight=5.0)
     assert len(warn) == 1 and "L_dino was active in only 40 %" in warn[0]
+    # A hand scale that fell back to 1 is said too; results without the field say nothing.
+    fell = eqx.tree_at(lambda r: r.hand_scale_fallback, _result(terms, processed),
+                       jnp.bool_(True), is_leaf=lambda x: x is None)
+    warn = tr.term_warnings(seq, fell, dino_weight=10.0, depth_weight=5.0)
+    assert len(warn) == 2 and "ICP hand scale was implausible" in warn[1]
     # Weight 0: switched off on purpose, nothing to say.
     assert tr.term_warnings(seq, _result(terms, processed), 0.0, 5.0) == []
     # No features at all: said as such, with the command that computes them.

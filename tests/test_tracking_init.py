@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -9,7 +10,9 @@ import pytest
 import trimesh
 
 from hoijax import data, mano, render
+from hoijax import tracking as tr
 from hoijax.tracking import _init as init
+from hoijax.tracking import stages
 
 
 @pytest.fixture(scope="module")
@@ -55,6 +58,15 @@ def test_implausible_icp_hand_scale_falls_back_to_the_models_size(clean_sequence
     kept = init.init_hand(model, obs, key, scale_bounds=(0.8, 1.25))
     plain = init.init_hand(model, obs, key)
     assert not bool(kept.scale_fallback) and float(kept.scale) == float(plain.scale)
+    # The tracker's hand stage applies the bounds only with the refinement on, and says so.
+    seq_far = eqx.tree_at(lambda s: s.depth_m, seq, 1.6 * jnp.asarray(seq.depth_m))
+    few = tr.HandFitConfig(keypoint_iters=2, align_iters=2, iters=2, fine_iters=2)
+    keys = (key, jax.random.PRNGKey(1))
+    hand = stages.hand_stage(tr.TrackConfig(hand_fit=few), tr.TrackHyper(), seq_far, model, keys)
+    assert bool(hand.scale_fallback)
+    agile = stages.hand_stage(tr.TrackConfig(hand_fit=tr.HandFitConfig(enabled=False)),
+                              tr.TrackHyper(), seq_far, model, keys)
+    assert not bool(agile.scale_fallback) and float(agile.scale) > 1.4
 
 
 def _asymmetric_object():

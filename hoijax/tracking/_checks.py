@@ -63,7 +63,8 @@ def input_warnings(seq: data.Sequence) -> list[str]:
 
 def term_warnings(seq: data.Sequence, result: TrackResult, dino_weight: float,
                   depth_weight: float) -> list[str]:
-    """Terms switched on by their weight but inactive in most processed frames."""
+    """Terms switched on by their weight but inactive in most processed frames, and a hand
+    scale that ICP could not give (``TrackResult.hand_scale_fallback``)."""
     act = term_activity(result)
     out = []
     if dino_weight > 0:
@@ -77,4 +78,7 @@ def term_warnings(seq: data.Sequence, result: TrackResult, dino_weight: float,
     if depth_weight > 0 and seq.depth_m is not None and act["depth"] <= MOSTLY:
         out.append(f"L_depth was active in only {100 * act['depth']:.0f} % of the processed "
                    "frames")
+    if result.hand_scale_fallback is not None and bool(result.hand_scale_fallback):
+        out.append("the ICP hand scale was implausible (outside HandFitHyper.icp_scale_min/max);"
+                   " the hand refinement started from scale 1 instead")
     return out

@@ -249,7 +249,7 @@ def hand_stage(config: TrackConfig, hyper: TrackHyper, seq: Sequence, model: man
     verts, kps = scale * verts, scale * kps
     normals = jax.vmap(lambda v: geometry.vertex_normals(v, model.faces))(verts)
     return Hand(params=params, scale=scale, pose=HandPose(verts, kps, normals, transl),
-                finite=finite)
+                finite=finite, scale_fallback=init.scale_fallback)
 
 
 def initial_object(config: TrackConfig, seq: Sequence, obj: ObjectModel,

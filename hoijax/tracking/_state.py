@@ -71,6 +71,8 @@ class Hand(eqx.Module):
     """Per-frame posed hand at zero translation (leading axis N)."""
     finite: Bool[Array, ""]
     """The refinement's losses and gradients were finite."""
+    scale_fallback: Bool[Array, ""]
+    """ICP's hand scale was implausible and the refinement started from 1 instead."""
 
 
 class ObjectModel(eqx.Module):

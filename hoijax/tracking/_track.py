@@ -176,6 +176,10 @@ class TrackResult(eqx.Module):
     """Processed frames in which some rendering's pair list was too short, so faces may have
     been dropped (the anchor frame includes its search and stages); the driver re-runs such a
     sequence with a larger capacity. None in results written before this field existed."""
+    hand_scale_fallback: Bool[Array, ""] | None = None
+    """ICP's hand scale lay outside ``HandFitHyper.icp_scale_min``/``max`` and the hand
+    refinement started from scale 1 instead. None in results written before this field
+    existed."""
 
 
 def _interp_poses(T: Float[Array, "N 4 4"], t_h: Float[Array, "N 3"],
@@ -305,7 +309,8 @@ def _assemble(config: TrackConfig, seq: Sequence, hand: Hand, anchor, on: TrackS
         object_trace=out["trace"] if config.record_trace else None, iof_trace=iof_trace,
         finite=finite, hand_pose=hand.params.hand_pose if config.hand_fit.enabled else None,
         hand_orient=hand.params.global_orient if config.hand_fit.enabled else None,
-        overflow=scatter(out["overflow"], anchor_overflow, out["overflow"]) & seq.valid)
+        overflow=scatter(out["overflow"], anchor_overflow, out["overflow"]) & seq.valid,
+        hand_scale_fallback=hand.scale_fallback)
 
 
 def track_sequence(seq: Sequence, prep: Prepared, model: mano.ManoModel, hyper: TrackHyper,
