@@ -12,8 +12,13 @@ refined parameters could reach.
     python experiments/hand_fit_check.py [--n 8] [--frames 30] [--image-size 128] [--seed 0]
         [--iters 200] [--keypoint-iters 100] [--align-iters 100] [--fine-iters 100]
         [--num-points 128] [--fit-betas] [--no-depth] [--cache DIR] [--out FILE]
+        [--sequences DIR ...] [--icp-bounds LO HI]
 
-Writes ``experiments/results/hand_fit_check.json``.
+``--sequences`` reads saved sequences (e.g. ``hoijax generate --benchmark v2``; all of one
+shape) instead of generating v1 ones. ``--icp-bounds 0.8 1.25`` replaces an ICP hand scale
+outside the bounds by 1, as the tracker does with its refinement on (``HandFitHyper.icp_scale_min``
+/ ``icp_scale_max``); without it the ICP scale is kept (AGILE's). Each row says whether it fell
+back. Writes ``experiments/results/hand_fit_check.json``.
 """
 
 from __future__ import annotations
@@ -35,17 +40,23 @@ from hoijax.tracking.stages import HandObs, fit_hand, hand_in_mano_frame, init_h
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def _sequences(args) -> tuple[list, list[data.Sequence]]:
+def _sequences(args) -> tuple[list[str], list[data.Sequence]]:
+    """(occlusion label per sequence, the sequences)."""
+    if args.sequences:
+        meta = [json.loads((d / "manifest.json").read_text()).get("meta", {})
+                for d in args.sequences]
+        return ([m.get("config", {}).get("occlusion", "?") for m in meta],
+                [data.load_sequence(d) for d in args.sequences])
     cfgs = data.tracking_benchmark_configs(args.n, args.frames, args.image_size, seed=args.seed)
     if args.cache is None:
-        return cfgs, [data.generate_sequence(c) for c in cfgs]
+        return [c.occlusion for c in cfgs], [data.generate_sequence(c) for c in cfgs]
     seqs = []
     for i, c in enumerate(cfgs):
         d = args.cache / f"seq_{args.seed}_{args.frames}_{args.image_size}_{i:03d}"
         if not (d / "manifest.json").exists():
             data.save_sequence(data.generate_sequence(c), d)
         seqs.append(data.load_sequence(d))
-    return cfgs, seqs
+    return [c.occlusion for c in cfgs], seqs
 
 
 def _errors(joints_cam, gt) -> tuple[float, float]:
@@ -70,12 +81,17 @@ def main() -> None:
     ap.add_argument("--no-depth", action="store_true", help="keypoints only")
     ap.add_argument("--cache", type=Path, default=None, help="save/load generated sequences")
     ap.add_argument("--out", type=Path, default=RESULTS / "hand_fit_check.json")
+    ap.add_argument("--sequences", type=Path, nargs="+", default=None,
+                    help="saved sequence directories instead of generated v1 ones")
+    ap.add_argument("--icp-bounds", type=float, nargs=2, default=None, metavar=("LO", "HI"),
+                    help="replace an ICP hand scale outside [LO, HI] by 1 (the tracker: 0.8 1.25)")
     args = ap.parse_args()
 
-    cfgs, seqs = _sequences(args)
+    labels, seqs = _sequences(args)
     model = mano.synthetic_mano("right")
     key = jax.random.PRNGKey(0)
-    init_fn = jax.jit(lambda s: init_hand(model, HandObs.of(s), key))
+    bounds = None if args.icp_bounds is None else tuple(args.icp_bounds)
+    init_fn = jax.jit(lambda s: init_hand(model, HandObs.of(s), key, scale_bounds=bounds))
     inits = [init_fn(s) for s in seqs]
     stack = lambda xs: jax.tree.map(lambda *a: jnp.stack(a), *xs)  # noqa: E731
     batch = stack([(s.K, s.hand_init, s.keypoints_px, s.keypoints_conf, s.valid, s.hand_mask,
@@ -121,7 +137,8 @@ def main() -> None:
         floor = np.linalg.norm((a * b).sum() / (a * a).sum() * a - b, axis=-1).mean() * 1e3
         rr0, cam0 = _errors(before, gt)
         rr1, cam1 = _errors(after, gt)
-        rows.append({"seq": i, "occlusion": cfgs[i].occlusion,
+        rows.append({"seq": i, "occlusion": labels[i],
+                     "scale_fallback": bool(inits[i].scale_fallback),
                      "rr_mpjpe_mm": [rr0, rr1], "cam_err_mm": [cam0, cam1],
                      "scale": [float(inits[i].scale), float(r.scale)],
                      "betas_floor_rr_mm": float(floor), "iters": int(r.num_iters),
@@ -132,6 +149,9 @@ def main() -> None:
               f"finite {bool(r.finite)}")
     med = lambda k, j: float(np.median([row[k][j] for row in rows]))  # noqa: E731
     summary = {"rr_mpjpe_mm": [med("rr_mpjpe_mm", 0), med("rr_mpjpe_mm", 1)],
+               "rr_mpjpe_mm_mean_after": float(np.mean([r["rr_mpjpe_mm"][1] for r in rows])),
+               "rr_mpjpe_mm_worst_after": float(np.max([r["rr_mpjpe_mm"][1] for r in rows])),
+               "scale_fallbacks": int(sum(r["scale_fallback"] for r in rows)),
                "cam_err_mm": [med("cam_err_mm", 0), med("cam_err_mm", 1)],
                "betas_floor_rr_mm": float(np.median([r["betas_floor_rr_mm"] for r in rows])),
                "compile_s": compile_s, "run_s": float(np.median(times))}
@@ -141,7 +161,8 @@ def main() -> None:
           f"run {summary['run_s']:.1f} s for {len(seqs)} sequences")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({
-        "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        "args": {k: ([str(x) for x in v] if isinstance(v, list) else
+                     str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         "machine": {"platform": platform.platform(), "backend": jax.default_backend(),
                     "cpus": jax.device_count()},
         "versions": package_versions("jax", "jaxlib", "equinox", "optax"),
