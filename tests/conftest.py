@@ -34,3 +34,27 @@ def _release_compiled_programs_after_each_module():
     mappings (``jax_memory``: a worker that passes ``vm.max_map_count`` segfaults in XLA)."""
     yield
     release_if_many()
+
+
+# The test files that take longest on 2 cores (compiling the tracker, training), longest first.
+# Under ``-n 2 --dist loadfile`` a file runs on one worker; started first, the long files
+# overlap instead of one of them running alone at the end (xdist would otherwise queue files
+# by their number of tests, which put the tracker's few, long tests last).
+# ``--no-loadscope-reorder`` (pyproject.toml) keeps this order.
+LONGEST_FIRST = (
+    "test_tracking_driver.py",
+    "test_tracking_track.py",
+    "test_tracking_init.py",
+    "test_icl_train.py",
+    "test_cli.py",
+    "test_tracking_batching.py",
+    "test_pipeline_ho3d.py",
+    "test_tracking_hand_fit.py",
+    "test_tiger_train.py",
+    "test_residuals.py",
+)
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: others keep order

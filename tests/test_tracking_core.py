@@ -77,6 +77,28 @@ def test_minimize_stops_on_non_finite_loss_without_applying_it():
     assert int(res.num_iters) == 4  # three good steps reach -0.003, the fourth evaluates NaN
 
 
+def test_minimize_evaluates_the_objective_only_inside_its_loop():
+    """The objective is compiled once, in the loop's body: no evaluation before the loop (for
+    the tracker, a second copy of the rasterizer in the program). A problem that takes no step
+    keeps its parameters and reports zeros."""
+
+    def loss(p):
+        return jnp.sum(jnp.sin(p["t"])), {"s": jnp.sum(jnp.cos(p["t"]))}
+
+    def solve(t, active):
+        return tracking.minimize(loss, {"t": t}, {"t": 1e-2}, max_iters=5, active=active)
+
+    jaxpr = jax.make_jaxpr(solve)(jnp.ones(3), True).jaxpr
+    top = [e.primitive.name for e in jaxpr.eqns]
+    assert "while" in top and "sin" not in top and "cos" not in top, top
+    idle = solve(jnp.ones(3), False)
+    assert int(idle.num_iters) == 0 and float(idle.loss) == 0.0 and float(idle.terms["s"]) == 0
+    np.testing.assert_array_equal(idle.params["t"], np.ones(3))
+    # With a step, the reported loss is the last evaluation's (before the last step).
+    one = tracking.minimize(loss, {"t": jnp.ones(3)}, {"t": 1e-2}, max_iters=1, tol=0.0)
+    np.testing.assert_allclose(float(one.loss), 3 * np.sin(1.0), rtol=1e-6)
+
+
 def _disk(h, w, cy, cx, r):
     yy, xx = np.mgrid[:h, :w]
     return (yy - cy) ** 2 + (xx - cx) ** 2 <= r**2

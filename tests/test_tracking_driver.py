@@ -77,14 +77,22 @@ def test_overflowing_sequence_is_rerun_and_equals_a_run_at_sufficient_capacity()
     assert np.asarray(small.results["closeup"].overflow).any()
 
 
-def test_a_sequence_whose_sdf_cannot_be_built_is_skipped_and_the_others_finish(tmp_path):
+@pytest.fixture(scope="module")
+def broken_batch():
+    """Three sequences tracked as one batch, the middle one broken: a non-finite vertex, for
+    which no signed distance grid can be built. One tracker program for the two tests below."""
     seqs = {"a": _sequence(0), "broken": _sequence(1), "c": _sequence(2)}
-    # A non-finite vertex: no signed distance grid can be built for this mesh.
     seqs["broken"] = eqx.tree_at(lambda s: s.mesh.vertices, seqs["broken"],
                                  seqs["broken"].mesh.vertices.at[0, 0].set(jnp.nan))
     logs = []
     run = tr.track_sequences(seqs, tr.ManoSource.synthetic(), CONFIG, tr.TrackHyper(),
                              dataclasses.replace(OPTIONS, batch_size=3), log=logs.append)
+    return seqs, run, logs
+
+
+def test_a_sequence_whose_sdf_cannot_be_built_is_skipped_and_the_others_finish(
+        tmp_path, broken_batch):
+    seqs, run, logs = broken_batch
     assert set(run.results) == {"a", "c"}
     assert list(run.errors) == ["broken"] and "finite" in run.errors["broken"]
     report = tr.save_run(tmp_path / "out", run, seqs)
@@ -137,23 +145,25 @@ def test_track_uses_the_given_mano_files_and_eval_refuses_another_model(tmp_path
                  str(big_hand)]) == 0
 
 
-def test_eval_matches_results_to_sequences_by_name(tmp_path, capsys):
+def test_eval_matches_results_to_sequences_by_name(tmp_path, capsys, broken_batch):
     """A result is scored against the sequence it names, whatever the order given; a result
     whose sequence is not given is an error, never a silently wrong pair."""
-    seqs = {"a": _sequence(5), "b": _sequence(6)}
-    run = tr.track_sequences(seqs, tr.ManoSource.synthetic(), CONFIG, tr.TrackHyper(),
-                             OPTIONS, log=lambda m: None)
+    all_seqs, run, _ = broken_batch
+    seqs = {n: all_seqs[n] for n in run.results}
+    assert sorted(seqs) == ["a", "c"]
     tr.save_run(tmp_path / "out", run, seqs)
     dirs = {n: data.save_sequence(s, tmp_path / "seqs" / n) for n, s in seqs.items()}
-    assert main(["eval", str(tmp_path / "out"), "--sequences", str(dirs["b"]),
+    assert main(["eval", str(tmp_path / "out"), "--sequences", str(dirs["c"]),
                  str(dirs["a"])]) == 0
     per = json.loads((tmp_path / "out" / "metrics.json").read_text())["per_sequence"]
     for n in seqs:
         saved = json.loads((tmp_path / "out" / n / "metrics.json").read_text())["mean"]
         assert per[n]["adds_mm"] == pytest.approx(saved["adds_mm"], rel=1e-6)
+    # the two sequences differ, so a swapped pairing would not pass the check above
+    assert per["a"]["adds_mm"] != pytest.approx(per["c"]["adds_mm"], rel=1e-3)
     capsys.readouterr()
     assert main(["eval", str(tmp_path / "out"), "--sequences", str(dirs["a"])]) == 2
-    assert "'b'" in capsys.readouterr().err
+    assert "'c'" in capsys.readouterr().err
 
 
 def test_sequences_of_different_proportions_share_one_program_shape():
