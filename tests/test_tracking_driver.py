@@ -9,6 +9,7 @@ import json
 import pickle
 
 import equinox as eqx
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -118,9 +119,22 @@ def _write_mano(directory, scale: float):
 def test_track_uses_the_given_mano_files_and_eval_refuses_another_model(tmp_path, capsys):
     seq_dir = data.save_sequence(_sequence(4), tmp_path / "seqs" / "s")
     big_hand = _write_mano(tmp_path / "mano", 1.15)
-    assert main(["track", str(seq_dir), "--out", str(tmp_path / "syn"), *FAST]) == 0
-    assert main(["track", str(seq_dir), "--out", str(tmp_path / "big"), "--mano-dir",
-                 str(big_hand), *FAST]) == 0
+    compiled = []
+
+    def listen(event, _seconds, fun_name="", **_):
+        if event == "/jax/core/compile/backend_compile_duration" and "_track_batch" in fun_name:
+            compiled.append(fun_name)
+
+    jax.monitoring.register_event_duration_secs_listener(listen)
+    try:
+        assert main(["track", str(seq_dir), "--out", str(tmp_path / "syn"), *FAST]) == 0
+        assert main(["track", str(seq_dir), "--out", str(tmp_path / "big"), "--mano-dir",
+                     str(big_hand), *FAST]) == 0
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listen)
+    # The model is data to the compiled tracker, and the commands share one progress receiver
+    # (a static argument): the second run in this process reuses the first one's program.
+    assert len(compiled) == 1, compiled
     syn, syn_manifest = tr.load_result(tmp_path / "syn" / "s")
     big, big_manifest = tr.load_result(tmp_path / "big" / "s")
     assert big_manifest["meta"]["mano"]["file"] == "MANO_RIGHT.pkl"

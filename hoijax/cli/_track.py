@@ -175,6 +175,12 @@ def _interactive() -> bool:
     return sys.stderr.isatty()
 
 
+_PROGRESS = tracking.Progress()
+"""The one progress receiver of this process's runs: a compiled tracker holds it (a static
+argument), so a new one per call would compile the tracker again for a second run in the same
+process (a notebook, the tests); each run points its ``fn`` at its own bar."""
+
+
 def track_with_progress(seqs: dict, mano_source: tracking.ManoSource,
                         config: tracking.TrackConfig, hyper, run: RunOptions, **kwargs
                         ) -> tracking.TrackRun:
@@ -185,9 +191,13 @@ def track_with_progress(seqs: dict, mano_source: tracking.ManoSource,
     mine = {n: s for i, (n, s) in enumerate(seqs.items()) if i % share[1] == share[0]}
     bar = _progress_bar(mine, config, n_settings, f"tracking {len(mine)} sequences")
     with _Waiting(bar) as on_frame:
-        result = tracking.track_sequences(
-            seqs, mano_source, config, hyper, run, progress=tracking.Progress(on_frame),
-            log=lambda msg: bar.write(msg, file=sys.stderr), **kwargs)
+        _PROGRESS.fn = on_frame
+        try:
+            result = tracking.track_sequences(
+                seqs, mano_source, config, hyper, run, progress=_PROGRESS,
+                log=lambda msg: bar.write(msg, file=sys.stderr), **kwargs)
+        finally:
+            _PROGRESS.fn = None
     bar.n = bar.total
     bar.close()
     return result

@@ -1,0 +1,121 @@
+"""Cold compile time of the tracker program, apart from running it.
+
+Each repeat runs in a fresh process (JAX caches compiled programs per process; the persistent
+cache is off here), builds one synthetic sequence (11 frames, 128²) and times, for
+``tracking.track_batch``'s program at the default ``TrackConfig`` (batch 1):
+
+- ``lower_s``: tracing the Python code and lowering it to StableHLO;
+- ``compile_s``: XLA's compilation of that module;
+- ``hlo_instructions``: the size of the module XLA is given (instructions in its HLO text).
+
+``--reference DIR`` times another checkout of hoijax (a directory holding its ``hoijax``
+package, e.g. ``git worktree add /tmp/ref HEAD~1``) in the same run, interleaved with this one,
+and reports the ratios of the medians: the VM is shared and noisy, so only same-run ratios are
+worth quoting.
+
+    python experiments/bench_compile.py [--repeats 3] [--reference DIR] [--out FILE]
+
+Writes ``experiments/results/bench_compile_<backend>.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+REPO = Path(__file__).resolve().parent.parent
+
+_CHILD = r"""
+import json, time
+import jax, jax.numpy as jnp
+import hoijax
+from hoijax import data, mano, tracking as tr
+from hoijax.tracking._track import _keys, _track_batch
+
+cfg = tr.TrackConfig()
+seq = data.generate_sequence(data.SyntheticConfig(seed=0, num_frames=11,
+                                                  image_size=(128, 128)))
+prep = tr.stack_prepared([tr.prepare(seq, cfg, sdf_resolution=32)])
+batch = data.stack_sequences([seq])
+args = (batch, prep, mano.synthetic_mano("right"), tr.TrackHyper(), cfg,
+        _keys(jax.random.PRNGKey(0), batch), jnp.ones(1, jnp.int32), None, None)
+t0 = time.perf_counter()
+lowered = _track_batch.lower(*args)
+t1 = time.perf_counter()
+lowered.compile()
+t2 = time.perf_counter()
+hlo = lowered.as_text(dialect="hlo")
+n = sum(1 for line in hlo.splitlines() if " = " in line and not line.lstrip().startswith("//"))
+print("RESULT " + json.dumps({"lower_s": t1 - t0, "compile_s": t2 - t1,
+                              "hlo_instructions": n, "hoijax": hoijax.__file__,
+                              "backend": jax.default_backend()}))
+"""
+
+
+def _one(tree: Path | None) -> dict:
+    env = dict(os.environ, HOIJAX_COMPILE_CACHE="0")
+    if tree is not None:
+        env["PYTHONPATH"] = str(tree) + os.pathsep + env.get("PYTHONPATH", "")
+    out = subprocess.run([sys.executable, "-c", _CHILD], env=env, capture_output=True,
+                         text=True, check=True, cwd="/")
+    line = [x for x in out.stdout.splitlines() if x.startswith("RESULT ")][-1]
+    res = json.loads(line[len("RESULT "):])
+    if tree is not None and not res["hoijax"].startswith(str(tree)):
+        raise SystemExit(f"--reference {tree}: the child imported {res['hoijax']} instead")
+    return res
+
+
+def _medians(runs: list[dict]) -> dict:
+    return {k: statistics.median(r[k] for r in runs)
+            for k in ("lower_s", "compile_s", "hlo_instructions")}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--reference", type=Path, default=None,
+                    help="a directory holding another revision's hoijax package")
+    ap.add_argument("--out", type=Path, default=None)
+    args = ap.parse_args()
+    ref = args.reference.resolve() if args.reference else None
+    runs: dict[str, list[dict]] = {"this": [], "reference": []}
+    for i in range(args.repeats):
+        for name, tree in (("this", REPO), ("reference", ref)):
+            if name == "reference" and ref is None:
+                continue
+            r = _one(tree)
+            runs[name].append(r)
+            print(f"repeat {i} {name}: lower {r['lower_s']:.1f} s, compile "
+                  f"{r['compile_s']:.1f} s, {r['hlo_instructions']} HLO instructions",
+                  flush=True)
+    report = {
+        "command": " ".join(sys.argv),
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
+        "program": "track_batch, default TrackConfig, batch 1, 11 frames, 128x128",
+        "repeats": args.repeats,
+        "this": {"median": _medians(runs["this"]), "runs": runs["this"]},
+    }
+    if ref is not None:
+        report["reference"] = {"tree": str(ref), "median": _medians(runs["reference"]),
+                               "runs": runs["reference"]}
+        report["ratio_this_over_reference"] = {
+            k: report["this"]["median"][k] / report["reference"]["median"][k]
+            for k in report["this"]["median"]}
+    backend = runs["this"][0]["backend"]
+    out = args.out or RESULTS / f"bench_compile_{backend}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    print(json.dumps({k: report[k] for k in report if k in ("ratio_this_over_reference",)}
+                     | {"this": report["this"]["median"]}, indent=2))
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
