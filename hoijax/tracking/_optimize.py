@@ -80,7 +80,8 @@ def minimize(
     loss_fn = _with_flag(loss_fn)
     # Only the shapes of the first evaluation: evaluating it here would compile the whole
     # objective (the rasterizer and all) a second time outside the loop, for a value the
-    # first step computes anyway (measured: about 1/4 of the tracker's program).
+    # first step computes anyway (measured: a quarter of the tracker's HLO instructions, though
+    # only 4 % of its compile time; experiments/bench_compile.py).
     zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), jax.eval_shape(loss_fn, params))
     loss0, (terms0, flag0) = zeros
     names = sorted(terms0)
