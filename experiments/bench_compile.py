@@ -29,6 +29,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from _common import package_versions
+
 RESULTS = Path(__file__).resolve().parent / "results"
 REPO = Path(__file__).resolve().parent.parent
 
@@ -59,18 +61,17 @@ print("RESULT " + json.dumps({"lower_s": t1 - t0, "compile_s": t2 - t1,
 """
 
 
-def _one(tree: Path | None) -> dict:
-    env = dict(os.environ, HOIJAX_COMPILE_CACHE="0")
-    if tree is not None:
-        env["PYTHONPATH"] = str(tree) + os.pathsep + env.get("PYTHONPATH", "")
+def _one(tree: Path) -> dict:
+    env = dict(os.environ, HOIJAX_COMPILE_CACHE="0",
+               PYTHONPATH=str(tree) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     out = subprocess.run([sys.executable, "-c", _CHILD], env=env, capture_output=True,
                          text=True, cwd="/")
     if out.returncode:
         raise SystemExit(f"the timed process failed ({tree}):\n{out.stderr[-3000:]}")
     line = [x for x in out.stdout.splitlines() if x.startswith("RESULT ")][-1]
     res = json.loads(line[len("RESULT "):])
-    if tree is not None and not res["hoijax"].startswith(str(tree)):
-        raise SystemExit(f"--reference {tree}: the child imported {res['hoijax']} instead")
+    if not res["hoijax"].startswith(str(tree)):
+        raise SystemExit(f"{tree}: the timed process imported {res['hoijax']} instead")
     return res
 
 
@@ -87,11 +88,10 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
     ref = args.reference.resolve() if args.reference else None
-    runs: dict[str, list[dict]] = {"this": [], "reference": []}
+    trees = {"this": REPO} | ({"reference": ref} if ref is not None else {})
+    runs: dict[str, list[dict]] = {name: [] for name in trees}
     for i in range(args.repeats):
-        for name, tree in (("this", REPO), ("reference", ref)):
-            if name == "reference" and ref is None:
-                continue
+        for name, tree in trees.items():
             r = _one(tree)
             runs[name].append(r)
             print(f"repeat {i} {name}: lower {r['lower_s']:.1f} s, compile "
@@ -100,6 +100,7 @@ def main() -> None:
     report = {
         "command": " ".join(sys.argv),
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
+        "versions": package_versions("jax", "jaxlib", "equinox"),
         "program": "track_batch, default TrackConfig, batch 1, 11 frames, 128x128",
         "repeats": args.repeats,
         "this": {"median": _medians(runs["this"]), "runs": runs["this"]},
