@@ -176,7 +176,7 @@ def anchor_scale(config: TrackConfig, hyper: TrackHyper, state: TrackState,
         r = jnp.sqrt(jnp.maximum(hyper.aniso_scale_prior, 0.0)).astype(dev.dtype) * dev
         out = base(s)
         total = out[0] + jnp.sum(r**2)
-        if len(out) == 4:
+        if config.solver == "lm":  # _objective's residuals come with the loss
             return total, out[1], out[2], jnp.concatenate([out[3], r])
         return total, out[1], out[2]
 
