@@ -156,7 +156,11 @@ def main(argv: list[str] | None = None) -> int:
         from hoijax.cli._distributed import start_early
 
         start_early(args[1:])  # before the command's flags start JAX's backend
-    return _load(run)(tyro.cli(_load(cls), args=args[1:], prog=f"hoijax {args[0]}"))
+    from hoijax.cli._stderr import DropXlaAlarm
+
+    config = tyro.cli(_load(cls), args=args[1:], prog=f"hoijax {args[0]}")
+    with DropXlaAlarm():  # the commands explain their compilations themselves
+        return _load(run)(config)
 
 
 if __name__ == "__main__":
