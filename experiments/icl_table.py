@@ -15,7 +15,8 @@ Runs (``--runs``; each trains one model). The paper's recipe: MAE mask ratio 0.7
 template's and the query's target tokens in training, the query target fully masked at
 inference, ``L_mano`` the sum of squared parameter errors, λm = 0.05, λv = 5, λ3D = 0.01.
 
-- ``default`` (also ``hoijax icl-train``'s): the paper's recipe with two named additions,
+- ``default`` (``hoijax icl-train``'s before the relevance encoding; the base of the other rows):
+  the paper's recipe with two named additions,
   ``IclConfig(target_difference=True)`` (every target token also encodes its group's
   target − input) and ``TrainConfig(inference_episodes=0.5)`` (half of the training examples
   are drawn as inference presents them: template target whole, query target fully masked; the
@@ -26,6 +27,12 @@ inference, ``L_mano`` the sum of squared parameter errors, λm = 0.05, λv = 5, 
 - ``distractors0.2`` / ``distractors0.4``: ``default`` with 20 / 40 % of the training templates
   replaced by a random frame of the query's hand type (``TrainConfig.distractor_templates``);
 - ``dropout0.2``: ``default`` with the template removed from 20 % of the training examples;
+- ``relevance``: ``default`` with ``IclConfig(template_relevance=True)`` (every template token
+  also encodes the text and image-feature cosine similarities of template and query, so the
+  model can judge how far to trust the template); ``relevance_distractors0.05`` / ``0.1`` /
+  ``0.2`` / ``0.4``: the same trained with 5 / 10 / 20 / 40 % random templates, which teach it
+  what an unrelated template looks like. ``relevance`` is ``hoijax icl-train``'s default and the
+  headline table's row (``RECOMMENDED``);
 - ``template_visible``: the target − input encoding with the template's target tokens never
   masked in training (``TrainConfig.template_mask_ratio = 0``; the query's at 0.7).
 
@@ -71,6 +78,11 @@ COLUMNS = ("P-MPJPE_mm", "P-MPVPE_mm", "F@5", "F@15", "two_hand_P-MPVPE_mm", "MR
 _REC = ({"target_difference": True}, {"inference_episodes": 0.5})
 
 
+# The row of the headline table and `hoijax icl-train`'s defaults: _REC with the template
+# relevance encoding (README, EgoHandICL, item 6, says how it was chosen).
+RECOMMENDED = "relevance"
+
+
 def _with(model=None, train=None):
     return ({**_REC[0], **(model or {})}, {**_REC[1], **(train or {})})
 
@@ -85,6 +97,15 @@ RUNS = {
     "distractors0.2": _with(train={"distractor_templates": 0.2}),
     "distractors0.4": _with(train={"distractor_templates": 0.4}),
     "dropout0.2": _with(train={"template_dropout": 0.2}),
+    "relevance": _with(model={"template_relevance": True}),
+    "relevance_distractors0.05": _with(model={"template_relevance": True},
+                                       train={"distractor_templates": 0.05}),
+    "relevance_distractors0.1": _with(model={"template_relevance": True},
+                                      train={"distractor_templates": 0.1}),
+    "relevance_distractors0.2": _with(model={"template_relevance": True},
+                                      train={"distractor_templates": 0.2}),
+    "relevance_distractors0.4": _with(model={"template_relevance": True},
+                                      train={"distractor_templates": 0.4}),
     "template_visible": _with(train={"template_mask_ratio": 0.0, "inference_episodes": 0.0}),
 }
 RUN_LABELS = {
@@ -97,6 +118,15 @@ RUN_LABELS = {
     "distractors0.2": "default + 20 % random templates in training",
     "distractors0.4": "default + 40 % random templates in training",
     "dropout0.2": "default + template dropout 0.2",
+    "relevance": "default + template relevance encoding",
+    "relevance_distractors0.05": "default + template relevance encoding + 5 % random templates "
+    "in training",
+    "relevance_distractors0.1": "default + template relevance encoding + 10 % random templates "
+    "in training",
+    "relevance_distractors0.2": "default + template relevance encoding + 20 % random templates "
+    "in training",
+    "relevance_distractors0.4": "default + template relevance encoding + 40 % random templates "
+    "in training",
     "template_visible": "target−input encoding, template targets never masked (query 0.7)",
 }
 
@@ -220,10 +250,11 @@ def write_tables(payload: dict, out: Path) -> str:
         "L_mano = sum of squared parameter errors, λm = 0.05, λv = 5, λ3D = 0.01. The default "
         "row adds the target − input encoding and draws half of the training examples as "
         "inference episodes (template target whole, query target fully masked); every other "
-        "row names what it changes.",
+        "row names what it changes. The first table is the recommended recipe (`hoijax "
+        "icl-train`'s defaults): the default row plus the template relevance encoding.",
         "",
     ]
-    main = runs.get("default") or next(iter(runs.values()))
+    main = runs.get(RECOMMENDED) or runs.get("default") or next(iter(runs.values()))
     lines += ["| input | " + " | ".join(COLUMNS) + " |", "|---|" + "---:|" * len(COLUMNS),
               "| coarse input (detector) | " + " | ".join(_fmt(coarse, c) for c in COLUMNS)
               + " |"]
@@ -277,6 +308,9 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--data-seed", type=int, default=3)
     ap.add_argument("--progress", action="store_true")
+    ap.add_argument("--merge", action="store_true",
+                    help="keep the runs of the existing <out>/icl_table.json (same data and "
+                    "training arguments, checked) and add or replace the runs given")
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args()
 
@@ -296,7 +330,20 @@ def main() -> None:
     models = icl.hand_models()
     _, coarse = per_hand_errors(np.asarray(test.coarse), test, models, icl.TWO_HANDS)
 
-    runs = {}
+    runs, earlier_wall = {}, 0.0
+    if args.merge and (args.out / "icl_table.json").exists():
+        old = json.loads((args.out / "icl_table.json").read_text())
+        mine = {k: v for k, v in vars(args).items() if k not in ("out", "runs", "progress",
+                                                                  "merge")}
+        theirs = {k: old["args"].get(k) for k in mine}
+        if theirs != mine:
+            raise SystemExit(f"--merge: {args.out / 'icl_table.json'} was made with other "
+                             f"arguments: {theirs} != {mine}")
+        runs = {k: v for k, v in old["runs"].items() if k not in args.runs}
+        earlier_wall = float(old["wall_seconds"])
+        earlier_command = old["command"]
+    else:
+        earlier_command = None
 
     def payload() -> dict:
         return {
@@ -307,10 +354,13 @@ def main() -> None:
             "num_train_frames": train.num_frames, "num_test_frames": test.num_frames,
             "database_size": database.num_frames,
             "synthetic_config": {**dataclasses.asdict(syn), "sides": list(syn.sides)},
-            "wall_seconds": time.perf_counter() - t0,
-            "command": "python experiments/icl_table.py --runs " + " ".join(args.runs) + " "
-            + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items()
-                       if k not in ("out", "runs", "progress")),
+            "wall_seconds": earlier_wall + time.perf_counter() - t0,
+            "command": ((earlier_command + " && " if earlier_command else "")
+                        + "python experiments/icl_table.py --runs " + " ".join(args.runs) + " "
+                        + " ".join(f"--{k.replace('_', '-')} {v}"
+                                   for k, v in vars(args).items()
+                                   if k not in ("out", "runs", "progress", "merge"))
+                        + (" --merge" if earlier_command else "")),
             "machine": {"platform": platform.platform(), "processor": platform.processor(),
                         "cpu_count": os.cpu_count(), "backend": jax.default_backend(),
                         "load_average_at_end": list(os.getloadavg())},

@@ -28,7 +28,8 @@ def test_filter_drops_the_alarm_and_forwards_the_rest_at_once():
     # Any other XLA message passes, also when it arrives in pieces.
     assert f.feed(OTHER_ERROR) == OTHER_ERROR
     assert f.feed(b"E") == b""  # may start a log line: held until its newline
-    assert f.feed(b"rror: the sequence s0 has no frames\n") == b"Error: the sequence s0 has no frames\n"
+    line = b"Error: the sequence s0 has no frames\n"
+    assert f.feed(line[1:]) == line
     assert f.feed(b"***") == b""
     assert f.feed(b" stars in a message ***\n") == b"*** stars in a message ***\n"
     assert f.feed(b"done") == b"done"

@@ -180,3 +180,42 @@ def test_target_difference_tokens_read_target_minus_input_per_group():
     np.testing.assert_allclose(icl.refine(p, cfg, _replace(ex, query_gt=ex.query_gt + 1.0)), out,
                                atol=1e-6)
     assert icl.IclConfig.from_dict(cfg.to_dict()) == cfg
+
+
+def test_template_relevance_reads_query_similarity_into_the_template_tokens_only():
+    """``template_relevance``: the cosine similarities of template and query (text, mean image
+    feature) are 1 for identical inputs, unchanged by rescaling, 0 with finite gradients for a
+    zero vector; with the option on, the query's text moves the template's tokens by exactly the
+    relevance encoder's response to the similarity's change, and without it not at all."""
+    cfg = icl.IclConfig(**{**CFG2.to_dict(), "sides": CFG2.sides, "template_relevance": True})
+    ex = _example(cfg)
+    same = _replace(ex, query_text=3.0 * ex.template_text,
+                    query_features=0.5 * ex.template_features)
+    np.testing.assert_allclose(icl.template_relevance(same), [1.0, 1.0], atol=1e-6)
+    r = np.asarray(icl.template_relevance(ex))
+    assert np.all(np.abs(r) < 1.0)
+    np.testing.assert_allclose(icl.template_relevance(_replace(ex, query_text=7.0 * ex.query_text)),
+                               r, atol=1e-6)
+    zero = _replace(ex, query_text=jnp.zeros_like(ex.query_text))
+    assert float(icl.template_relevance(zero)[0]) == 0.0
+    g = jax.grad(lambda t: icl.template_relevance(_replace(zero, template_text=t)).sum())(
+        ex.template_text)
+    assert np.all(np.isfinite(np.asarray(g)))
+
+    p = icl.init_icl_params(cfg, P, C, D, jax.random.key(3))
+    assert p["tokenizer"]["relevance_encoder"]["kernel"].shape == (2, cfg.d_model)
+    other = _replace(ex, query_text=ex.template_text)  # relevance of the text: r → 1
+    t1, t2 = icl.tokenize(p, cfg, ex), icl.tokenize(p, cfg, other)
+    # The template's tokens see the query only through the two similarities: their change is
+    # the relevance encoder applied to the change of the text similarity.
+    w = np.asarray(p["tokenizer"]["relevance_encoder"]["kernel"])[0]
+    expected = (1.0 - r[0]) * w
+    np.testing.assert_allclose(np.asarray(t2.template_input - t1.template_input),
+                               np.broadcast_to(expected, t1.template_input.shape), atol=1e-5)
+    np.testing.assert_allclose(np.asarray(t2.template_target - t1.template_target),
+                               np.broadcast_to(expected, t1.template_target.shape), atol=1e-5)
+    # Without the option the template's tokens do not depend on the query at all.
+    plain = icl.init_icl_params(CFG2, P, C, D, jax.random.key(3))
+    np.testing.assert_allclose(icl.tokenize(plain, CFG2, ex).template_input,
+                               icl.tokenize(plain, CFG2, other).template_input, atol=1e-6)
+    assert icl.IclConfig.from_dict(cfg.to_dict()) == cfg

@@ -62,7 +62,9 @@ class IclTrain:
     every example MAE-masked at --mask-ratio."""
     distractor_templates: float = 0.0
     """Fraction of the training templates replaced by a random frame of the query's hand type
-    (TrainConfig.distractor_templates): the model learns to discount unrelated templates."""
+    (TrainConfig.distractor_templates): the model learns to discount unrelated templates, and
+    gains less from relevant ones (the relevance_distractors rows of
+    experiments/results/icl_table.md)."""
     d_model: int = 64
     """Token width."""
     num_layers: int = 2
@@ -74,6 +76,10 @@ class IclTrain:
     target_difference: bool = True
     """Also encode each target token's target − input (IclConfig.target_difference; the default
     row of experiments/results/icl_table.md). --no-target-difference: the paper's tokens."""
+    template_relevance: bool = True
+    """Also encode, in every template token, the template's text and image-feature similarity to
+    the query (IclConfig.template_relevance), so that the model can judge how far to trust it
+    (a deviation from the paper; --no-template-relevance for the paper's tokens)."""
     bf16: bool = False
     """Compute in bfloat16 (for GPUs; parameters and losses stay float32)."""
     one_hand: bool = False
@@ -192,6 +198,7 @@ def run_icl_train(cfg: IclTrain) -> int:
                               num_layers=cfg.num_layers,
                               text_slots=cfg.text_slots,
                               target_difference=cfg.target_difference,
+                              template_relevance=cfg.template_relevance,
                               dtype="bfloat16" if cfg.bf16 else "float32")
     train_cfg = icl.TrainConfig(total_steps=cfg.steps, batch_size=cfg.batch_size,
                                 learning_rate=cfg.learning_rate, weight_decay=cfg.weight_decay,

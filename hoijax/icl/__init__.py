@@ -71,6 +71,7 @@ from hoijax.icl._model import (
     init_icl_params,
     refine,
     sample_target_masks,
+    template_relevance,
     tokenize,
     vit_image_tokens,
 )
@@ -143,6 +144,7 @@ __all__ = [
     "normalize_cloud", "perceptual_3d_loss", "pointnet_features", "predict_icl", "refine",
     "restore_checkpoint", "retrieve_for", "retrieve_template", "retrieve_templates",
     "sample_target_masks", "save_icl_data", "save_run_meta", "split_by_scene",
-    "split_hand_params", "summarize_metrics", "to_network_units", "tokenize",
+    "split_hand_params", "summarize_metrics", "template_relevance", "to_network_units",
+    "tokenize",
     "train_icl", "validate_icl_data", "vit_image_tokens",
 ]

@@ -52,6 +52,7 @@ from hoijax.icl._params import (
     group_masks,
     to_network_units,
 )
+from hoijax.icl._retrieval import cosine_similarity
 
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
 
@@ -80,6 +81,14 @@ class IclConfig:
     inference since the query target is fully masked). The paper's tokens carry input and target
     separately and leave the difference to the transformer; this option presents it directly
     (a deviation; see ``experiments/icl_table.py`` for its row)."""
+    template_relevance: bool = False
+    """Add to every *template* token a linear encoding of how much the template resembles the
+    query: the cosine similarity of their text embeddings and of their mean image features
+    (:func:`template_relevance`). A template from another recording carries another detector
+    error, and without this signal the transformer has to infer from raw tokens whether to
+    copy the template's correction; with it, trained with some random templates
+    (``TrainConfig.distractor_templates``), it can learn how far to trust one. A deviation from
+    the paper; see ``experiments/icl_table.py`` for its rows."""
 
     def __post_init__(self):
         if self.dtype not in _DTYPES:
@@ -175,6 +184,18 @@ def sample_target_masks(
 def inference_masks(num_tokens: int) -> tuple[Bool[Array, " T"], Bool[Array, " T"]]:
     """Inference: the template target fully visible, the query target fully masked."""
     return jnp.zeros((num_tokens,), bool), jnp.ones((num_tokens,), bool)
+
+
+def template_relevance(ex: IclExample) -> Float[Array, "2"]:
+    """How much the template resembles the query: the cosine similarities of their text
+    embeddings and of their patch features' means, each in [-1, 1] (0 for a zero vector, with
+    finite gradients). Invariant to the scale of either input."""
+    feats = lambda f: jnp.mean(jnp.asarray(f, jnp.float32), axis=-2)  # noqa: E731
+    return jnp.stack([
+        cosine_similarity(jnp.asarray(ex.template_text, jnp.float32),
+                          jnp.asarray(ex.query_text, jnp.float32)),
+        cosine_similarity(feats(ex.template_features), feats(ex.query_features)),
+    ])
 
 
 def vit_image_tokens(
@@ -292,12 +313,18 @@ class IclTokenizer(nn.Module):
             def difference(target, inp):
                 return 0.0
 
+        if cfg.template_relevance:
+            relevance = nn.Dense(d, dtype=dt, name="relevance_encoder")(
+                template_relevance(ex).astype(dt))
+        else:
+            relevance = 0.0
+
         ctx_tpl = context(ex.template_features, ex.template_text)
         ctx_qry = context(ex.query_features, ex.query_text)
         per_token = lambda presence: jnp.repeat(jnp.asarray(presence, bool), k)  # noqa: E731
         return IclTokens(
-            template_input=icl_tokens(ex.template_coarse, ctx_tpl),
-            template_target=(icl_tokens(ex.template_gt, ctx_tpl)
+            template_input=icl_tokens(ex.template_coarse, ctx_tpl) + relevance,
+            template_target=(icl_tokens(ex.template_gt, ctx_tpl) + relevance
                              + difference(ex.template_gt, ex.template_coarse)),
             query_input=icl_tokens(ex.query_coarse, ctx_qry),
             query_target=(icl_tokens(ex.query_gt, ctx_qry)
