@@ -11,9 +11,12 @@ cache is off here), builds one synthetic sequence (11 frames, 128²) and times, 
 ``--reference DIR`` times another checkout of hoijax (a directory holding its ``hoijax``
 package, e.g. ``git worktree add /tmp/ref HEAD~1``) in the same run, interleaved with this one,
 and reports the ratios of the medians: the VM is shared and noisy, so only same-run ratios are
-worth quoting.
+worth quoting. ``--variant FLAGS`` times this revision with extra ``XLA_FLAGS`` the same way, and
+``--run`` also times one execution of the compiled program (``run_s``, after a warm-up), for
+flags that trade compile time against run time.
 
-    python experiments/bench_compile.py [--repeats 3] [--reference DIR] [--out FILE]
+    python experiments/bench_compile.py [--repeats 3] [--reference DIR] [--variant FLAGS]
+        [--run] [--out FILE]
 
 Writes ``experiments/results/bench_compile_<backend>.json``.
 """
@@ -51,21 +54,29 @@ args = (batch, prep, mano.synthetic_mano("right"), tr.TrackHyper(), cfg,
 t0 = time.perf_counter()
 lowered = _track_batch.lower(*args)
 t1 = time.perf_counter()
-lowered.compile()
+compiled = lowered.compile()
 t2 = time.perf_counter()
+run_s = None
+if RUN:  # one execution to warm up, then the timed one
+    jax.block_until_ready(compiled(*args))
+    t3 = time.perf_counter()
+    jax.block_until_ready(compiled(*args))
+    run_s = time.perf_counter() - t3
 hlo = lowered.lowered.as_text(dialect="hlo")  # equinox's Lowered wraps jax's
 n = sum(1 for line in hlo.splitlines() if " = " in line and not line.lstrip().startswith("//"))
 print("RESULT " + json.dumps({"lower_s": t1 - t0, "compile_s": t2 - t1,
-                              "hlo_instructions": n, "hoijax": hoijax.__file__,
+                              "hlo_instructions": n, "run_s": run_s, "hoijax": hoijax.__file__,
                               "backend": jax.default_backend()}))
 """
 
 
-def _one(tree: Path) -> dict:
+def _one(tree: Path, xla_flags: str = "", run: bool = False) -> dict:
     env = dict(os.environ, HOIJAX_COMPILE_CACHE="0",
                PYTHONPATH=str(tree) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    out = subprocess.run([sys.executable, "-c", _CHILD], env=env, capture_output=True,
-                         text=True, cwd="/")
+    if xla_flags:
+        env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " " + xla_flags).strip()
+    out = subprocess.run([sys.executable, "-c", f"RUN = {run}\n" + _CHILD], env=env,
+                         capture_output=True, text=True, cwd="/")
     if out.returncode:
         raise SystemExit(f"the timed process failed ({tree}):\n{out.stderr[-3000:]}")
     line = [x for x in out.stdout.splitlines() if x.startswith("RESULT ")][-1]
@@ -76,8 +87,9 @@ def _one(tree: Path) -> dict:
 
 
 def _medians(runs: list[dict]) -> dict:
-    return {k: statistics.median(r[k] for r in runs)
-            for k in ("lower_s", "compile_s", "hlo_instructions")}
+    keys = ("lower_s", "compile_s", "hlo_instructions") + (("run_s",) if runs[0]["run_s"]
+                                                           is not None else ())
+    return {k: statistics.median(r[k] for r in runs) for k in keys}
 
 
 def main() -> None:
@@ -85,17 +97,24 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--reference", type=Path, default=None,
                     help="a directory holding another revision's hoijax package")
+    ap.add_argument("--variant", action="append", default=[], metavar="XLA_FLAGS",
+                    help="also time this revision with these flags added to XLA_FLAGS "
+                    "(repeatable), e.g. --variant=--xla_backend_optimization_level=0")
+    ap.add_argument("--run", action="store_true",
+                    help="also time one execution of the compiled program (after a warm-up)")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
     ref = args.reference.resolve() if args.reference else None
-    trees = {"this": REPO} | ({"reference": ref} if ref is not None else {})
+    trees = {"this": (REPO, "")} | ({"reference": (ref, "")} if ref is not None else {})
+    trees |= {f"this {flags}": (REPO, flags) for flags in args.variant}
     runs: dict[str, list[dict]] = {name: [] for name in trees}
     for i in range(args.repeats):
-        for name, tree in trees.items():
-            r = _one(tree)
+        for name, (tree, flags) in trees.items():
+            r = _one(tree, flags, args.run)
             runs[name].append(r)
+            ran = f", run {r['run_s']:.1f} s" if r["run_s"] is not None else ""
             print(f"repeat {i} {name}: lower {r['lower_s']:.1f} s, compile "
-                  f"{r['compile_s']:.1f} s, {r['hlo_instructions']} HLO instructions",
+                  f"{r['compile_s']:.1f} s{ran}, {r['hlo_instructions']} HLO instructions",
                   flush=True)
     report = {
         "command": " ".join(sys.argv),
@@ -111,12 +130,20 @@ def main() -> None:
         report["ratio_this_over_reference"] = {
             k: report["this"]["median"][k] / report["reference"]["median"][k]
             for k in report["this"]["median"]}
+    for flags in args.variant:
+        name = f"this {flags}"
+        report.setdefault("variants", {})[flags] = {
+            "median": _medians(runs[name]), "runs": runs[name],
+            "ratio_over_this": {k: _medians(runs[name])[k] / report["this"]["median"][k]
+                                for k in report["this"]["median"]}}
     backend = runs["this"][0]["backend"]
     out = args.out or RESULTS / f"bench_compile_{backend}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps({k: report[k] for k in report if k in ("ratio_this_over_reference",)}
-                     | {"this": report["this"]["median"]}, indent=2))
+                     | {"this": report["this"]["median"]}
+                     | {f"variant {f}": v["ratio_over_this"]
+                        for f, v in report.get("variants", {}).items()}, indent=2))
     print(f"wrote {out}")
 
 
