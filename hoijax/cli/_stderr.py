@@ -25,10 +25,15 @@ import sys
 import threading
 
 _ALARM_LINE = re.compile(rb"slow_operation_alarm\.cc|Very slow compile\?|^\s*\*{8,}\s*$")
-# Starts of a line that may turn out to be an alarm line: a glog prefix (severity letter and
-# date, e.g. "E1206 "), asterisks, or the "[Compiling module" line. Held until the newline.
-_MAY_BE_ALARM = re.compile(rb"^(?:[EWIF]\d{0,4}(?:\s.*)?|\*+.*|\[(?:C(?:o(?:m(?:p(?:i(?:l(?:i(?:n"
-                           rb"(?:g(?:\s.*)?)?)?)?)?)?)?)?)?)?)$", re.DOTALL)
+_GLOG_PREFIX = re.compile(rb"[EWIF](\d{4}\s|\d{0,4}$)")  # "E1206 04:27:13.6 ...", or its start
+_COMPILING = b"[Compiling module"
+
+
+def _may_be_alarm(start: bytes) -> bool:
+    """Whether a line that begins with ``start`` (no newline yet) may be one of the alarm's:
+    a log line (its file name comes later), asterisks, or the "[Compiling module" line."""
+    return bool(_GLOG_PREFIX.match(start) or start.startswith(b"*")
+                or start.startswith(_COMPILING) or _COMPILING.startswith(start))
 
 
 class AlarmFilter:
@@ -45,7 +50,7 @@ class AlarmFilter:
         for line in lines:
             if not _ALARM_LINE.search(line):
                 out.append(line + b"\n")
-        if rest and not _MAY_BE_ALARM.match(rest):
+        if rest and not _may_be_alarm(rest):
             out.append(rest)
             rest = b""
         self._pending = rest
