@@ -86,9 +86,10 @@ class IclConfig:
     query: the cosine similarity of their text embeddings and of their mean image features
     (:func:`template_relevance`). A template from another recording carries another detector
     error, and without this signal the transformer has to infer from raw tokens whether to
-    copy the template's correction; with it, trained with some random templates
-    (``TrainConfig.distractor_templates``), it can learn how far to trust one. A deviation from
-    the paper; see ``experiments/icl_table.py`` for its rows."""
+    copy the template's correction; with it, the model can learn how far to trust one (in
+    training, retrieval already returns some templates from other scenes; random templates,
+    ``TrainConfig.distractor_templates``, add more). A deviation from the paper, on by default
+    in ``hoijax icl-train``; see ``experiments/icl_table.py`` for its rows."""
 
     def __post_init__(self):
         if self.dtype not in _DTYPES:
