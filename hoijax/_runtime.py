@@ -54,3 +54,45 @@ def configure_xla_cpu() -> bool:
         return False
     os.environ["XLA_FLAGS"] = f"{flags} {_FLAG}=".strip()
     return True
+
+
+# Memory mappings. Every CPU executable XLA loads keeps about seven memory mappings until it is
+# freed, and a tracker program holds thousands of executables (about 5 000 mappings): a process
+# that compiles many programs (sequences of many padded shapes, re-runs at doubled rasterizer
+# capacity, a test worker) passes Linux's default ``vm.max_map_count`` (65530), and XLA's next
+# compile then aborts the process ("LLVM ERROR: Unable to allocate section memory").
+
+_MAPS = "/proc/self/maps"
+
+RELEASE_ABOVE = 45_000
+"""Mappings above which :func:`release_if_many` drops the compiled programs by default: room
+for about four more tracker programs below the kernel's default limit."""
+
+
+def mappings() -> int:
+    """The process's memory mappings (0 where ``/proc`` is not there)."""
+    try:
+        with open(_MAPS, "rb") as f:
+            return sum(1 for _ in f)
+    except OSError:
+        return 0
+
+
+def release_compiled_programs() -> None:
+    """Drop JAX's compiled programs and the memory mappings they hold (the jitted functions
+    stay usable: they compile again on their next call)."""
+    import gc
+
+    import jax
+
+    jax.clear_caches()
+    gc.collect()
+
+
+def release_if_many(limit: int = RELEASE_ABOVE) -> bool:
+    """:func:`release_compiled_programs` when the process holds more than ``limit`` mappings
+    (recompiling costs time, so only then); whether it released."""
+    if mappings() <= limit:
+        return False
+    release_compiled_programs()
+    return True

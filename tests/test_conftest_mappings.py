@@ -1,16 +1,15 @@
-"""The suite's guard against running out of memory mappings (see ``conftest.py``)."""
+"""The guard against running out of memory mappings (``hoijax._runtime``; the suite's
+``conftest.py`` and the tracking driver use it)."""
 
 from __future__ import annotations
 
 import pathlib
-import sys
 
 import jax
 import jax.numpy as jnp
 import pytest
 
-sys.path.insert(0, str(pathlib.Path(__file__).parent))
-from jax_memory import mappings, release_compiled_programs, release_if_many  # noqa: E402
+from hoijax._runtime import mappings, release_compiled_programs, release_if_many
 
 MAPS = pathlib.Path("/proc/self/maps")
 _mappings = mappings

@@ -31,6 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from hoijax import data, mano
+from hoijax._runtime import release_if_many
 from hoijax.tracking._checks import input_warnings, term_activity, term_warnings
 from hoijax.tracking._evaluate import (
     evaluate_sequence,
@@ -299,6 +300,9 @@ def track_sequences(
         model = mano_source.model(seqs[chunk[0]].side)
         done = batches.run_isolated(chunk, model, config)
         _rerun_overflowing(batches, done, model, config, options.max_doublings, info)
+        # A long run compiles a program per padded shape and per re-run capacity; dropped
+        # when they near the kernel's limit on memory mappings (hoijax._runtime).
+        release_if_many()
         if store is not None:
             store.save(done, info)
         results.update(done)
@@ -329,6 +333,7 @@ def _rerun_overflowing(batches: _Batches, results: dict, model: mano.ManoModel,
             cfg = cfg.doubled()
             batches.log(f"{name}: the rasterizer's pair list overflowed; re-running with "
                         f"pairs_per_face={cfg.pairs_per_face}")
+            release_if_many()
             results.update(batches.run_isolated([name], model, cfg))
             if name in results and not _overflowed(results[name]):
                 info["capacity"][name] = cfg.pairs_per_face
