@@ -6,6 +6,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from hoijax.tracking import minimize, minimize_lm
 
@@ -86,3 +87,48 @@ def test_a_non_finite_trial_is_rejected_and_the_flag_is_kept():
     assert bool(res.finite) and np.isfinite(float(res.loss))
     assert 1.9 < float(res.params[0]) < 2.0
     assert bool(res.flagged)
+
+
+def _edge(x, s):
+    """A 1-D silhouette as the rasterizer draws one: pixels u (spacing 2) are covered with
+    probability ``sigmoid(-d|d|/s)`` (d = u - x, signed), exactly 0 beyond the cutoff
+    ``d|d| > 9.2 s``, and the observed edge lies between 4 and 6. With the sharp ``s`` a
+    start at 1 has no pixel within reach of its edge: the gradient is exactly zero there (the
+    tracker's sharp silhouette far from the observed one)."""
+    u = jnp.arange(-10.0, 12.0, 2.0)
+    d = u - x[0]
+    z = d * jnp.abs(d)
+    r = jnp.where(z <= 9.2 * s, jax.nn.sigmoid(-z / s), 0.0) - (u < 5.0)
+    return jnp.sum(r**2), {"mask": jnp.sum(r**2)}, False, r
+
+
+def test_levels_reach_a_minimum_the_sharp_problem_cannot_see():
+    sharp = 0.05
+    alone = minimize_lm(lambda x: _edge(x, sharp), jnp.array([1.0]), max_iters=40)
+    res = minimize_lm(_edge, jnp.array([1.0]), max_iters=40, levels=jnp.array([4.0, 1.0, sharp]),
+                      level_iters=10)
+    assert float(alone.params[0]) < 2.0, float(alone.params[0])
+    assert 4.0 < float(res.params[0]) < 6.0, float(res.params[0])
+    # The returned loss and terms are the last level's, at the returned point.
+    np.testing.assert_allclose(float(res.loss), float(_edge(res.params, sharp)[0]), rtol=1e-6)
+    np.testing.assert_allclose(float(res.terms["mask"]), float(res.loss), rtol=1e-6)
+    assert bool(res.finite) and int(res.num_iters) <= 40
+    # One level is the problem itself: the same steps as without levels.
+    one = minimize_lm(_edge, jnp.array([1.0]), max_iters=40, levels=jnp.array([sharp]))
+    np.testing.assert_array_equal(np.asarray(one.params), np.asarray(alone.params))
+    assert int(one.num_iters) == int(alone.num_iters)
+
+
+def test_levels_under_vmap_and_a_cap_that_starves_the_last_level():
+    starts = jnp.array([[1.0], [3.0], [8.0]])
+    batch = jax.jit(jax.vmap(lambda x: minimize_lm(
+        _edge, x, max_iters=40, levels=jnp.array([4.0, 0.05]), level_iters=10)))(starts)
+    for i in range(3):
+        alone = minimize_lm(_edge, starts[i], max_iters=40, levels=jnp.array([4.0, 0.05]),
+                            level_iters=10)
+        np.testing.assert_allclose(np.asarray(batch.params[i]), np.asarray(alone.params),
+                                   atol=1e-5)
+        assert int(batch.num_iters[i]) == int(alone.num_iters)
+    with pytest.raises(ValueError, match="max_iters=20"):
+        minimize_lm(_edge, starts[0], max_iters=20, levels=jnp.array([8.0, 2.0, 0.05]),
+                    level_iters=10)

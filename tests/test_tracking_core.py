@@ -201,3 +201,12 @@ def test_predict_pose_continues_a_constant_velocity_both_ways():
         np.testing.assert_allclose(np.asarray(half), at(7.5), atol=1e-9)
     with pytest.raises(ValueError, match="motion_prediction"):
         tracking.TrackConfig(motion_prediction=-1.0)
+
+
+def test_lm_blur_levels_are_validated():
+    assert tracking.TrackConfig(solver="lm", lm_coarse_sigma_px2=(4.0, 0.5)).lm_level_iters == 10
+    with pytest.raises(ValueError, match="positive"):
+        tracking.TrackConfig(lm_coarse_sigma_px2=(0.0,))
+    # Three levels of 10 evaluations leave none of 30 for the sharp silhouette.
+    with pytest.raises(ValueError, match="leave no evaluations"):
+        tracking.TrackConfig(lm_coarse_sigma_px2=(8.0, 2.0, 1.0), lm_iters=30)

@@ -194,3 +194,20 @@ def test_anisotropic_scale_prior_keeps_the_proportions_and_frees_the_size(frame_
     free = np.asarray(run(tr.TrackHyper(aniso_scale_prior=0.0))) / (
         0.9 * np.asarray(seq.gt.obj_scale))
     assert np.all(np.isfinite(free)) and np.ptp(np.log(free)) > 0.01, free
+
+
+def test_objective_renders_with_the_blur_it_is_given(frame_data):
+    """``f(state, sigma_px2)`` (Levenberg–Marquardt's blur levels) is the objective of a
+    ``TrackHyper`` with that blur, and differs from the default's."""
+    seq, f, model, grid = frame_data
+    T = seq.gt.T_cam_obj[f]
+    T = T.at[:3, 3].add(jnp.array([0.004, -0.003, 0.0]))
+    inp = _frame_input(seq, f, model, grid, features=False, depth=False)
+    state = _state(T, seq.gt.obj_scale, seq.gt.verts_cam[f])
+    names = frozenset({"mask"})
+    sharp = frame_objective(tr.TrackConfig(), tr.TrackHyper(), inp, None, names)
+    wide_hyper = eqx.tree_at(lambda h: h.sigma_px2, tr.TrackHyper(), jnp.asarray(4.0))
+    wide = frame_objective(tr.TrackConfig(), wide_hyper, inp, None, names)
+    np.testing.assert_allclose(float(sharp(state, jnp.asarray(4.0))[0]), float(wide(state)[0]),
+                               rtol=1e-6)
+    assert abs(float(sharp(state)[0]) - float(wide(state)[0])) > 1e-3 * float(sharp(state)[0])

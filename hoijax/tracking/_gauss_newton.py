@@ -53,6 +53,8 @@ def minimize_lm(
     active: Bool[Array, ""] | bool = True,
     damping: float = 1e-3,
     ftol: float = 1e-4,
+    levels: Float[Array, " K"] | None = None,
+    level_iters: int = 10,
 ) -> MinimizeResult:
     """Minimize ``fn``'s total from ``params`` by Levenberg–Marquardt (module doc).
 
@@ -64,15 +66,36 @@ def minimize_lm(
     False no step is taken. A non-finite loss, gradient or curvature at the start ends it with
     ``finite`` False; a non-finite trial point is rejected like a bad step. Returns the same
     :class:`MinimizeResult` as :func:`~hoijax.tracking.minimize` (``loss``/``terms`` at the
-    returned parameters; ``converged``: stopped on ``tol``)."""
+    returned parameters; ``converged``: stopped on ``tol``).
+
+    ``levels`` (traced values, a static count K): a continuation. ``fn`` is then called as
+    ``fn(params, level)`` and minimized at ``levels[0]``, then ``levels[1]``, ..., each coarse
+    level for at most ``level_iters`` evaluations or until it stops; the last level is the
+    problem itself (the tracker passes silhouette blurs σ², wide to sharp: a sharp silhouette's
+    Gauss–Newton model holds within about a pixel, so a large motion needs the wide one
+    first). Moving to the next level costs one evaluation at the current point, which is
+    always accepted, with the damping reset. One loop body serves every level (the level is
+    part of the loop's state), so the objective is compiled once. The returned loss and terms
+    are the last level's: ``max_iters`` must leave it evaluations."""
     x0, unravel = ravel_pytree(params)
     n = x0.size
     dtype = x0.dtype
     eye = jnp.eye(n, dtype=dtype)
 
-    def evaluate(x):
+    if levels is None:
+        levels = jnp.zeros((1,), dtype)
+        call = lambda p, _: fn(p)  # noqa: E731
+    else:
+        levels = jnp.asarray(levels)
+        call = fn
+    last = levels.shape[0] - 1
+    if last and last * (level_iters + 1) >= max_iters:
+        raise ValueError(f"minimize_lm: max_iters={max_iters} leaves no evaluation for the last "
+                         f"of {last + 1} levels at level_iters={level_iters}")
+
+    def evaluate(x, level):
         def f(x):
-            total, terms, flag, r = fn(unravel(x))
+            total, terms, flag, r = call(unravel(x), levels[level])
             return (total, r), (terms, jnp.asarray(flag, bool))
 
         (loss, r), lin, (terms, flag) = jax.linearize(f, x, has_aux=True)
@@ -81,7 +104,7 @@ def minimize_lm(
         ok = jnp.isfinite(loss) & jnp.all(jnp.isfinite(dloss)) & jnp.all(jnp.isfinite(H))
         return loss, dloss, H, terms, flag, ok
 
-    loss0, g0, H0, terms0, flag0, ok0 = evaluate(x0)
+    loss0, g0, H0, terms0, flag0, ok0 = evaluate(x0, 0)
     names = sorted(terms0)
     trace0 = jnp.zeros((max_iters if record_trace else 0, 1 + len(names)), loss0.dtype)
     tol = jnp.asarray(tol, dtype)
@@ -94,27 +117,35 @@ def minimize_lm(
         return (c["i"] < max_iters) & ~c["stop"] & active & c["finite"]
 
     def body(c):
-        H, g, mu = c["H"], c["g"], c["mu"]
+        H, g, mu, advance = c["H"], c["g"], c["mu"], c["advance"]
+        level = c["level"] + advance.astype(jnp.int32)
         diag = jnp.diagonal(H)
         damp = mu * (diag + 1e-6 * jnp.max(diag) + 1e-12)
         delta = jnp.linalg.solve(H + jnp.diag(damp), -g)
-        delta = jnp.where(jnp.all(jnp.isfinite(delta)), delta, 0.0)
+        # A new level re-evaluates the current point (the step is zero, and accepted).
+        delta = jnp.where(jnp.all(jnp.isfinite(delta)) & ~advance, delta, 0.0)
         x_t = c["x"] + delta
-        loss_t, g_t, H_t, terms_t, flag_t, ok_t = evaluate(x_t)
+        loss_t, g_t, H_t, terms_t, flag_t, ok_t = evaluate(x_t, level)
         predicted = -(g @ delta + 0.5 * delta @ H @ delta)
         gain = (c["loss"] - loss_t) / jnp.maximum(predicted, jnp.finfo(dtype).tiny)
-        accept = ok_t & (loss_t < c["loss"]) & (gain > 0)
+        accept = advance | (ok_t & (loss_t < c["loss"]) & (gain > 0))
         mu_acc = jnp.maximum(mu * jnp.maximum(1.0 / 3.0, 1.0 - (2.0 * gain - 1.0) ** 3), 1e-6)
+        mu_acc = jnp.where(advance, jnp.asarray(damping, dtype), mu_acc)
         pick = lambda a, b: jnp.where(accept, a, b)  # noqa: E731
         flat = ftol * jnp.abs(c["loss"])
-        small = (jnp.max(jnp.abs(delta)) < tol) | (predicted < flat)
+        small = ~advance & ((jnp.max(jnp.abs(delta)) < tol) | (predicted < flat))
+        done = small | (mu > _MAX_DAMPING)
+        start = jnp.where(advance, c["i"], c["level_start"])
+        is_last = level == last
+        out_of_level = c["i"] + 1 - start >= level_iters
         out = dict(
             i=c["i"] + 1, x=pick(x_t, c["x"]), loss=pick(loss_t, c["loss"]),
             g=pick(g_t, g), H=pick(H_t, H), mu=pick(mu_acc, jnp.maximum(mu * c["nu"], 1.0)),
             nu=pick(jnp.full_like(c["nu"], 2.0), 2.0 * c["nu"]),
             terms=jax.tree.map(pick, terms_t, c["terms"]),
-            flagged=c["flagged"] | flag_t, finite=c["finite"],
-            converged=small, stop=small | (mu > _MAX_DAMPING), trace=c["trace"])
+            flagged=c["flagged"] | flag_t, finite=c["finite"] & (ok_t | ~advance),
+            converged=small & is_last, stop=done & is_last, trace=c["trace"],
+            level=level, level_start=start, advance=~is_last & (done | out_of_level))
         if record_trace:
             out["trace"] = c["trace"].at[c["i"]].set(row(out["loss"], out["terms"]))
         return out
@@ -122,7 +153,8 @@ def minimize_lm(
     init = dict(i=jnp.zeros((), jnp.int32), x=x0, loss=loss0, g=g0, H=H0,
                 mu=jnp.asarray(damping, dtype), nu=jnp.asarray(2.0, dtype), terms=terms0,
                 flagged=flag0, finite=ok0, converged=jnp.zeros((), bool),
-                stop=jnp.zeros((), bool), trace=trace0)
+                stop=jnp.zeros((), bool), trace=trace0, level=jnp.zeros((), jnp.int32),
+                level_start=jnp.zeros((), jnp.int32), advance=jnp.zeros((), bool))
     c = jax.lax.while_loop(cond, body, init)
     return MinimizeResult(
         params=unravel(c["x"]), num_iters=c["i"], converged=c["converged"], loss=c["loss"],

@@ -69,7 +69,8 @@ def frame_objective(config: TrackConfig, hyper: TrackHyper, inp: FrameInput,
                     prev: TrackState | None, names: frozenset[str], *,
                     with_residuals: bool = False, dino_points_at: TrackState | None = None):
     """``f(state) -> (total, terms, overflow)``: Σ λ_k L_k over ``names`` (AGILE Eq. 1, Eq. 2
-    and the onset-frame objective) at ``state``. ``prev`` is the previous processed frame
+    and the onset-frame objective) at ``state``; ``f(state, sigma_px2)`` renders the object's
+    silhouette with that blur instead of ``hyper.sigma_px2`` (a solver's continuation). ``prev`` is the previous processed frame
     (L_interact's reference; only needed when ``names`` holds ``"interact"``).
 
     With ``with_residuals`` (static), ``f`` also returns the flat vector of ``√λ_k r_k`` over
@@ -89,10 +90,10 @@ def frame_objective(config: TrackConfig, hyper: TrackHyper, inp: FrameInput,
     faces = obj.faces
     exclude = ~dino_support(obs, config.dino_support) if "dino" in names else None
 
-    def rasterize(s: TrackState):
+    def rasterize(s: TrackState, sigma_px2=None):
         return render.rasterize(losses.obj_to_cam(s.T_cam_obj, s.obj_scale, obj.mesh.vertices),
                                 faces, obs.K, config.raster(obs.image_size),
-                                sigma_px2=hyper.sigma_px2)
+                                sigma_px2=hyper.sigma_px2 if sigma_px2 is None else sigma_px2)
 
     def draw(s: TrackState, rendering):
         return losses.select_visible_points(
@@ -104,8 +105,8 @@ def frame_objective(config: TrackConfig, hyper: TrackHyper, inp: FrameInput,
         at = jax.lax.stop_gradient(dino_points_at)
         fixed_points = draw(at, rasterize(at))
 
-    def image_terms(s: TrackState, res: dict):
-        rendering = rasterize(s)
+    def image_terms(s: TrackState, res: dict, sigma_px2):
+        rendering = rasterize(s, sigma_px2)
         # Pixels the mask cannot speak for: under the observed hand, and (with a depth map)
         # under anything else in front of the object.
         unknown = obs.hand_mask
@@ -133,10 +134,10 @@ def frame_objective(config: TrackConfig, hyper: TrackHyper, inp: FrameInput,
                 res["dino"] = losses.dino_residuals(*args)
         return out, rendering.overflow
 
-    def f(s: TrackState):
+    def f(s: TrackState, sigma_px2: Float[Array, ""] | None = None):
         terms, res, overflow = {}, {}, jnp.zeros((), bool)
         if names & IMAGE_TERMS:
-            terms, overflow = image_terms(s, res)
+            terms, overflow = image_terms(s, res, sigma_px2)
         if "interact" in names:
             args = (s.hand_verts_cam, prev.hand_verts_cam, s.T_cam_obj, prev.T_cam_obj, obj.grid)
             terms["interact"] = losses.interaction_loss(

@@ -78,6 +78,12 @@ class TrackConfig:
     """Levenberg–Marquardt evaluation cap of steps 1 and 2."""
     lm_anchor_iters: int = 60
     """Levenberg–Marquardt evaluation cap of each anchor-frame stage."""
+    lm_coarse_sigma_px2: tuple[float, ...] = ()
+    """Levenberg–Marquardt on a stage that renders the object first minimizes with these
+    silhouette blurs σ² (px², wide to sharp), then at ``TrackHyper.sigma_px2``: a coarse-to-
+    fine continuation in one loop (tracking.minimize_lm's levels). () turns it off."""
+    lm_level_iters: int = 10
+    """Evaluation cap of each coarse blur level."""
     num_dino_points: int = 128
     """N_p, visible surface points per iteration for L_dino."""
     dino_support: Literal["strict", "adaptive"] = "strict"
@@ -122,6 +128,16 @@ class TrackConfig:
         if self.batching not in ("vmap", "map"):
             raise ValueError("TrackConfig.batching must be 'vmap' or 'map', got "
                              f"{self.batching!r}")
+        levels = len(self.lm_coarse_sigma_px2)
+        if any(not v > 0 for v in self.lm_coarse_sigma_px2):
+            raise ValueError("TrackConfig.lm_coarse_sigma_px2 must be positive blurs (px²), got "
+                             f"{self.lm_coarse_sigma_px2!r}")
+        if levels and levels * (self.lm_level_iters + 1) >= min(self.lm_iters,
+                                                                 self.lm_anchor_iters):
+            raise ValueError(
+                f"TrackConfig: {levels} blur levels of lm_level_iters={self.lm_level_iters} "
+                f"leave no evaluations of lm_iters={self.lm_iters} / lm_anchor_iters="
+                f"{self.lm_anchor_iters} for the sharp silhouette")
         if not 0.0 <= self.motion_prediction <= 2.0:
             raise ValueError("TrackConfig.motion_prediction must be in [0, 2], got "
                              f"{self.motion_prediction!r}")

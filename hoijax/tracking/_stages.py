@@ -82,16 +82,25 @@ def _objective(config: TrackConfig, hyper: TrackHyper, inp: FrameInput,
 
 
 def _solve(config: TrackConfig, hyper: TrackHyper, objective, unpack, start: dict,
-           rates: dict, max_iters: int, active=True, *, anchor: bool = False
-           ) -> tuple[TrackState, MinimizeResult]:
+           rates: dict, max_iters: int, active=True, *, anchor: bool = False,
+           renders: bool = True) -> tuple[TrackState, MinimizeResult]:
     """The solver body every stage shares: minimize ``objective(unpack(params))`` from
     ``start``, by Adam (per-group step sizes ``rates``, ``max_iters`` steps) or by
     Levenberg–Marquardt (``config.lm_iters``, or ``config.lm_anchor_iters`` for an
-    ``anchor`` stage), as ``config.solver`` says."""
+    ``anchor`` stage), as ``config.solver`` says. For Levenberg–Marquardt, an objective that
+    ``renders`` the object is solved through ``config.lm_coarse_sigma_px2``'s blurred
+    silhouettes first (``objective(state, sigma_px2)``; ``minimize_lm``'s ``levels``)."""
     if config.solver == "lm":
-        res = minimize_lm(lambda p: objective(unpack(p)), start,
-                          max_iters=config.lm_anchor_iters if anchor else config.lm_iters,
-                          tol=hyper.tol, record_trace=config.record_trace, active=active)
+        max_lm = config.lm_anchor_iters if anchor else config.lm_iters
+        fn, levels = (lambda p: objective(unpack(p))), None
+        if renders and config.lm_coarse_sigma_px2:
+            dtype = jax.tree.leaves(start)[0].dtype
+            levels = jnp.stack([jnp.asarray(v, dtype) for v in
+                                (*config.lm_coarse_sigma_px2, hyper.sigma_px2)])
+            fn = lambda p, sigma_px2: objective(unpack(p), sigma_px2)  # noqa: E731
+        res = minimize_lm(fn, start, max_iters=max_lm, tol=hyper.tol,
+                          record_trace=config.record_trace, active=active, levels=levels,
+                          level_iters=config.lm_level_iters)
     else:
         res = minimize(lambda p: objective(unpack(p)), start, rates, max_iters=max_iters,
                        tol=hyper.tol, window=config.window, record_trace=config.record_trace,
@@ -106,7 +115,7 @@ def hand_step(config: TrackConfig, hyper: TrackHyper, state: TrackState,
     objective = _objective(config, hyper, inp, None, frozenset({"joint", "hand_depth"}), state)
     return _solve(config, hyper, objective, lambda p: state.with_hand(inp.hand, p["t"]),
                   {"t": inp.hand.t_init}, {"t": hyper.lr_hand_t}, config.hand_iters,
-                  inp.active)
+                  inp.active, renders=False)
 
 
 def object_step(config: TrackConfig, hyper: TrackHyper, state: TrackState, inp: FrameInput,
@@ -168,13 +177,13 @@ def anchor_scale(config: TrackConfig, hyper: TrackHyper, state: TrackState,
     base = _objective(config, hyper, anc.frame, None, frozenset({"mask", "depth", "contact"}),
                       state)
 
-    def objective(s: TrackState):
+    def objective(s: TrackState, sigma_px2=None):
         # The prior on the departure from the mesh's proportions (TrackHyper.aniso_scale_prior),
         # also as residuals √w·dev for Levenberg–Marquardt (Σ r² is the prior).
         dev = jnp.log(s.obj_scale / s0)
         dev = dev - jnp.mean(dev)
         r = jnp.sqrt(jnp.maximum(hyper.aniso_scale_prior, 0.0)).astype(dev.dtype) * dev
-        out = base(s)
+        out = base(s, sigma_px2)
         total = out[0] + jnp.sum(r**2)
         if config.solver == "lm":  # _objective's residuals come with the loss
             return total, out[1], out[2], jnp.concatenate([out[3], r])
