@@ -17,7 +17,7 @@ paper's shape CD / F@5 would only measure the scale), interaction (CD_h, cm²) a
         [--base hoijax|agile] [--full-only] [--solver adam|lm]
 
 Writes ``experiments/results/table2_<backend>.{json,md}`` (``table2_agile_<backend>.*`` for
-``--base agile``, ``table2_full_<backend>.*`` for ``--full-only``: row (a) alone; ``_lm`` before the backend for ``--solver lm``).
+``--base agile``, ``table2_full_<backend>.*`` for ``--full-only``: row (a) alone; ``_lm`` before the backend for ``--solver lm``, ``_lm_c2f`` with ``--lm-coarse-sigma-px2``).
 ``--solver lm`` runs every stage with Levenberg–Marquardt instead of AGILE's Adam (caps
 ``--lm-iters``/``--lm-anchor-iters``); the Adam rows of the same command are its reference.
 """
@@ -61,6 +61,9 @@ def main() -> None:
     ap.add_argument("--solver", choices=("adam", "lm"), default="adam")
     ap.add_argument("--lm-iters", type=int, default=30)
     ap.add_argument("--lm-anchor-iters", type=int, default=60)
+    ap.add_argument("--lm-coarse-sigma-px2", type=float, nargs="*", default=[],
+                    help="TrackConfig.lm_coarse_sigma_px2: LM's blur continuation (px², wide "
+                    "to sharp; default: none)")
     ap.add_argument("--depth-occluders", choices=("on", "off"), default=None,
                     help="TrackConfig.depth_occluders: L_mask leaves out what the depth map "
                     "shows in front of the object (default: on, off for --base agile)")
@@ -76,6 +79,7 @@ def main() -> None:
         object_iters=args.object_iters, hand_iters=args.hand_iters, iof_iters=args.iof_iters,
         hand_fit=tracking.HandFitConfig(enabled=not agile), solver=args.solver,
         lm_iters=args.lm_iters, lm_anchor_iters=args.lm_anchor_iters,
+        lm_coarse_sigma_px2=tuple(args.lm_coarse_sigma_px2),
         depth_occluders=not agile if args.depth_occluders is None
         else args.depth_occluders == "on")
     extra = {} if args.aniso_scale_prior is None else {"aniso_scale_prior": args.aniso_scale_prior}
@@ -108,6 +112,8 @@ def main() -> None:
               f"{args.object_iters}/{args.iof_iters}, base {args.base}, solver {args.solver}"
               + (f" ({args.lm_iters}/{args.lm_anchor_iters} evaluations)"
                  if args.solver == "lm" else "")
+              + (f", blur continuation {args.lm_coarse_sigma_px2} px²"
+                 if args.solver == "lm" and args.lm_coarse_sigma_px2 else "")
               + ("" if args.depth_occluders is None
                  else f", depth occluders {args.depth_occluders}")
               + ("" if args.aniso_scale_prior is None
@@ -116,6 +122,7 @@ def main() -> None:
               f"{backend}.\n\n")
     stem = (f"table2_{'agile_' if agile else ''}{'full_' if args.full_only else ''}"
             f"{'lm_' if args.solver == 'lm' else ''}"
+            f"{'c2f_' if args.solver == 'lm' and args.lm_coarse_sigma_px2 else ''}"
             f"{ {None: '', 'on': 'occ_', 'off': 'noocc_'}[args.depth_occluders] }"
             f"{'' if args.aniso_scale_prior is None else 'aniso_'}{backend}")
     (RESULTS / f"{stem}.md").write_text(header + table + "\n")
