@@ -79,7 +79,7 @@ def main() -> None:
         object_iters=args.object_iters, hand_iters=args.hand_iters, iof_iters=args.iof_iters,
         hand_fit=tracking.HandFitConfig(enabled=not agile), solver=args.solver,
         lm_iters=args.lm_iters, lm_anchor_iters=args.lm_anchor_iters,
-        lm_coarse_sigma_px2=tuple(args.lm_coarse_sigma_px2),
+        lm_coarse_sigma_px2=tuple(args.lm_coarse_sigma_px2) or None,
         depth_occluders=not agile if args.depth_occluders is None
         else args.depth_occluders == "on")
     extra = {} if args.aniso_scale_prior is None else {"aniso_scale_prior": args.aniso_scale_prior}

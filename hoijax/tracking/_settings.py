@@ -78,10 +78,10 @@ class TrackConfig:
     """Levenberg–Marquardt evaluation cap of steps 1 and 2."""
     lm_anchor_iters: int = 60
     """Levenberg–Marquardt evaluation cap of each anchor-frame stage."""
-    lm_coarse_sigma_px2: tuple[float, ...] = ()
+    lm_coarse_sigma_px2: tuple[float, ...] | None = None
     """Levenberg–Marquardt on a stage that renders the object first minimizes with these
-    silhouette blurs σ² (px², wide to sharp), then at ``TrackHyper.sigma_px2``: a coarse-to-
-    fine continuation in one loop (tracking.minimize_lm's levels). () turns it off."""
+    silhouette blurs σ² (px², wide to sharp), then at TrackHyper.sigma_px2: a coarse-to-
+    fine continuation in one loop (tracking.minimize_lm's levels). None: off."""
     lm_level_iters: int = 10
     """Evaluation cap of each coarse blur level."""
     num_dino_points: int = 128
@@ -128,8 +128,8 @@ class TrackConfig:
         if self.batching not in ("vmap", "map"):
             raise ValueError("TrackConfig.batching must be 'vmap' or 'map', got "
                              f"{self.batching!r}")
-        levels = len(self.lm_coarse_sigma_px2)
-        if any(not v > 0 for v in self.lm_coarse_sigma_px2):
+        levels = len(self.lm_coarse_sigma_px2 or ())
+        if any(not v > 0 for v in self.lm_coarse_sigma_px2 or ()):
             raise ValueError("TrackConfig.lm_coarse_sigma_px2 must be positive blurs (px²), got "
                              f"{self.lm_coarse_sigma_px2!r}")
         if levels and levels * (self.lm_level_iters + 1) >= min(self.lm_iters,
