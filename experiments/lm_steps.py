@@ -54,7 +54,8 @@ def errors(T, T_true) -> tuple[float, float]:
     """Rotation (°) and translation (mm) errors."""
     R = np.asarray(T)[:3, :3].T @ np.asarray(T_true)[:3, :3]
     rot = np.degrees(np.linalg.norm(np.asarray(geometry.matrix_to_axis_angle(jnp.asarray(R)))))
-    return float(rot), 1000 * float(np.linalg.norm(np.asarray(T)[:3, 3] - np.asarray(T_true)[:3, 3]))
+    dt = np.asarray(T)[:3, 3] - np.asarray(T_true)[:3, 3]
+    return float(rot), 1000 * float(np.linalg.norm(dt))
 
 
 def main() -> None:

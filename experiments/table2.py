@@ -17,7 +17,8 @@ paper's shape CD / F@5 would only measure the scale), interaction (CD_h, cm²) a
         [--base hoijax|agile] [--full-only] [--solver adam|lm]
 
 Writes ``experiments/results/table2_<backend>.{json,md}`` (``table2_agile_<backend>.*`` for
-``--base agile``, ``table2_full_<backend>.*`` for ``--full-only``: row (a) alone; ``_lm`` before the backend for ``--solver lm``, ``_lm_c2f`` with ``--lm-coarse-sigma-px2``).
+``--base agile``, ``table2_full_<backend>.*`` for ``--full-only``: row (a) alone; ``_lm``
+before the backend for ``--solver lm``, ``_lm_c2f`` with ``--lm-coarse-sigma-px2``).
 ``--solver lm`` runs every stage with Levenberg–Marquardt instead of AGILE's Adam (caps
 ``--lm-iters``/``--lm-anchor-iters``); the Adam rows of the same command are its reference.
 """

@@ -70,8 +70,9 @@ def frame_objective(config: TrackConfig, hyper: TrackHyper, inp: FrameInput,
                     with_residuals: bool = False, dino_points_at: TrackState | None = None):
     """``f(state) -> (total, terms, overflow)``: Σ λ_k L_k over ``names`` (AGILE Eq. 1, Eq. 2
     and the onset-frame objective) at ``state``; ``f(state, sigma_px2)`` renders the object's
-    silhouette with that blur instead of ``hyper.sigma_px2`` (a solver's continuation). ``prev`` is the previous processed frame
-    (L_interact's reference; only needed when ``names`` holds ``"interact"``).
+    silhouette with that blur instead of ``hyper.sigma_px2`` (a solver's continuation).
+    ``prev`` is the previous processed frame (L_interact's reference; only needed when
+    ``names`` holds ``"interact"``).
 
     With ``with_residuals`` (static), ``f`` also returns the flat vector of ``√λ_k r_k`` over
     the terms with a residual form (:mod:`hoijax.losses._residuals`), from the same rendering:
