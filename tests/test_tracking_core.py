@@ -46,6 +46,60 @@ def test_minimize_per_group_learning_rates():
     np.testing.assert_allclose(res.params["t"], -1e-3, rtol=1e-4)
 
 
+def _stage_problem(p):
+    d = p["a"] - jnp.array([1.0, -2.0])
+    e = p["b"] - 0.5 * p["a"][0]
+    return jnp.sum(d**2) + 3.0 * e**2, {"d": jnp.sum(d**2), "e": e**2}
+
+
+def test_minimize_stages_equals_successive_minimize_calls():
+    """Stages in one loop take exactly the steps of successive minimize calls, each starting
+    a fresh Adam where the last stopped: one group held in the first stage (rate 0), a stage
+    that stops early by convergence, smaller steps last; solo and under vmap (per problem)."""
+    stages = [({"a": 0.05, "b": 0.0}, 40), ({"a": 0.05, "b": 0.05}, 400),
+              ({"a": 0.01, "b": 0.01}, 30)]
+    starts = {"a": jnp.array([[0.0, 0.0], [3.0, 1.0]]), "b": jnp.array([0.0, -1.0])}
+
+    def successive(p0):
+        p, n, outs = p0, 0, []
+        for rates, cap in stages:
+            out = tracking.minimize(_stage_problem, p, rates, max_iters=cap, tol=1e-3)
+            p, n = out.params, n + int(out.num_iters)
+            outs.append(out)
+        return p, n, outs
+
+    batched = jax.jit(jax.vmap(lambda p: tracking.minimize_stages(
+        _stage_problem, p, stages, tol=1e-3)))(starts)
+    for k in range(2):
+        p0 = jax.tree.map(lambda x: x[k], starts)
+        p, n, outs = successive(p0)
+        # The middle stage converged before its cap, so the stage switch came from the test.
+        assert 0 < int(outs[1].num_iters) < 400 and bool(outs[1].converged)
+        assert int(outs[0].num_iters) == 40 and float(outs[0].params["b"]) == float(p0["b"])
+        solo = tracking.minimize_stages(_stage_problem, p0, stages, tol=1e-3)
+        for res in (solo, jax.tree.map(lambda x: x[k], batched)):
+            assert int(res.num_iters) == n
+            np.testing.assert_allclose(res.params["a"], p["a"], rtol=1e-5, atol=1e-6)
+            np.testing.assert_allclose(res.params["b"], p["b"], rtol=1e-5, atol=1e-6)
+            np.testing.assert_allclose(res.loss, outs[-1].loss, rtol=1e-5, atol=1e-7)
+            np.testing.assert_allclose(res.terms["e"], outs[-1].terms["e"], rtol=1e-5,
+                                       atol=1e-7)
+            assert bool(res.converged) == bool(outs[-1].converged)
+            assert res.trace.shape == (470, 3)
+            np.testing.assert_allclose(res.trace[:n], np.concatenate(
+                [np.asarray(o.trace[:int(o.num_iters)]) for o in outs]), rtol=1e-5, atol=1e-7)
+            assert not np.any(np.asarray(res.trace[n:]))
+
+
+def test_minimize_stages_without_any_step():
+    """Every cap 0: the start comes back unchanged with zero terms; no loop is built."""
+    p0 = {"a": jnp.ones(2), "b": jnp.zeros(())}
+    res = tracking.minimize_stages(_stage_problem, p0, [({"a": 0.1, "b": 0.1}, 0)])
+    assert int(res.num_iters) == 0 and not bool(res.converged) and bool(res.finite)
+    np.testing.assert_array_equal(res.params["a"], p0["a"])
+    assert float(res.terms["d"]) == 0.0 and res.trace.shape == (0, 3)
+
+
 def test_early_stop_is_per_problem_under_vmap():
     """Under vmap each problem stops on its own criterion: a problem starting at its optimum
     stops after `window` steps, a far one keeps going, and the results equal solo runs."""

@@ -50,7 +50,7 @@ from hoijax.tracking._evaluate import (
 from hoijax.tracking._hand_fit import fit_hand
 from hoijax.tracking._onset import DEFAULT_ONSET_TAU, motion_ratio, onset_frame, touches_border
 from hoijax.tracking._gauss_newton import minimize_lm
-from hoijax.tracking._optimize import MinimizeResult, minimize
+from hoijax.tracking._optimize import MinimizeResult, minimize, minimize_stages
 from hoijax.tracking._schedule import Schedule, bidirectional_schedule, num_steps
 from hoijax.tracking._settings import (
     HandFitConfig,
@@ -85,7 +85,8 @@ __all__ = [
     "RESULT_FORMAT_VERSION", "ResultFormatError", "STEP_TERMS", "Schedule", "TrackConfig",
     "TrackHyper", "TrackResult", "TrackRun", "ablate_batch", "bidirectional_schedule",
     "check_mano", "evaluate_run", "evaluate_sequence", "true_symmetry", "fit_hand", "hand_keypoints",
-    "hand_vertices", "jsonable", "load_result", "minimize", "minimize_lm", "motion_ratio", "num_steps",
+    "hand_vertices", "jsonable", "load_result", "minimize", "minimize_lm", "minimize_stages",
+    "motion_ratio", "num_steps",
     "object_shape_at", "object_vertices", "onset_frame", "prepare", "padding_bucket", "save_result", "save_run",
     "sequence_key",
     "sequence_row",

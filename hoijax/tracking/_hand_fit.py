@@ -35,8 +35,8 @@ The objective is a MAP estimate, each term a negative log-likelihood in units of
   smoothness prior on the deltas would fight the correction of the jitter).
 
 Frames with ``valid`` False contribute no data or smoothness term; their per-frame deltas stay
-at 0. :func:`~hoijax.tracking._optimize.minimize` (Adam, per-group step sizes) runs in stages,
-each one problem for the whole sequence: keypoints only with λ held; depth with the pose held
+at 0. Adam (per-group step sizes) runs in stages, each one problem for the whole sequence,
+the stages of one objective in one loop (:func:`~hoijax.tracking.minimize_stages`): keypoints only with λ held; depth with the pose held
 (λ and ``T̃`` move the hand along the rays onto the depth points); everything; everything with
 smaller steps. Adam takes full-size steps on every coordinate however small its gradient, so
 with everything free from the start the wrist rotation followed the depth gradient of a
@@ -57,7 +57,7 @@ from jaxtyping import Array, ArrayLike, Bool, Float, Int
 from hoijax import geometry, mano
 from hoijax.data import HandParams
 from hoijax.tracking._init import HandObs, sample_mask_points
-from hoijax.tracking._optimize import minimize
+from hoijax.tracking._optimize import minimize_stages
 from hoijax.tracking._settings import HandFitConfig, HandFitHyper
 
 NUM_PCA = 12
@@ -94,7 +94,8 @@ class HandFitResult(eqx.Module):
     terms: dict[str, Float[Array, ""]]
     """The objective's terms at the last evaluation: ``keypoint_px2`` (confidence-weighted mean
     squared reprojection error, px²), ``depth_mm`` (mean point-to-surface distance, only with
-    depth), ``data``, ``prior`` and ``smooth`` (their shares of the objective)."""
+    depth), ``data``, ``prior`` and ``smooth`` (their shares of the objective); 0 where every
+    stage's cap is 0."""
 
 
 def _pseudo_huber(u: Float[Array, "*B"], delta2: Float[Array, ""]) -> Float[Array, "*B"]:
@@ -328,14 +329,24 @@ def fit_hand(
                    (False, hp.fine_lr_factor, ("log_scale",), c.fine_iters)]
     params = _initial_params(jnp.asarray(transl, dtype), hand_init.betas.shape[-1])
     num_iters, finite = jnp.zeros((), jnp.int32), jnp.ones((), bool)
-    terms = loss(params, use_depth)[1]
+    # The terms' layout with zeros, for stages that do not run (no evaluation compiled).
+    terms = jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype),
+                         jax.eval_shape(lambda q: loss(q, use_depth)[1], params))
+    # Consecutive stages of the same objective run as one loop (minimize_stages): one copy of
+    # the objective per group, not per stage (two with depth, one without).
+    groups: list[tuple[bool, list]] = []
     for with_depth, factor, held, cap in stages:
-        if cap <= 0:
-            continue
         stage_lrs = {k: zero if k in held else factor * lr for k, lr in lrs.items()}
-        out = minimize(lambda q, d=with_depth: loss(q, d), params, stage_lrs, max_iters=cap,
-                       tol=hp.tol, record_trace=False)
-        params, terms = out.params, out.terms
+        if groups and groups[-1][0] == with_depth:
+            groups[-1][1].append((stage_lrs, cap))
+        else:
+            groups.append((with_depth, [(stage_lrs, cap)]))
+    for with_depth, group in groups:
+        if all(cap <= 0 for _, cap in group):
+            continue
+        out = minimize_stages(lambda q, d=with_depth: loss(q, d), params, group, tol=hp.tol,
+                              record_trace=False)
+        params, terms = out.params, {**terms, **out.terms}
         num_iters, finite = num_iters + out.num_iters, finite & out.finite
 
     _, _, hand_pose, R, t_cam = posed(params)

@@ -217,10 +217,12 @@ def anchor_icp_scale(config: TrackConfig, hyper: TrackHyper, state: TrackState,
     cand = eqx.tree_at(lambda s: (s.T_cam_obj, s.obj_scale), state,
                        (pose_matrix(T[:3, :3], icp.translation),
                         jnp.where(ok, icp.scale, state.obj_scale)))
-    loss_icp, over_icp = pose_fit_loss(config, hyper, anc.frame, cand)
-    loss_now, over_now = pose_fit_loss(config, hyper, anc.frame, state)
-    ok = ok & (loss_icp < loss_now)
-    return jax.tree.map(lambda a, b: jnp.where(ok, a, b), cand, state), over_icp | over_now
+    # Both candidates through one vmapped copy of the objective (two inlined copies of the
+    # rasterizer cost ~1 s of compilation each; experiments/bench_compile.py).
+    both = jax.tree.map(lambda a, b: jnp.stack([a, b]), cand, state)
+    loss, over = jax.vmap(lambda s: pose_fit_loss(config, hyper, anc.frame, s))(both)
+    ok = ok & (loss[0] < loss[1])
+    return jax.tree.map(lambda a, b: jnp.where(ok, a, b), cand, state), over[0] | over[1]
 
 
 def anchor_stages(config: TrackConfig, hyper: TrackHyper, state: TrackState,
