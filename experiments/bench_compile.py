@@ -13,10 +13,13 @@ package, e.g. ``git worktree add /tmp/ref HEAD~1``) in the same run, interleaved
 and reports the ratios of the medians: the VM is shared and noisy, so only same-run ratios are
 worth quoting. ``--variant FLAGS`` times this revision with extra ``XLA_FLAGS`` the same way, and
 ``--run`` also times one execution of the compiled program (``run_s``, after a warm-up), for
-flags that trade compile time against run time.
+flags that trade compile time against run time. ``--warm`` gives each cold run a fresh
+persistent compilation cache (as the CLI keeps one, ``hoijax.cli._cache``) and then times a
+second process on that cache (``warm``): tracing and lowering still run there, and the
+compilation becomes a load from the cache.
 
     python experiments/bench_compile.py [--repeats 3] [--reference DIR] [--variant FLAGS]
-        [--run] [--out FILE]
+        [--run] [--warm] [--out FILE]
 
 Writes ``experiments/results/bench_compile_<backend>.json``.
 """
@@ -30,6 +33,7 @@ import platform
 import statistics
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 from _common import package_versions
@@ -41,6 +45,9 @@ _CHILD = r"""
 import json, time
 import jax, jax.numpy as jnp
 import hoijax
+if CACHE:
+    from hoijax.cli._cache import enable_compile_cache
+    enable_compile_cache()
 from hoijax import data, mano, tracking as tr
 from hoijax.tracking._track import _keys, _track_batch
 
@@ -70,13 +77,14 @@ print("RESULT " + json.dumps({"lower_s": t1 - t0, "compile_s": t2 - t1,
 """
 
 
-def _one(tree: Path, xla_flags: str = "", run: bool = False) -> dict:
-    env = dict(os.environ, HOIJAX_COMPILE_CACHE="0",
+def _one(tree: Path, xla_flags: str = "", run: bool = False, cache: Path | None = None
+         ) -> dict:
+    env = dict(os.environ, HOIJAX_COMPILE_CACHE=str(cache) if cache else "0",
                PYTHONPATH=str(tree) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     if xla_flags:
         env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " " + xla_flags).strip()
-    out = subprocess.run([sys.executable, "-c", f"RUN = {run}\n" + _CHILD], env=env,
-                         capture_output=True, text=True, cwd="/")
+    out = subprocess.run([sys.executable, "-c", f"RUN = {run}\nCACHE = {cache is not None}\n"
+                          + _CHILD], env=env, capture_output=True, text=True, cwd="/")
     if out.returncode:
         raise SystemExit(f"the timed process failed ({tree}):\n{out.stderr[-3000:]}")
     line = [x for x in out.stdout.splitlines() if x.startswith("RESULT ")][-1]
@@ -102,20 +110,30 @@ def main() -> None:
                     "(repeatable), e.g. --variant=--xla_backend_optimization_level=0")
     ap.add_argument("--run", action="store_true",
                     help="also time one execution of the compiled program (after a warm-up)")
+    ap.add_argument("--warm", action="store_true",
+                    help="cold runs with a fresh persistent cache, then a warm run on it")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
     ref = args.reference.resolve() if args.reference else None
     trees = {"this": (REPO, "")} | ({"reference": (ref, "")} if ref is not None else {})
     trees |= {f"this {flags}": (REPO, flags) for flags in args.variant}
     runs: dict[str, list[dict]] = {name: [] for name in trees}
+    warm: dict[str, list[dict]] = {name: [] for name in trees}
     for i in range(args.repeats):
         for name, (tree, flags) in trees.items():
-            r = _one(tree, flags, args.run)
-            runs[name].append(r)
-            ran = f", run {r['run_s']:.1f} s" if r["run_s"] is not None else ""
-            print(f"repeat {i} {name}: lower {r['lower_s']:.1f} s, compile "
-                  f"{r['compile_s']:.1f} s{ran}, {r['hlo_instructions']} HLO instructions",
-                  flush=True)
+            with tempfile.TemporaryDirectory() as tmp:
+                cache = Path(tmp) if args.warm else None
+                r = _one(tree, flags, args.run, cache)
+                runs[name].append(r)
+                ran = f", run {r['run_s']:.1f} s" if r["run_s"] is not None else ""
+                print(f"repeat {i} {name}: lower {r['lower_s']:.1f} s, compile "
+                      f"{r['compile_s']:.1f} s{ran}, {r['hlo_instructions']} HLO instructions",
+                      flush=True)
+                if cache is not None:
+                    w = _one(tree, flags, False, cache)
+                    warm[name].append(w)
+                    print(f"repeat {i} {name}, warm cache: lower {w['lower_s']:.1f} s, "
+                          f"compile (load) {w['compile_s']:.1f} s", flush=True)
     report = {
         "command": " ".join(sys.argv),
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
@@ -124,6 +142,9 @@ def main() -> None:
         "repeats": args.repeats,
         "this": {"median": _medians(runs["this"]), "runs": runs["this"]},
     }
+    if args.warm:
+        report["warm_cache"] = {name: {"median": _medians(w), "runs": w}
+                                for name, w in warm.items()}
     if ref is not None:
         report["reference"] = {"tree": str(ref), "median": _medians(runs["reference"]),
                                "runs": runs["reference"]}
@@ -143,7 +164,9 @@ def main() -> None:
     print(json.dumps({k: report[k] for k in report if k in ("ratio_this_over_reference",)}
                      | {"this": report["this"]["median"]}
                      | {f"variant {f}": v["ratio_over_this"]
-                        for f, v in report.get("variants", {}).items()}, indent=2))
+                        for f, v in report.get("variants", {}).items()}
+                     | {f"warm cache, {n}": w["median"]
+                        for n, w in report.get("warm_cache", {}).items()}, indent=2))
     print(f"wrote {out}")
 
 

@@ -54,18 +54,28 @@ def test_overflowing_sequence_is_rerun_and_equals_a_run_at_sufficient_capacity()
     verts = losses.obj_to_cam(seq.gt.T_cam_obj[0], seq.gt.obj_scale, seq.mesh.vertices)
     hw = seq.image_size
     assert bool(render.rasterize(verts, seq.mesh.faces, seq.K, CONFIG.raster(hw)).overflow)
-    logs = []
+    logs, counted, grown = [], [], []
+    progress = tr.Progress(lambda: counted.append(1), grown.append)
     run = tr.track_sequences({"closeup": seq}, tr.ManoSource.synthetic(), CONFIG,
-                             tr.TrackHyper(), OPTIONS, log=logs.append)
+                             tr.TrackHyper(), OPTIONS, log=logs.append, progress=progress)
     capacity = run.capacity["closeup"]
     assert capacity > CONFIG.pairs_per_face and not run.overflow and not run.errors
     assert any("overflowed" in m and "closeup" in m for m in logs), logs
     res = run.results["closeup"]
     assert not np.any(np.asarray(res.overflow))
-    # The same sequence tracked directly at the capacity that sufficed.
+    # Every re-run announced its frames before running them, so a bar's total
+    # (planned + grown) follows what it counts: one scan step per processed frame but the
+    # anchor, in each of the 1 + doublings runs.
+    runs = 1 + int(np.log2(capacity // CONFIG.pairs_per_face))
+    planned = tr.processed_frames(seq, CONFIG)
+    assert grown == [planned] * (runs - 1)
+    assert len(counted) == runs * (int(np.sum(np.asarray(res.processed))) - 1)
+    assert len(counted) <= planned + sum(grown)
+    # The same sequence tracked directly at the capacity that sufficed (the same progress
+    # receiver, so the same program as the re-run's).
     big = dataclasses.replace(CONFIG, pairs_per_face=capacity)
     ref = tr.track_sequences({"closeup": seq}, tr.ManoSource.synthetic(), big,
-                             tr.TrackHyper(), OPTIONS, log=logs.append)
+                             tr.TrackHyper(), OPTIONS, log=logs.append, progress=progress)
     assert "closeup" not in ref.capacity
     for name in ("T_cam_obj", "hand_transl", "obj_scale", "object_iters"):
         np.testing.assert_array_equal(np.asarray(getattr(res, name)),

@@ -10,6 +10,7 @@ from :class:`hoijax.tracking.TrackConfig` and :class:`hoijax.tracking.TrackHyper
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import sys
 import threading
@@ -156,11 +157,9 @@ def _mano(directory: Path | None) -> tracking.ManoSource:
 def _progress_bar(seqs: dict, config: tracking.TrackConfig, settings: int, desc: str):
     from tqdm.auto import tqdm
 
-    # Frames the scan processes: every stride-th from the anchor, minus the anchor itself, and
-    # the end frames the stride skips (at most: it depends on the anchor; the bar is completed
-    # when the run ends).
-    total = sum(tracking.num_steps(int(np.sum(np.asarray(s.valid))), config.stride,
-                                   config.process_ends) - 1 for s in seqs.values())
+    # Frames the scan processes (at most: the end frames the stride skips depend on the
+    # anchor; the bar is completed when the run ends). Re-runs grow the total (Progress.grow).
+    total = sum(tracking.processed_frames(s, config) for s in seqs.values())
     # Redirected to a file (a batch job's log), the bar redraws twice a minute instead of
     # every frame and every second of the wait, so the log stays readable.
     return tqdm(total=total * settings, desc=desc, unit="frame", dynamic_ncols=True,
@@ -191,16 +190,23 @@ def track_with_progress(seqs: dict, mano_source: tracking.ManoSource,
     mine = {n: s for i, (n, s) in enumerate(seqs.items()) if i % share[1] == share[0]}
     bar = _progress_bar(mine, config, n_settings, f"tracking {len(mine)} sequences")
     with _Waiting(bar) as on_frame:
-        _PROGRESS.fn = on_frame
+        _PROGRESS.fn, _PROGRESS.grow = on_frame, functools.partial(_grow, bar)
         try:
             result = tracking.track_sequences(
                 seqs, mano_source, config, hyper, run, progress=_PROGRESS,
                 log=lambda msg: bar.write(msg, file=sys.stderr), **kwargs)
         finally:
-            _PROGRESS.fn = None
+            _PROGRESS.fn = _PROGRESS.grow = None
     bar.n = bar.total
     bar.close()
     return result
+
+
+def _grow(bar, frames: int) -> None:
+    """More frames to process than planned (a re-run): the bar's total follows, so it never
+    counts past it."""
+    bar.total += frames
+    bar.refresh()
 
 
 class _Waiting:

@@ -41,6 +41,7 @@ from hoijax.tracking._evaluate import (
     true_symmetry,
 )
 from hoijax.tracking._resume import ChunkStore
+from hoijax.tracking._schedule import num_steps
 from hoijax.tracking._settings import TrackConfig, TrackHyper, stack_hypers
 from hoijax.tracking._track import (
     Progress,
@@ -214,6 +215,7 @@ class _Batches:
         sequence, to a multiple of the devices); per name its result (a list for a grid)."""
         n_dev = 1 if self.mesh is None else self.mesh.size
         slots = names + [names[-1]] * (-len(names) % n_dev)
+        self.more(slots[len(names):], config)  # the padding slots report frames too
         pad = {}
         if config.batching == "map":  # one bucket per batch (_chunks): pad to it
             frames, verts, faces = padding_bucket(self.seqs[slots[0]])
@@ -243,9 +245,25 @@ class _Batches:
                 self.log(f"skipped {names[0]}: {self.errors[names[0]]}")
                 return {}
         out = {}
-        for name in names:
+        self.more(names, config)  # counted again, alone (an over-estimate if the batch
+        for name in names:        # failed before its first frame; the bar ends complete)
             out.update(self.run_isolated([name], model, config))
         return out
+
+    def more(self, names: list[str], config: TrackConfig) -> None:
+        """Tell :attr:`progress` that ``names`` will be processed again (beyond one pass)."""
+        if self.progress is not None:
+            settings = len(self.hypers) if self.grid else 1
+            self.progress.more(settings * sum(processed_frames(self.seqs[n], config)
+                                              for n in names))
+
+
+def processed_frames(seq: data.Sequence, config: TrackConfig) -> int:
+    """Frames the tracker's scan processes for ``seq`` (each calls the progress receiver
+    once): the schedule's steps after the anchor frame, at most (the end frames that the
+    stride skips depend on the anchor)."""
+    return num_steps(int(np.sum(np.asarray(seq.valid))), config.stride,
+                     config.process_ends) - 1
 
 
 def _overflowed(result) -> bool:
@@ -334,6 +352,7 @@ def _rerun_overflowing(batches: _Batches, results: dict, model: mano.ManoModel,
             batches.log(f"{name}: the rasterizer's pair list overflowed; re-running with "
                         f"pairs_per_face={cfg.pairs_per_face}")
             release_if_many()
+            batches.more([name], cfg)
             results.update(batches.run_isolated([name], model, cfg))
             if name in results and not _overflowed(results[name]):
                 info["capacity"][name] = cfg.pairs_per_face

@@ -110,9 +110,12 @@ def minimize_stages(
     # Only the shapes of the first evaluation: evaluating it here would compile the whole
     # objective (the rasterizer and all) a second time outside the loop, for a value the
     # first step computes anyway (measured: a quarter of the tracker's HLO instructions, though
-    # only 4 % of its compile time; experiments/bench_compile.py).
-    zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), jax.eval_shape(loss_fn, params))
-    loss0, (terms0, flag0) = zeros
+    # only 4 % of its compile time; experiments/bench_compile.py). The shapes come from
+    # tracing the loop body's own jitted value-and-gradient, which the body's call then finds
+    # in jit's trace cache: the objective's Python runs once, not twice.
+    value_and_grad = jax.jit(jax.value_and_grad(loss_fn, has_aux=True))
+    (loss0, (terms0, flag0)), _ = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype),
+                                               jax.eval_shape(value_and_grad, params))
     names = sorted(terms0)
     dtype = jnp.result_type(loss0)
     total = sum(cap for _, cap in stages)
@@ -130,7 +133,6 @@ def minimize_stages(
     rates = jax.tree.map(lambda *r: jnp.stack([jnp.asarray(x, dtype) for x in r]),
                          *(r for r, _ in stages))
     caps = jnp.asarray([cap for _, cap in stages], jnp.int32)
-    value_and_grad = jax.value_and_grad(loss_fn, has_aux=True)
 
     def cond(carry):
         _, _, s, _, _, _, _, _, _, _, finite, _ = carry

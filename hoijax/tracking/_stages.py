@@ -227,17 +227,42 @@ def anchor_icp_scale(config: TrackConfig, hyper: TrackHyper, state: TrackState,
 
 def anchor_stages(config: TrackConfig, hyper: TrackHyper, state: TrackState,
                   anc: AnchorInput) -> tuple[TrackState, dict]:
-    """The anchor frame's stages in order. The pose is refined before the ICP because ICP
+    """The anchor frame's stages in order: the joint stage, the ICP scale (with depth), the
+    scale stage, the joint stage again. The pose is refined before the ICP because ICP
     with the rotation fixed turns a rotation error into a wrong scale, and the ICP fits one
     common scale: per-axis ICP scales from a partial, occluded view came out 2× off on one
-    axis of a can in our runs, while the mask stage refines the axes."""
-    state, pre = anchor_joint(config, hyper, state, anc)
-    icp_overflow = jnp.zeros((), bool)
-    if anc.seq.depth_m is not None:
-        state, icp_overflow = anchor_icp_scale(config, hyper, state, anc)
-    state, scale = anchor_scale(config, hyper, state, anc)
-    anc2 = eqx.tree_at(lambda a: a.frame.key, anc, jax.random.fold_in(anc.frame.key, 1))
-    state, joint = anchor_joint(config, hyper, state, anc2)
+    axis of a can in our runs, while the mask stage refines the axes.
+
+    The two joint stages are one ``lax.scan`` of two steps, the second with the frame's key
+    folded with 1, and the scale stages sit in a ``lax.cond`` on the scan's step after the
+    first: one compiled copy of each objective instead of two of the joint one. The scan's
+    step is not batched data, so under ``vmap`` the ``cond`` stays a branch."""
+    has_depth = anc.seq.depth_m is not None
+
+    @jax.jit  # its shapes below trace it; the cond's call finds it in jit's trace cache
+    def scale_stages(state):
+        icp_overflow = jnp.zeros((), bool)
+        if has_depth:
+            state, icp_overflow = anchor_icp_scale(config, hyper, state, anc)
+        state, scale = anchor_scale(config, hyper, state, anc)
+        return state, scale, icp_overflow
+
+    shapes = jax.eval_shape(scale_stages, state)
+    skip = jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), shapes[1:])
+
+    def body(carry, x):
+        state, scale, icp_overflow = carry
+        second, key = x
+        anc_k = eqx.tree_at(lambda a: a.frame.key, anc, key)
+        state, joint = anchor_joint(config, hyper, state, anc_k)
+        state, scale, icp_overflow = jax.lax.cond(
+            second, lambda s: (s, scale, icp_overflow), scale_stages, state)
+        return (state, scale, icp_overflow), joint
+
+    keys = jnp.stack([anc.frame.key, jax.random.fold_in(anc.frame.key, 1)])
+    (state, scale, icp_overflow), joints = jax.lax.scan(
+        body, (state, *skip), (jnp.arange(2) == 1, keys))
+    pre, joint = (jax.tree.map(lambda x, k=k: x[k], joints) for k in (0, 1))
     return state, {"pre": pre, "scale": scale, "joint": joint, "icp_overflow": icp_overflow}
 
 

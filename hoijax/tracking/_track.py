@@ -60,9 +60,19 @@ class Progress:
     (change :attr:`fn` for a new progress bar) instead of making a new one per call, which
     compiles a new program."""
 
-    def __init__(self, fn=None):
+    def __init__(self, fn=None, grow=None):
         self.fn = fn
         """Called with no arguments once per processed frame; None: ignored."""
+        self.grow = grow
+        """Called by the driver (:func:`~hoijax.tracking.track_sequences`) with the number of
+        frames it will process beyond one pass over the sequences: re-runs of sequences whose
+        rendering overflowed or whose batch failed, and padding slots, so a bar's total
+        follows what :attr:`fn` will count; None: ignored."""
+
+    def more(self, frames: int) -> None:
+        """Announce ``frames`` more processed frames than planned (:attr:`grow`)."""
+        if self.grow is not None and frames > 0:
+            self.grow(frames)
 
     def __call__(self, active) -> None:
         if self.fn is not None and bool(active):
