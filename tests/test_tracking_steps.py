@@ -211,3 +211,37 @@ def test_objective_renders_with_the_blur_it_is_given(frame_data):
     np.testing.assert_allclose(float(sharp(state, jnp.asarray(4.0))[0]), float(wide(state)[0]),
                                rtol=1e-6)
     assert abs(float(sharp(state)[0]) - float(wide(state)[0])) > 1e-3 * float(sharp(state)[0])
+
+
+def test_anchor_stages_equal_the_stages_one_after_another(frame_data):
+    """anchor_stages runs its two joint stages as one two-step scan and the ICP and scale
+    stages in a cond between them (one compiled copy of each objective): the same numbers
+    as calling the stages in order, the second joint stage with the frame's key folded
+    with 1."""
+    seq, f, model, grid = frame_data
+    inp = _frame_input(seq, f, model, grid)
+    anc = st.AnchorInput(inp, seq, jnp.asarray(f), jax.random.PRNGKey(2))
+    T = seq.gt.T_cam_obj[f]
+    T = T.at[:3, :3].set(T[:3, :3] @ geometry.axis_angle_to_matrix(jnp.array([0.0, 0.08, 0.0])))
+    T = T.at[:3, 3].add(jnp.array([0.006, -0.004, 0.01]))
+    start = _state(T, 0.93 * seq.gt.obj_scale, seq.gt.verts_cam[f])
+    config, hyper = tr.TrackConfig(iof_iters=25), tr.TrackHyper()
+
+    def in_order(state):
+        state, pre = st.anchor_joint(config, hyper, state, anc)
+        state, icp_overflow = st.anchor_icp_scale(config, hyper, state, anc)
+        state, scale = st.anchor_scale(config, hyper, state, anc)
+        anc2 = eqx.tree_at(lambda a: a.frame.key, anc, jax.random.fold_in(anc.frame.key, 1))
+        state, joint = st.anchor_joint(config, hyper, state, anc2)
+        return state, {"pre": pre, "scale": scale, "joint": joint, "icp_overflow": icp_overflow}
+
+    got = jax.jit(lambda s: st.anchor_stages(config, hyper, s, anc))(start)
+    want = jax.jit(in_order)(start)
+    # Equal up to float32 rounding (the programs fuse differently: 2e-6 at most when written).
+    for (path, a), b in zip(jax.tree_util.tree_leaves_with_path(got), jax.tree.leaves(want),
+                            strict=True):
+        np.testing.assert_allclose(np.asarray(a, float), np.asarray(b, float), rtol=1e-4,
+                                   atol=1e-5, err_msg=jax.tree_util.keystr(path))
+    # Every stage ran and moved the state: the comparison is not between two no-ops.
+    assert all(int(got[1][k].num_iters) > 0 for k in ("pre", "scale", "joint"))
+    assert not np.allclose(np.asarray(got[0].obj_scale), np.asarray(start.obj_scale))
