@@ -128,3 +128,21 @@ def test_frames_at_rest_before_onset():
     valid = jnp.array([True] * 8 + [False] * 2)
     used = init.frames_at_rest_before(jnp.int32(5), valid, max_frames=3)
     assert np.flatnonzero(np.asarray(used)).tolist() == [3, 4, 5]
+
+
+@pytest.mark.parametrize("n", [3, 8, 11])
+def test_map_in_chunks_equals_vmap_for_any_frame_count(n):
+    """The frames padded to whole chunks (no second compiled copy for a remainder) give the
+    per-frame results of a plain vmap, padding dropped."""
+    from hoijax.tracking._init import _map_in_chunks
+
+    xs = (jnp.arange(n * 3.0).reshape(n, 3), jnp.arange(n) % 2 == 0)
+
+    def fn(x):
+        v, flag = x
+        return {"s": jnp.sum(v**2) * jnp.where(flag, 2.0, 1.0), "v": jnp.cumsum(v)}
+
+    got, want = _map_in_chunks(fn, xs, 8), jax.vmap(fn)(xs)
+    for k in ("s", "v"):
+        assert got[k].shape == want[k].shape
+        np.testing.assert_allclose(got[k], want[k], rtol=1e-6)

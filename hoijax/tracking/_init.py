@@ -113,6 +113,18 @@ def _masked_median(x: Float[Array, " N"], valid: Bool[Array, " N"]) -> Float[Arr
     return jnp.nanmedian(jnp.where(valid, x, jnp.nan))
 
 
+def _map_in_chunks(fn, xs, chunk: int):
+    """``lax.map(fn, xs, batch_size=chunk)`` with the frames padded (the last one repeated) to
+    a multiple of ``chunk`` and the padding dropped: ``lax.map`` compiles a second copy of
+    ``fn`` for a remainder, and the frames are independent."""
+    n = jax.tree.leaves(xs)[0].shape[0]
+    pad = -n % chunk
+    if pad:
+        xs = jax.tree.map(lambda x: jnp.concatenate([x, jnp.repeat(x[-1:], pad, axis=0)]), xs)
+    out = jax.lax.map(fn, xs, batch_size=chunk)
+    return jax.tree.map(lambda x: x[:n], out)
+
+
 def init_hand(
     model: mano.ManoModel,
     obs: HandObs,
@@ -157,7 +169,7 @@ def init_hand(
                                             normals_model=normals, init_translation=t0,
                                             num_iters=icp_iters, trim_fraction=trim_fraction)
 
-        icp = jax.lax.map(icp_one, (verts, pts, pts_valid, t_start), batch_size=8)
+        icp = _map_in_chunks(icp_one, (verts, pts, pts_valid, t_start), 8)
         ok = valid & icp.valid & (icp.scale[:, 0] > 0)
         scale_valid = jnp.any(ok)
         scale = jnp.where(scale_valid, _masked_median(icp.scale[:, 0], ok), 1.0)
