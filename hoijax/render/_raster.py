@@ -7,6 +7,7 @@ faces' screen footprints and never H·W·F.
 
 from __future__ import annotations
 
+import functools
 import os
 from typing import Literal
 
@@ -141,19 +142,29 @@ def rasterize(
     faces = jnp.asarray(faces, jnp.int32)
     if faces.ndim != 2 or faces.shape[0] == 0 or faces.shape[1] != 3:
         raise ValueError(f"faces must have shape (F, 3) with F >= 1, got {faces.shape}")
+    dtype = verts_cam.dtype
+    face_mesh_id = (jnp.zeros((faces.shape[0],), jnp.int32) if face_mesh_id is None
+                    else jnp.asarray(face_mesh_id, jnp.int32))
+    return _rasterize(verts_cam, faces, jnp.asarray(K, dtype), face_mesh_id,
+                      jnp.asarray(sigma_px2, dtype), jnp.asarray(prob_eps, dtype),
+                      jnp.asarray(near_m, dtype), settings=settings, num_meshes=num_meshes,
+                      pallas=_use_pallas(backend, settings, dtype))
+
+
+@functools.partial(jax.jit, static_argnames=("settings", "num_meshes", "pallas"))
+def _rasterize(verts_cam, faces, K, face_mesh_id, sigma_px2, prob_eps, near_m, *,
+               settings: RasterSettings, num_meshes: int, pallas: bool) -> Rendering:
+    """:func:`rasterize`'s work, its backend resolved. A ``jit`` function, so a program that
+    renders the same shapes at several places (the tracker's stages) traces it once: the
+    later calls find it in jit's trace cache (XLA still inlines each call site)."""
     F, M = faces.shape[0], num_meshes
     dtype = verts_cam.dtype
-    K = jnp.asarray(K, dtype)
-    face_mesh_id = (jnp.zeros((F,), jnp.int32) if face_mesh_id is None
-                    else jnp.asarray(face_mesh_id, jnp.int32))
-    sigma_px2 = jnp.asarray(sigma_px2, dtype)
-    prob_eps = jnp.asarray(prob_eps, dtype)
     cutoff_px2 = sigma_px2 * jnp.log(1.0 / prob_eps - 1.0)
 
-    sf = screen_faces(verts_cam, faces, K, face_mesh_id, jnp.asarray(near_m, dtype), M)
+    sf = screen_faces(verts_cam, faces, K, face_mesh_id, near_m, M)
     pairs = enumerate_pairs(sf, settings, default_blur_radius_px(sigma_px2, prob_eps))
     ntiles = settings.num_tiles
-    if _use_pallas(backend, settings, dtype):
+    if pallas:
         from hoijax.kernels import raster_tiles  # GPU kernels; imported only when used
 
         tiles = raster_tiles(sf.uv, sf.inv_z, sf.area2, sf.mesh_id, pairs.face, pairs.tile,
