@@ -157,3 +157,21 @@ def test_progress_bar_into_a_log_file_redraws_rarely(monkeypatch):
     assert bar.mininterval == _track.LOG_INTERVAL_S >= 10
     assert waiting.period_s == _track.LOG_INTERVAL_S
     bar.close()
+
+
+def test_progress_bar_total_follows_the_frames_the_driver_announces():
+    """Re-runs announce their frames (tracking.Progress.grow): the CLI's bar adds them to its
+    total, so counting the re-run's frames never takes it past 100 %."""
+    import io
+
+    from tqdm import tqdm
+
+    from hoijax.cli._track import _grow
+
+    bar = tqdm(total=4, file=io.StringIO(), mininterval=0)
+    bar.update(4)
+    _grow(bar, 3)
+    assert bar.total == 7 and bar.n == 4
+    bar.update(3)
+    assert bar.n == bar.total
+    bar.close()
