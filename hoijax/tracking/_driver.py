@@ -245,8 +245,10 @@ class _Batches:
                 self.log(f"skipped {names[0]}: {self.errors[names[0]]}")
                 return {}
         out = {}
-        self.more(names, config)  # counted again, alone (an over-estimate if the batch
-        for name in names:        # failed before its first frame; the bar ends complete)
+        # Each sequence is processed again, alone: announced to the progress receiver (an
+        # over-estimate when the batch failed before its first frame; the bar ends complete).
+        self.more(names, config)
+        for name in names:
             out.update(self.run_isolated([name], model, config))
         return out
 

@@ -38,10 +38,10 @@ Frames with ``valid`` False contribute no data or smoothness term; their per-fra
 at 0. Adam (per-group step sizes) runs in stages, each one problem for the whole sequence,
 the stages of one objective in one loop (:func:`~hoijax.tracking.minimize_stages`):
 keypoints only with λ held; depth with the pose held (λ and ``T̃`` move the hand along the
-rays onto the depth points); everything; everything with smaller steps. Adam takes full-size steps on every coordinate however small its gradient, so
-with everything free from the start the wrist rotation followed the depth gradient of a
-mismatch that λ alone explains and settled in a wrong ICP basin (7–11° off on a benchmark
-sequence, instead of ~2°).
+rays onto the depth points); everything; everything with smaller steps. Adam takes
+full-size steps on every coordinate however small its gradient, so with everything free from
+the start the wrist rotation followed the depth gradient of a mismatch that λ alone explains
+and settled in a wrong ICP basin (7–11° off on a benchmark sequence, instead of ~2°).
 """
 
 from __future__ import annotations

@@ -124,12 +124,12 @@ def minimize_stages(
     tol = jnp.asarray(tol, dtype)
     active = jnp.asarray(active, bool)
     num_stages = len(stages)
-    # Per-stage step sizes stacked along a leading axis, indexed by the stage in the loop.
     if not stages:  # nothing to run (every cap 0)
         return MinimizeResult(params=params, num_iters=jnp.zeros((), jnp.int32),
                               converged=jnp.zeros((), bool), loss=loss0, terms=terms0,
                               trace=trace0 if record_trace else None,
                               finite=jnp.ones((), bool), flagged=jnp.asarray(flag0, bool))
+    # Per-stage step sizes stacked along a leading axis, indexed by the stage in the loop.
     rates = jax.tree.map(lambda *r: jnp.stack([jnp.asarray(x, dtype) for x in r]),
                          *(r for r, _ in stages))
     caps = jnp.asarray([cap for _, cap in stages], jnp.int32)

@@ -217,8 +217,8 @@ def anchor_icp_scale(config: TrackConfig, hyper: TrackHyper, state: TrackState,
     cand = eqx.tree_at(lambda s: (s.T_cam_obj, s.obj_scale), state,
                        (pose_matrix(T[:3, :3], icp.translation),
                         jnp.where(ok, icp.scale, state.obj_scale)))
-    # Both candidates through one vmapped copy of the objective (two inlined copies of the
-    # rasterizer cost ~1 s of compilation each; experiments/bench_compile.py).
+    # Both candidates through one vmapped copy of the objective: each inlined copy of the
+    # rasterizer adds to the program's compilation.
     both = jax.tree.map(lambda a, b: jnp.stack([a, b]), cand, state)
     loss, over = jax.vmap(lambda s: pose_fit_loss(config, hyper, anc.frame, s))(both)
     ok = ok & (loss[0] < loss[1])
