@@ -44,7 +44,7 @@ _MAX_DAMPING = 1e12
 
 
 def minimize_lm(
-    fn: ResidualLossFn,
+    fn: ResidualLossFn | None,
     params: PyTree,
     *,
     max_iters: int,
@@ -55,6 +55,7 @@ def minimize_lm(
     ftol: float = 1e-4,
     levels: Float[Array, " K"] | None = None,
     level_iters: int = 10,
+    curvature: Callable | None = None,
 ) -> MinimizeResult:
     """Minimize ``fn``'s total from ``params`` by Levenberg–Marquardt (module doc).
 
@@ -76,11 +77,22 @@ def minimize_lm(
     first). Moving to the next level costs one evaluation at the current point, which is
     always accepted, with the damping reset. One loop body serves every level (the level is
     part of the loop's state), so the objective is compiled once. The returned loss and terms
-    are the last level's: ``max_iters`` must leave it evaluations."""
+    are the last level's: ``max_iters`` must leave it evaluations.
+
+    ``curvature``: for problems whose Jacobian has structure that one tangent column per
+    unknown would waste (the hand fit's per-frame blocks), ``curvature(params[, level]) ->
+    (loss, gradient, H, terms, flag)`` replaces the linearization of ``fn`` (then unused):
+    the gradient and the Gauss–Newton matrix ``H`` in ``ravel_pytree(params)``'s layout
+    (``fn`` may then be None). Held
+    coordinates are rows and columns of ``H`` that are zero but for a unit diagonal, with a zero
+    gradient: their step is zero."""
+    if fn is None and curvature is None:
+        raise ValueError("minimize_lm: give fn or curvature")
     x0, unravel = ravel_pytree(params)
     n = x0.size
     dtype = x0.dtype
     eye = jnp.eye(n, dtype=dtype)
+    leveled = levels is not None
 
     if levels is None:
         levels = jnp.zeros((1,), dtype)
@@ -94,6 +106,13 @@ def minimize_lm(
                          f"of {last + 1} levels at level_iters={level_iters}")
 
     def evaluate(x, level):
+        if curvature is not None:
+            args = (unravel(x), levels[level]) if leveled else (unravel(x),)
+            loss, dloss, H, terms, flag = curvature(*args)
+            flag = jnp.asarray(flag, bool)
+            ok = jnp.isfinite(loss) & jnp.all(jnp.isfinite(dloss)) & jnp.all(jnp.isfinite(H))
+            return loss, dloss, H, terms, flag, ok
+
         def f(x):
             total, terms, flag, r = call(unravel(x), levels[level])
             return (total, r), (terms, jnp.asarray(flag, bool))
