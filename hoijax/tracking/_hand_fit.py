@@ -57,6 +57,7 @@ from jaxtyping import Array, ArrayLike, Bool, Float, Int
 from hoijax import geometry, mano
 from hoijax.data import HandParams
 from hoijax.tracking._init import HandObs, sample_mask_points
+from hoijax.tracking._gauss_newton import minimize_lm
 from hoijax.tracking._optimize import minimize_stages
 from hoijax.tracking._settings import HandFitConfig, HandFitHyper
 
@@ -102,10 +103,6 @@ def _pseudo_huber(u: Float[Array, "*B"], delta2: Float[Array, ""]) -> Float[Arra
     """``2 δ² (√(1 + u/δ²) − 1)`` of a squared normalized residual ``u ≥ 0``: ``u`` near 0,
     linear in the residual ``√u`` far out. The root's argument is ≥ 1: no singular gradient."""
     return 2.0 * delta2 * (jnp.sqrt(1.0 + u / delta2) - 1.0)
-
-
-def _weighted_sum_sq(x: Float[Array, "M D"], weight: Float[Array, " M"]) -> Float[Array, ""]:
-    return jnp.sum(weight * jnp.sum(x**2, axis=-1))
 
 
 def _second_diff(x: Float[Array, "N D"]) -> Float[Array, "M D"]:
@@ -159,11 +156,20 @@ def _objective(
     points: Float[Array, "N P 3"] | None,
     points_valid: Bool[Array, "N P"] | None,
     hp: HandFitHyper,
-) -> tuple[Callable[[Params], tuple], Callable[[Params, bool], tuple]]:
-    """``(posed, loss)``: the refined hand of given unknowns, and the objective.
+) -> tuple[Callable[[Params], tuple], Callable[[Params, bool], tuple], Callable, Callable]:
+    """``(posed, loss, residuals, reg_residuals)``: the refined hand of given unknowns, the
+    objective, and the objective in residual form for Gauss–Newton.
 
     ``posed(params) -> (verts_cam, kps_cam, hand_pose, R, t_cam)``; ``loss(params, with_depth)
-    -> (total, terms)`` (``with_depth`` static; depth needs ``points``)."""
+    -> (total, terms)`` (``with_depth`` static; depth needs ``points``);
+    ``residuals(params, depth_weight) -> (total, terms, r_frames, r_reg)``: the same objective
+    with the depth data scaled by ``depth_weight`` (traced; depth needs ``points``), the
+    per-frame data residuals ``r_frames`` (N, M), whose frame ``f`` depends only on the
+    per-sequence unknowns and frame ``f``'s, and the priors' and smoothness residuals ``r_reg``
+    (``reg_residuals(params)`` alone, without MANO). The priors and smoothness are
+    ``‖r_reg‖²`` exactly; the robust data terms are reweighted at the current point (IRLS, the
+    weights held), so ``‖r_frames‖²``'s gradient equals theirs there and its Gauss–Newton
+    matrix models their curvature."""
     dtype = hand_init.hand_pose.dtype
     n = valid.shape[0]
     comps = jnp.asarray(model.hands_components[:NUM_PCA], dtype)
@@ -178,14 +184,17 @@ def _objective(
     frame_w = valid.astype(dtype)
     triple_w = (valid[2:] & valid[1:-1] & valid[:-2]).astype(dtype)
 
-    def posed(params):
+    def pose(params):
         hand_pose = hand_init.hand_pose + (params["pca_seq"] + params["pca_frame"]) @ comps
         R = jnp.einsum("ab,nbc,ncd->nad", _so3_exp(params["rot_seq"]),
                        _so3_exp(params["rot_frame"]), R_init)
+        g = jnp.exp(params["log_scale"])
+        return hand_pose, R, g, g * params["transl"]
+
+    def posed(params):
+        hand_pose, R, g, t = pose(params)
         betas = hand_init.betas + params["betas"]
         verts, kps = jax.vmap(lambda b, h, r: _hand_rotated(model, b, h, r))(betas, hand_pose, R)
-        g = jnp.exp(params["log_scale"])
-        t = g * params["transl"]
         return g * scale * verts + t[:, None], g * scale * kps + t[:, None], hand_pose, R, t
 
     def match(v, p):
@@ -211,49 +220,80 @@ def _objective(
         return best, normals[best]
 
     def depth_frame(verts_cam, p, ok, best, normal):
-        diff = p - jnp.mean(verts_cam[faces[best]], axis=1)
-        r2 = jnp.sum(diff * normal, -1) ** 2 + hp.point_to_point * jnp.sum(diff**2, -1)
-        r2 = jnp.where(ok, r2, 0.0)
-        cost = _pseudo_huber(r2 / hp.depth_sigma_m**2, (hp.depth_huber_m / hp.depth_sigma_m)**2)
+        diff = jnp.where(ok[:, None], p - jnp.mean(verts_cam[faces[best]], axis=1), 0.0)
+        along = jnp.sum(diff * normal, -1)
+        r2 = along**2 + hp.point_to_point * jnp.sum(diff**2, -1)
+        u = r2 / hp.depth_sigma_m**2
+        delta2 = (hp.depth_huber_m / hp.depth_sigma_m) ** 2
+        cost = _pseudo_huber(u, delta2)
         w = ok.astype(dtype)
         count = jnp.sum(w)
         denom = jnp.where(count > 0, count, 1.0)
         dist_mm = 1e3 * jnp.sum(w * geometry.safe_sqrt(r2)) / denom
-        return jnp.sum(w * cost) / denom, dist_mm, (count > 0).astype(dtype)
+        # IRLS: the pseudo-Huber's slope 1/√(1 + u/δ²) at the current point, held.
+        irls = jax.lax.stop_gradient(jnp.sqrt(w / denom / jnp.sqrt(1.0 + u / delta2)))
+        parts = jnp.concatenate([along[:, None], jnp.sqrt(hp.point_to_point) * diff], -1)
+        resid = (irls / hp.depth_sigma_m)[:, None] * parts  # (P, 4): Σ² = Σ w ρ'(u) u / count
+        return jnp.sum(w * cost) / denom, dist_mm, (count > 0).astype(dtype), resid
 
-    def loss(params, with_depth):
+    def regularizer(params, hand_pose, R, t_cam):
+        """The priors' and the smoothness residuals: ``½ Σ (x/σ)²`` each is ``Σ r²``."""
+        half = jnp.sqrt(jnp.asarray(0.5, dtype))
+        fw = jnp.sqrt(frame_w)[:, None]
+        tw = jnp.sqrt(triple_w)[:, None]
+        prior = [params["pca_seq"] / hp.pca_seq_sigma, fw * params["pca_frame"]
+                 / hp.pca_frame_sigma, params["rot_seq"] / hp.rot_seq_sigma_rad,
+                 fw * params["rot_frame"] / hp.rot_frame_sigma_rad,
+                 params["log_scale"][None] / hp.log_scale_sigma,
+                 params["betas"] / hp.betas_sigma]
+        smooth = [tw * _second_diff(hand_pose) / hp.smooth_pose_sigma_rad,
+                  tw * _second_diff(R.reshape(n, 9)) / (jnp.sqrt(2.0) * hp.smooth_rot_sigma_rad),
+                  tw * _second_diff(t_cam) / hp.smooth_transl_sigma_m]
+        flat = lambda xs: half * jnp.concatenate([x.reshape(-1) for x in xs])  # noqa: E731
+        return flat(prior), flat(smooth)
+
+    def evaluate(params, depth_weight):
+        """(total, terms, per-frame data residuals (N, M), regularizer residuals)."""
         verts_cam, kps_cam, hand_pose, R, t_cam = posed(params)
-        e2 = jnp.sum((geometry.project(K, kps_cam) - kp_obs) ** 2, -1)  # (N, 21), px²
-        data = 0.5 * jnp.sum(conf * _pseudo_huber(
-            e2 / hp.keypoint_sigma_px**2, (hp.keypoint_huber_px / hp.keypoint_sigma_px) ** 2))
+        diff = geometry.project(K, kps_cam) - kp_obs  # (N, 21, 2), px
+        e2 = jnp.sum(diff**2, -1)
+        u = e2 / hp.keypoint_sigma_px**2
+        delta2 = (hp.keypoint_huber_px / hp.keypoint_sigma_px) ** 2
+        data = 0.5 * jnp.sum(conf * _pseudo_huber(u, delta2))
+        irls = jax.lax.stop_gradient(jnp.sqrt(0.5 * conf / jnp.sqrt(1.0 + u / delta2)))
+        r_frames = [((irls / hp.keypoint_sigma_px)[..., None] * diff).reshape(n, -1)]
         total_conf = jnp.sum(conf)
         terms = {"keypoint_px2": jnp.sum(conf * e2) / jnp.where(total_conf > 0, total_conf, 1.0)}
-        if with_depth:
+        if depth_weight is not None:
             # One frame at a time: the (P, V) distances of a frame stay in cache, where the
             # whole sequence's would stream through memory.
             best, normal = jax.lax.map(lambda x: match(*x),
                                        (jax.lax.stop_gradient(verts_cam), points))
-            cost, dist_mm, has = jax.vmap(depth_frame)(verts_cam, points, points_valid, best,
-                                                       normal)
-            data = data + 0.5 * hp.depth_points_weight * jnp.sum(cost)
+            cost, dist_mm, has, resid = jax.vmap(depth_frame)(verts_cam, points, points_valid,
+                                                              best, normal)
+            weight = 0.5 * hp.depth_points_weight * depth_weight
+            data = data + weight * jnp.sum(cost)
+            r_frames.append(jnp.sqrt(weight) * resid.reshape(n, -1))
             nf = jnp.sum(has)
             terms["depth_mm"] = jnp.sum(dist_mm * has) / jnp.where(nf > 0, nf, 1.0)
-        prior = 0.5 * (
-            jnp.sum(params["pca_seq"] ** 2) / hp.pca_seq_sigma**2
-            + _weighted_sum_sq(params["pca_frame"], frame_w) / hp.pca_frame_sigma**2
-            + jnp.sum(params["rot_seq"] ** 2) / hp.rot_seq_sigma_rad**2
-            + _weighted_sum_sq(params["rot_frame"], frame_w) / hp.rot_frame_sigma_rad**2
-            + params["log_scale"] ** 2 / hp.log_scale_sigma**2
-            + jnp.sum(params["betas"] ** 2) / hp.betas_sigma**2)
-        smooth = 0.5 * (
-            _weighted_sum_sq(_second_diff(hand_pose), triple_w) / hp.smooth_pose_sigma_rad**2
-            + _weighted_sum_sq(_second_diff(R.reshape(n, 9)), triple_w)
-            / (2.0 * hp.smooth_rot_sigma_rad**2)
-            + _weighted_sum_sq(_second_diff(t_cam), triple_w) / hp.smooth_transl_sigma_m**2)
+        r_prior, r_smooth = regularizer(params, hand_pose, R, t_cam)
+        prior, smooth = jnp.sum(r_prior**2), jnp.sum(r_smooth**2)
         terms.update(data=data, prior=prior, smooth=smooth)
-        return data + prior + smooth, terms
+        return (data + prior + smooth, terms, jnp.concatenate(r_frames, -1),
+                jnp.concatenate([r_prior, r_smooth]))
 
-    return posed, loss
+    def loss(params, with_depth):
+        total, terms, _, _ = evaluate(params, 1.0 if with_depth else None)
+        return total, terms
+
+    def residuals(params, depth_weight):
+        return evaluate(params, depth_weight if points is not None else None)
+
+    def reg_residuals(params):
+        hand_pose, R, _, t_cam = pose(params)
+        return jnp.concatenate(regularizer(params, hand_pose, R, t_cam))
+
+    return posed, loss, residuals, reg_residuals
 
 
 def _initial_params(transl: Float[Array, "N 3"], num_betas: int) -> Params:
@@ -311,9 +351,31 @@ def fit_hand(
         points_valid = points_valid & valid[:, None]
         points = jnp.where(points_valid[..., None], points, 0.0)
     scale = jnp.asarray(scale, dtype)
-    posed, loss = _objective(model, K, hand_init, scale, jnp.asarray(keypoints_px, dtype),
-                             jnp.asarray(keypoints_conf, dtype), valid, points, points_valid, hp)
+    posed, loss, residuals, reg_residuals = _objective(
+        model, K, hand_init, scale, jnp.asarray(keypoints_px, dtype),
+        jnp.asarray(keypoints_conf, dtype), valid, points, points_valid, hp)
+    params = _initial_params(jnp.asarray(transl, dtype), hand_init.betas.shape[-1])
+    if c.solver == "lm":
+        params, num_iters, finite, terms = _fit_lm(residuals, reg_residuals, params, use_depth,
+                                                   c, hp)
+    elif c.solver == "adam":
+        params, num_iters, finite, terms = _fit_adam(loss, params, use_depth, c, hp)
+    else:
+        raise ValueError(f"HandFitConfig.solver must be 'adam' or 'lm', got {c.solver!r}")
 
+    _, _, hand_pose, R, t_cam = posed(params)
+    hand = HandParams(betas=hand_init.betas + params["betas"], hand_pose=hand_pose,
+                      global_orient=jaxlie.SO3.from_matrix(R).log(),
+                      transl=jnp.zeros((n, 3), dtype))
+    finite = finite & jnp.all(jnp.stack([jnp.all(jnp.isfinite(x))
+                                         for x in jax.tree.leaves(params)]))
+    return HandFitResult(hand=hand, scale=jnp.exp(params["log_scale"]) * scale, transl=t_cam,
+                         num_iters=num_iters, finite=finite, terms=terms)
+
+
+def _fit_adam(loss, params: Params, use_depth: bool, c: HandFitConfig, hp: HandFitHyper):
+    """Adam in stages (module docstring): ``(params, steps, finite, terms)``."""
+    dtype = params["transl"].dtype
     zero = jnp.zeros((), dtype)
     lrs = {"pca_seq": hp.lr_pca, "pca_frame": hp.lr_pca, "rot_seq": hp.lr_rot,
            "rot_frame": hp.lr_rot, "log_scale": hp.lr_log_scale, "transl": hp.lr_transl,
@@ -327,7 +389,6 @@ def fit_hand(
     else:
         stages += [(False, 1.0, ("log_scale",), c.iters),
                    (False, hp.fine_lr_factor, ("log_scale",), c.fine_iters)]
-    params = _initial_params(jnp.asarray(transl, dtype), hand_init.betas.shape[-1])
     num_iters, finite = jnp.zeros((), jnp.int32), jnp.ones((), bool)
     # The terms' layout with zeros, for stages that do not run (no evaluation compiled).
     terms = jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype),
@@ -348,12 +409,104 @@ def fit_hand(
                               record_trace=False)
         params, terms = out.params, {**terms, **out.terms}
         num_iters, finite = num_iters + out.num_iters, finite & out.finite
+    return params, num_iters, finite, terms
 
-    _, _, hand_pose, R, t_cam = posed(params)
-    hand = HandParams(betas=hand_init.betas + params["betas"], hand_pose=hand_pose,
-                      global_orient=jaxlie.SO3.from_matrix(R).log(),
-                      transl=jnp.zeros((n, 3), dtype))
-    finite = finite & jnp.all(jnp.stack([jnp.all(jnp.isfinite(x))
-                                         for x in jax.tree.leaves(params)]))
-    return HandFitResult(hand=hand, scale=jnp.exp(params["log_scale"]) * scale, transl=t_cam,
-                         num_iters=num_iters, finite=finite, terms=terms)
+
+_FRAME_KEYS = (("pca_frame", NUM_PCA), ("rot_frame", 3), ("transl", 3))
+"""The per-frame unknowns, in the order of a frame's row in the LM's flat layout."""
+
+
+def _flat_layout(params: Params) -> tuple[Array, Callable[[Array], Params], int]:
+    """``(x, unpack, G)``: the unknowns as ``[pca_seq, rot_seq, log_scale, betas, frame 0's
+    row, frame 1's row, ...]`` (``G`` per-sequence entries, then 18 per frame), so the
+    per-frame blocks of the Gauss–Newton matrix are contiguous."""
+    n = params["transl"].shape[0]
+    num_betas = params["betas"].shape[0]
+    g = 3 + NUM_PCA + 1 + num_betas
+    x = jnp.concatenate([params["pca_seq"], params["rot_seq"], params["log_scale"][None],
+                         params["betas"],
+                         jnp.concatenate([params[k] for k, _ in _FRAME_KEYS], -1).reshape(-1)])
+
+    def unpack(x):
+        rows = x[g:].reshape(n, -1)
+        out = {"pca_seq": x[:NUM_PCA], "rot_seq": x[NUM_PCA:NUM_PCA + 3],
+               "log_scale": x[NUM_PCA + 3], "betas": x[NUM_PCA + 4:g]}
+        start = 0
+        for k, size in _FRAME_KEYS:
+            out[k] = rows[:, start:start + size]
+            start += size
+        return out
+
+    return x, unpack, g
+
+
+def _gauss_newton_matrix(residuals, reg_residuals, unpack, g: int, n: int):
+    """``curvature(x, depth_weight, free) -> (loss, gradient, H, terms)`` in the flat layout.
+
+    The data residuals of frame ``f`` depend only on the ``g`` per-sequence unknowns and frame
+    ``f``'s 18, so ``g + 18`` tangent columns give their whole Jacobian: column ``k`` of the
+    per-frame part moves unknown ``k`` of *every* frame at once, and frame ``f``'s residuals
+    read off their derivative in frame ``f``'s own unknown (graph colouring). One column per
+    unknown would take ``g + 18 N``. The regularizer (priors, smoothness across frames) is
+    cheap without MANO and is differentiated column by column. ``H = 2 Jᵀ J`` and the gradient
+    ``2 Jᵀ r`` (exact: the robust terms' IRLS residuals have their gradient); rows and
+    columns of held unknowns (``free`` 0) are cleared but for a unit diagonal."""
+    per_frame = 18
+    size = g + per_frame * n
+    tangents = jnp.concatenate([
+        jnp.eye(g, size),
+        jnp.concatenate([jnp.zeros((per_frame, g)),
+                         jnp.tile(jnp.eye(per_frame), (1, n))], axis=1)])
+
+    def curvature(x, depth_weight, free):
+        def data(x):
+            total, terms, r, _ = residuals(unpack(x), depth_weight)
+            return r, (total, terms)
+
+        r, lin, (total, terms) = jax.linearize(data, x, has_aux=True)
+        cols = jax.vmap(lin)(tangents.astype(x.dtype))  # (g + 18, N, M)
+        jg, jx = cols[:g], cols[g:]
+        h_gg = jnp.einsum("anm,bnm->ab", jg, jg)
+        h_gx = jnp.einsum("anm,knm->ank", jg, jx).reshape(g, -1)
+        blocks = jnp.einsum("knm,lnm->nkl", jx, jx)
+        h_xx = jnp.einsum("nkl,nj->nkjl", blocks, jnp.eye(n, dtype=x.dtype)).reshape(
+            per_frame * n, per_frame * n)
+        H = jnp.block([[h_gg, h_gx], [h_gx.T, h_xx]])
+        grad = jnp.concatenate([jnp.einsum("anm,nm->a", jg, r),
+                                jnp.einsum("knm,nm->nk", jx, r).reshape(-1)])
+        reg = lambda x: reg_residuals(unpack(x))  # noqa: E731
+        r_reg = reg(x)
+        j_reg = jax.jacfwd(reg)(x)
+        H = 2.0 * (H + j_reg.T @ j_reg)
+        grad = 2.0 * (grad + j_reg.T @ r_reg)
+        H = H * free[:, None] * free[None, :] + jnp.diag(1.0 - free)
+        return total, grad * free, H, terms
+
+    return curvature
+
+
+def _fit_lm(residuals, reg_residuals, params: Params, use_depth: bool, c: HandFitConfig,
+            hp: HandFitHyper):
+    """Levenberg–Marquardt on Adam's objective, everything free at once (the scale held without
+    depth): ``(params, evaluations, finite, terms)``.
+
+    Not in Adam's stages: a keypoints-only stage solved to convergence fits the wrist and
+    fingers to the 2D evidence alone, and under heavy occlusion the depth stage then could not
+    bring them back (32 development sequences: 4 of them 2-3× worse). Adam's 100 keypoint
+    steps stop short of that."""
+    n = params["transl"].shape[0]
+    x0, unpack, g = _flat_layout(params)
+    held = () if use_depth else ("log_scale",)
+    if not c.fit_betas:
+        held += ("betas",)
+    free = _flat_layout({k: jnp.full_like(v, 0.0 if k in held else 1.0)
+                         for k, v in params.items()})[0]
+    curvature = _gauss_newton_matrix(residuals, reg_residuals, unpack, g, n)
+
+    def fn(x):
+        loss, grad, H, terms = curvature(x, 1.0 if use_depth else None, free)
+        return loss, grad, H, terms, False
+
+    out = minimize_lm(None, x0, max_iters=c.lm_iters, tol=hp.lm_tol, record_trace=False,
+                      curvature=fn)
+    return unpack(out.params), out.num_iters, out.finite, out.terms

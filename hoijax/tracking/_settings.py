@@ -44,6 +44,14 @@ class HandFitConfig:
     """Hand depth points per frame (drawn once)."""
     fit_betas: bool = False
     """Also fit a per-sequence shape delta."""
+    solver: Literal["adam", "lm"] = "adam"
+    """``adam``: first order, in the stages above with their caps. ``lm``: Levenberg–Marquardt
+    on the same objective, everything free at once, with the per-frame Jacobian blocks by
+    graph colouring (34 tangent columns per evaluation whatever the length). Its Gauss–Newton
+    matrix is dense over all frames, so its memory grows as N² and its solve as N³: fine for
+    tens of frames, not for thousands."""
+    lm_iters: int = 40
+    """Cap of LM's evaluations."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -204,6 +212,9 @@ class HandFitHyper(eqx.Module):
     """Step sizes of the last stage relative to the others."""
     tol: Float[Array, ""] = eqx.field(default=1e-6, converter=_scalar)
     """Early stop of each stage (moving average of the largest coordinate change per step)."""
+    lm_tol: Float[Array, ""] = eqx.field(default=1e-5, converter=_scalar)
+    """LM stops a stage when its step's largest coordinate is below this (PCA units, radians,
+    metres)."""
     icp_scale_min: Float[Array, ""] = eqx.field(default=0.8, converter=_scalar)
     """Smallest plausible ICP hand scale: below it the refinement starts from 1 instead (the
     MANO model's own size; its depth stage then fits the scale). AGILE's ICP scale alone,
