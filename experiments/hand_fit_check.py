@@ -12,7 +12,8 @@ refined parameters could reach.
     python experiments/hand_fit_check.py [--n 8] [--frames 30] [--image-size 128] [--seed 0]
         [--iters 200] [--keypoint-iters 100] [--align-iters 100] [--fine-iters 100]
         [--num-points 128] [--fit-betas] [--no-depth] [--cache DIR] [--out FILE]
-        [--sequences DIR ...] [--icp-bounds LO HI]
+        [--sequences DIR ...] [--icp-bounds LO HI] [--hyper FIELD=VALUE ...] [--repeats 2]
+        [--solver adam|lm] [--lm-iters 40]
 
 ``--sequences`` reads saved sequences (e.g. ``hoijax generate --benchmark v2``; all of one
 shape) instead of generating v1 ones. ``--icp-bounds 0.8 1.25`` replaces an ICP hand scale
@@ -85,7 +86,15 @@ def main() -> None:
                     help="saved sequence directories instead of generated v1 ones")
     ap.add_argument("--icp-bounds", type=float, nargs=2, default=None, metavar=("LO", "HI"),
                     help="replace an ICP hand scale outside [LO, HI] by 1 (the tracker: 0.8 1.25)")
+    ap.add_argument("--repeats", type=int, default=2, help="timed runs (median reported)")
+    ap.add_argument("--solver", default="adam", choices=["adam", "lm"],
+                    help="HandFitConfig.solver")
+    ap.add_argument("--lm-iters", type=int, default=40)
+    ap.add_argument("--hyper", nargs="+", default=[], metavar="FIELD=VALUE",
+                    help="HandFitHyper fields, e.g. keypoint_sigma_px=3")
     args = ap.parse_args()
+    hyper = tracking.HandFitHyper(**{k: float(v) for k, v in
+                                     (a.split("=", 1) for a in args.hyper)})
 
     labels, seqs = _sequences(args)
     model = mano.synthetic_mano("right")
@@ -107,7 +116,9 @@ def main() -> None:
                         config=tracking.HandFitConfig(
                             iters=args.iters, keypoint_iters=args.keypoint_iters,
                             align_iters=args.align_iters, fine_iters=args.fine_iters,
-                            num_points=args.num_points, fit_betas=args.fit_betas))
+                            num_points=args.num_points, fit_betas=args.fit_betas,
+                            solver=args.solver, lm_iters=args.lm_iters),
+                        hyper=hyper)
 
     fit = jax.jit(jax.vmap(fit_one))
     inputs = (*batch, scale0, transl0, keys)
@@ -115,7 +126,7 @@ def main() -> None:
     compiled = fit.lower(*inputs).compile()
     compile_s = time.perf_counter() - t0
     times = []
-    for _ in range(2):
+    for _ in range(args.repeats):
         t0 = time.perf_counter()
         res = jax.block_until_ready(compiled(*inputs))
         times.append(time.perf_counter() - t0)

@@ -14,11 +14,13 @@ paper's shape CD / F@5 would only measure the scale), interaction (CD_h, cm²) a
 
     python experiments/table2.py [--sequences 8] [--frames 30] [--image-size 128]
         [--hand-noise 1.0] [--object-iters 400 --hand-iters 200 --iof-iters 300]
-        [--base hoijax|agile] [--full-only] [--solver adam|lm]
+        [--base hoijax|agile] [--full-only] [--solver adam|lm] [--hand-solver adam|lm]
 
 Writes ``experiments/results/table2_<backend>.{json,md}`` (``table2_agile_<backend>.*`` for
 ``--base agile``, ``table2_full_<backend>.*`` for ``--full-only``: row (a) alone; ``_lm``
-before the backend for ``--solver lm``, ``_lm_c2f`` with ``--lm-coarse-sigma-px2``).
+before the backend for ``--solver lm``, ``_lm_c2f`` with ``--lm-coarse-sigma-px2``,
+``_handlm`` / ``_handadam`` with ``--hand-solver``: the hand refinement's solver,
+``HandFitConfig.solver``).
 ``--solver lm`` runs every stage with Levenberg–Marquardt instead of AGILE's Adam (caps
 ``--lm-iters``/``--lm-anchor-iters``); the Adam rows of the same command are its reference.
 """
@@ -60,6 +62,8 @@ def main() -> None:
     ap.add_argument("--full-only", action="store_true",
                     help="only row (a): the accuracy check, without the ablations")
     ap.add_argument("--solver", choices=("adam", "lm"), default="adam")
+    ap.add_argument("--hand-solver", choices=("adam", "lm"), default=None,
+                    help="HandFitConfig.solver of the hand refinement (default: its default)")
     ap.add_argument("--lm-iters", type=int, default=30)
     ap.add_argument("--lm-anchor-iters", type=int, default=60)
     ap.add_argument("--lm-coarse-sigma-px2", type=float, nargs="*", default=[],
@@ -78,7 +82,10 @@ def main() -> None:
     agile = args.base == "agile"
     config = tracking.TrackConfig(
         object_iters=args.object_iters, hand_iters=args.hand_iters, iof_iters=args.iof_iters,
-        hand_fit=tracking.HandFitConfig(enabled=not agile), solver=args.solver,
+        hand_fit=tracking.HandFitConfig(
+            enabled=not agile,
+            **({} if args.hand_solver is None else {"solver": args.hand_solver})),
+        solver=args.solver,
         lm_iters=args.lm_iters, lm_anchor_iters=args.lm_anchor_iters,
         lm_coarse_sigma_px2=tuple(args.lm_coarse_sigma_px2) or None,
         depth_occluders=not agile if args.depth_occluders is None
@@ -119,13 +126,15 @@ def main() -> None:
                  else f", depth occluders {args.depth_occluders}")
               + ("" if args.aniso_scale_prior is None
                  else f", aniso scale prior {args.aniso_scale_prior:g}")
+              + ("" if args.hand_solver is None else f", hand solver {args.hand_solver}")
               + f"; {elapsed:.0f} s on "
               f"{backend}.\n\n")
     stem = (f"table2_{'agile_' if agile else ''}{'full_' if args.full_only else ''}"
             f"{'lm_' if args.solver == 'lm' else ''}"
             f"{'c2f_' if args.solver == 'lm' and args.lm_coarse_sigma_px2 else ''}"
             f"{ {None: '', 'on': 'occ_', 'off': 'noocc_'}[args.depth_occluders] }"
-            f"{'' if args.aniso_scale_prior is None else 'aniso_'}{backend}")
+            f"{'' if args.aniso_scale_prior is None else 'aniso_'}"
+            f"{'' if args.hand_solver is None else f'hand{args.hand_solver}_'}{backend}")
     (RESULTS / f"{stem}.md").write_text(header + table + "\n")
     (RESULTS / f"{stem}.json").write_text(json.dumps({
         "settings": vars(args), "rows": rows, "timing": {**run.timing, "total_s": elapsed},
