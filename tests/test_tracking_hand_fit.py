@@ -284,8 +284,9 @@ def test_gauss_newton_matrix_matches_the_dense_jacobian(noisy):
 
 
 def test_lm_fit_converges_at_least_as_far_as_adam(noisy):
-    """LM on the same objective: the joint errors fall as Adam's do, its objective ends no
-    higher than Adam's after 500 steps, and it takes a few dozen evaluations."""
+    """LM on the same objective, after Adam's first two stages: the joint errors fall as
+    Adam's do, its objective ends no higher than Adam's after all 500 steps, and it takes
+    those two stages' steps plus at most its cap of evaluations."""
     seq, (scale, transl) = noisy
     before = _errors_mm(_joints_cam(seq.hand_init, scale, transl), seq.gt.joints_cam)
     results = {s: _run(_fit(solver=s), seq, scale, transl) for s in ("adam", "lm")}
@@ -297,5 +298,6 @@ def test_lm_fit_converges_at_least_as_far_as_adam(noisy):
     assert after[0] < 0.3 * before[0] and after[0] < 6.0, (before, after)
     assert after[1] < 0.3 * before[1] and after[1] < 6.0, (before, after)
     assert total["lm"] <= total["adam"] * (1 + 1e-4), total
-    assert int(lm.num_iters) <= hf.HandFitConfig().lm_iters
+    c = hf.HandFitConfig()
+    assert int(lm.num_iters) <= c.keypoint_iters + c.align_iters + c.lm_iters
     np.testing.assert_array_equal(lm.hand.betas, seq.hand_init.betas)

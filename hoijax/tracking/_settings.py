@@ -45,13 +45,14 @@ class HandFitConfig:
     fit_betas: bool = False
     """Also fit a per-sequence shape delta."""
     solver: Literal["adam", "lm"] = "adam"
-    """``adam``: first order, in the stages above with their caps. ``lm``: Levenberg–Marquardt
-    on the same objective, everything free at once, with the per-frame Jacobian blocks by
-    graph colouring (34 tangent columns per evaluation whatever the length). Its Gauss–Newton
-    matrix is dense over all frames, so its memory grows as N² and its solve as N³: fine for
-    tens of frames, not for thousands."""
+    """adam: first order, in the four stages above with their caps. lm: the first two stages
+    (keypoints, depth alignment) with Adam, then Levenberg-Marquardt on the same objective with
+    everything free, instead of the last two; the per-frame Jacobian blocks come from graph
+    colouring (34 tangent columns per evaluation whatever the length). Its Gauss-Newton matrix
+    is dense over all frames, so its memory grows as N squared and its solve as N cubed: fine
+    for tens of frames, not for thousands."""
     lm_iters: int = 40
-    """Cap of LM's evaluations."""
+    """Cap of the LM evaluations (solver lm)."""
 
 
 @dataclasses.dataclass(frozen=True)
