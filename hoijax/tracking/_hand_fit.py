@@ -113,6 +113,12 @@ def _pseudo_huber(u: Float[Array, "*B"], delta2: Float[Array, ""]) -> Float[Arra
     return 2.0 * delta2 * (jnp.sqrt(1.0 + u / delta2) - 1.0)
 
 
+def _pseudo_huber_slope(u: Float[Array, "*B"], delta2: Float[Array, ""]) -> Float[Array, "*B"]:
+    """``d/du`` of :func:`_pseudo_huber`, ``1/√(1 + u/δ²)``: the IRLS weight that makes
+    ``slope · u`` have the robust cost's gradient at ``u``."""
+    return 1.0 / jnp.sqrt(1.0 + u / delta2)
+
+
 def _second_diff(x: Float[Array, "N D"]) -> Float[Array, "M D"]:
     return x[2:] - 2.0 * x[1:-1] + x[:-2]
 
@@ -238,8 +244,8 @@ def _objective(
         count = jnp.sum(w)
         denom = jnp.where(count > 0, count, 1.0)
         dist_mm = 1e3 * jnp.sum(w * geometry.safe_sqrt(r2)) / denom
-        # IRLS: the pseudo-Huber's slope 1/√(1 + u/δ²) at the current point, held.
-        irls = jax.lax.stop_gradient(jnp.sqrt(w / denom / jnp.sqrt(1.0 + u / delta2)))
+        # IRLS: the pseudo-Huber's slope at the current point, held.
+        irls = jax.lax.stop_gradient(jnp.sqrt(w / denom * _pseudo_huber_slope(u, delta2)))
         parts = jnp.concatenate([along[:, None], jnp.sqrt(hp.point_to_point) * diff], -1)
         resid = (irls / hp.depth_sigma_m)[:, None] * parts  # (P, 4): Σ² = Σ w ρ'(u) u / count
         return jnp.sum(w * cost) / denom, dist_mm, (count > 0).astype(dtype), resid
@@ -268,7 +274,7 @@ def _objective(
         u = e2 / hp.keypoint_sigma_px**2
         delta2 = (hp.keypoint_huber_px / hp.keypoint_sigma_px) ** 2
         data = 0.5 * jnp.sum(conf * _pseudo_huber(u, delta2))
-        irls = jax.lax.stop_gradient(jnp.sqrt(0.5 * conf / jnp.sqrt(1.0 + u / delta2)))
+        irls = jax.lax.stop_gradient(jnp.sqrt(0.5 * conf * _pseudo_huber_slope(u, delta2)))
         r_frames = [((irls / hp.keypoint_sigma_px)[..., None] * diff).reshape(n, -1)]
         total_conf = jnp.sum(conf)
         terms = {"keypoint_px2": jnp.sum(conf * e2) / jnp.where(total_conf > 0, total_conf, 1.0)}
@@ -473,10 +479,10 @@ def _gauss_newton_matrix(residuals, reg_residuals, unpack, g: int, n: int):
 
     def curvature(x, depth_weight, free):
         def data(x):
-            total, terms, r, _ = residuals(unpack(x), depth_weight)
-            return r, (total, terms)
+            total, terms, r, r_reg = residuals(unpack(x), depth_weight)
+            return r, (total, terms, r_reg)
 
-        r, lin, (total, terms) = jax.linearize(data, x, has_aux=True)
+        r, lin, (total, terms, r_reg) = jax.linearize(data, x, has_aux=True)
         cols = jax.vmap(lin)(tangents.astype(x.dtype))  # (g + 18, N, M)
         jg, jx = cols[:g], cols[g:]
         h_gg = jnp.einsum("anm,bnm->ab", jg, jg)
@@ -487,9 +493,7 @@ def _gauss_newton_matrix(residuals, reg_residuals, unpack, g: int, n: int):
         H = jnp.block([[h_gg, h_gx], [h_gx.T, h_xx]])
         grad = jnp.concatenate([jnp.einsum("anm,nm->a", jg, r),
                                 jnp.einsum("knm,nm->nk", jx, r).reshape(-1)])
-        reg = lambda x: reg_residuals(unpack(x))  # noqa: E731
-        r_reg = reg(x)
-        j_reg = jax.jacfwd(reg)(x)
+        j_reg = jax.jacfwd(lambda x: reg_residuals(unpack(x)))(x)
         H = 2.0 * (H + j_reg.T @ j_reg)
         grad = 2.0 * (grad + j_reg.T @ r_reg)
         H = H * free[:, None] * free[None, :] + jnp.diag(1.0 - free)
