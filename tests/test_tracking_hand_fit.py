@@ -281,6 +281,16 @@ def test_gauss_newton_matrix_matches_the_dense_jacobian(noisy):
     np.testing.assert_array_equal(H_h[hf.NUM_PCA + 3], jnp.eye(x.size)[hf.NUM_PCA + 3])
     assert float(grad_h[hf.NUM_PCA + 3]) == 0.0
     np.testing.assert_array_equal(H_h[:hf.NUM_PCA, :hf.NUM_PCA], H[:hf.NUM_PCA, :hf.NUM_PCA])
+    # Shape coefficients known held when the program is built get no tangent columns; the
+    # result equals holding them through ``free`` with their columns computed.
+    betas = tuple(range(hf.NUM_PCA + 4, g))
+    no_betas = free.at[jnp.asarray(betas)].set(0.0)
+    dropped = hf._gauss_newton_matrix(residuals, reg, unpack, g, n, betas)
+    total_d, grad_d, H_d, _ = jax.jit(dropped)(x, 1.0, no_betas)
+    _, grad_b, H_b, _, _, _ = both(x, no_betas)
+    np.testing.assert_allclose(total_d, total, rtol=1e-6)
+    np.testing.assert_allclose(H_d, H_b, atol=1e-6 * scale_h)
+    np.testing.assert_allclose(grad_d, grad_b, atol=1e-6 * float(jnp.max(jnp.abs(grad_b))))
 
 
 def test_lm_fit_converges_at_least_as_far_as_adam(noisy):

@@ -459,7 +459,8 @@ def _flat_layout(params: Params) -> tuple[Array, Callable[[Array], Params], int]
     return x, unpack, g
 
 
-def _gauss_newton_matrix(residuals, reg_residuals, unpack, g: int, n: int):
+def _gauss_newton_matrix(residuals, reg_residuals, unpack, g: int, n: int,
+                         held_g: tuple[int, ...] = ()):
     """``curvature(x, depth_weight, free) -> (loss, gradient, H, terms)`` in the flat layout.
 
     The data residuals of frame ``f`` depend only on the ``g`` per-sequence unknowns and frame
@@ -469,13 +470,18 @@ def _gauss_newton_matrix(residuals, reg_residuals, unpack, g: int, n: int):
     unknown would take ``g + 18 N``. The regularizer (priors, smoothness across frames) is
     cheap without MANO and is differentiated column by column. ``H = 2 Jᵀ J`` and the gradient
     ``2 Jᵀ r`` (exact: the robust terms' IRLS residuals have their gradient); rows and
-    columns of held unknowns (``free`` 0) are cleared but for a unit diagonal."""
+    columns of held unknowns (``free`` 0) are cleared but for a unit diagonal. The
+    per-sequence unknowns in ``held_g`` (indices below ``g``, known held when the program is
+    built: the shape coefficients unless fitted) get no tangent column at all."""
     per_frame = 18
     size = g + per_frame * n
+    active = [a for a in range(g) if a not in set(held_g)]
+    select = jnp.eye(g)[:, active]  # (g, a): scatters the active columns' products back
     tangents = jnp.concatenate([
-        jnp.eye(g, size),
+        jnp.eye(size)[jnp.asarray(active, int)] if active else jnp.zeros((0, size)),
         jnp.concatenate([jnp.zeros((per_frame, g)),
                          jnp.tile(jnp.eye(per_frame), (1, n))], axis=1)])
+    num_active = len(active)
 
     def curvature(x, depth_weight, free):
         def data(x):
@@ -483,15 +489,16 @@ def _gauss_newton_matrix(residuals, reg_residuals, unpack, g: int, n: int):
             return r, (total, terms, r_reg)
 
         r, lin, (total, terms, r_reg) = jax.linearize(data, x, has_aux=True)
-        cols = jax.vmap(lin)(tangents.astype(x.dtype))  # (g + 18, N, M)
-        jg, jx = cols[:g], cols[g:]
-        h_gg = jnp.einsum("anm,bnm->ab", jg, jg)
-        h_gx = jnp.einsum("anm,knm->ank", jg, jx).reshape(g, -1)
+        cols = jax.vmap(lin)(tangents.astype(x.dtype))  # (a + 18, N, M)
+        jg, jx = cols[:num_active], cols[num_active:]
+        sel = select.astype(x.dtype)
+        h_gg = sel @ jnp.einsum("anm,bnm->ab", jg, jg) @ sel.T
+        h_gx = sel @ jnp.einsum("anm,knm->ank", jg, jx).reshape(num_active, -1)
         blocks = jnp.einsum("knm,lnm->nkl", jx, jx)
         h_xx = jnp.einsum("nkl,nj->nkjl", blocks, jnp.eye(n, dtype=x.dtype)).reshape(
             per_frame * n, per_frame * n)
         H = jnp.block([[h_gg, h_gx], [h_gx.T, h_xx]])
-        grad = jnp.concatenate([jnp.einsum("anm,nm->a", jg, r),
+        grad = jnp.concatenate([sel @ jnp.einsum("anm,nm->a", jg, r),
                                 jnp.einsum("knm,nm->nk", jx, r).reshape(-1)])
         j_reg = jax.jacfwd(lambda x: reg_residuals(unpack(x)))(x)
         H = 2.0 * (H + j_reg.T @ j_reg)
@@ -521,7 +528,8 @@ def _fit_lm(residuals, reg_residuals, params: Params, use_depth: bool, c: HandFi
         held += ("betas",)
     free = _flat_layout({k: jnp.full_like(v, 0.0 if k in held else 1.0)
                          for k, v in params.items()})[0]
-    curvature = _gauss_newton_matrix(residuals, reg_residuals, unpack, g, n)
+    held_g = () if c.fit_betas else tuple(range(NUM_PCA + 4, g))
+    curvature = _gauss_newton_matrix(residuals, reg_residuals, unpack, g, n, held_g)
 
     def fn(x):
         loss, grad, H, terms = curvature(x, 1.0 if use_depth else None, free)
