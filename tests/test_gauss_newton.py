@@ -72,6 +72,34 @@ def test_inactive_and_non_finite_starts_take_no_step():
 
     res = minimize_lm(nan_fn, p0, max_iters=10)
     assert not bool(res.finite) and int(res.num_iters) == 0
+    # Inactive, the loss and terms are still those of the start (its first evaluation).
+    res = minimize_lm(_rosenbrock, p0, max_iters=10, active=False)
+    np.testing.assert_allclose(float(res.loss), float(_rosenbrock(p0)[0]), rtol=1e-6)
+    np.testing.assert_allclose(float(res.terms["ls"]), float(_rosenbrock(p0)[0]), rtol=1e-6)
+
+
+def test_the_objective_is_traced_once_and_compiled_once():
+    """The first evaluation is the loop's first iteration, and the loop body finds the traced
+    evaluation in jit's cache: the objective's Python runs once under jit and vmap, and the
+    program holds one while loop with one copy of it (the compile time of the tracker's
+    stages follows the copies of the rasterizer)."""
+    calls = []
+
+    def fn(p, level):
+        calls.append(1)
+        return _rosenbrock(p)
+
+    def solve(p):
+        return minimize_lm(fn, p, max_iters=60, levels=jnp.array([1.0, 0.0]), level_iters=5)
+
+    run = jax.jit(jax.vmap(solve))
+    p0 = {"a": jnp.array([[-1.2, 1.0], [0.5, 0.5]])}
+    res = run(p0)
+    assert len(calls) == 1
+    np.testing.assert_allclose(np.asarray(res.params["a"]), 1.0, atol=1e-3)
+    text = str(jax.make_jaxpr(jax.vmap(solve))(p0))
+    # one loop, and one call site of the (jitted) evaluation, inside it
+    assert text.count("while[") == 1 and text.count("name=evaluate") == 1
 
 
 def test_a_non_finite_trial_is_rejected_and_the_flag_is_kept():

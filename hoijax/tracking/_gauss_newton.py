@@ -12,10 +12,12 @@ Iteration: solve ``(H + μ (diag H + ε)) δ = -∇L``, evaluate at ``x + δ``, 
 ratio ``ρ = (L(x) - L(x+δ)) / (-(∇Lᵀδ + ½ δᵀHδ))`` is positive, and update ``μ`` by Nielsen's
 rule (``μ·max(1/3, 1-(2ρ-1)³)`` on acceptance, down to ``1e-6``; on rejection ``max(μ·ν, 1)``,
 ``ν·2``: with the Marquardt scaling ``μ = 1`` halves the step, so a rejection after a run of
-accepted Gauss–Newton steps shrinks the step at once instead of after a dozen doublings). It stops when a step's
-largest coordinate is below ``tol`` (metres or radians), when ``μ`` has grown past any useful
-step, or after ``max_iters`` evaluations. Rotations are the stages' tangent increments
-(``R_0·exp(ω)``), so the step is a retraction on SO(3).
+accepted Gauss–Newton steps shrinks the step at once instead of after a dozen doublings). It
+stops when a step's largest coordinate is below ``tol`` (metres or radians), when ``μ`` has
+grown past any useful step, or after ``max_iters`` evaluations. Rotations are the stages'
+tangent increments (``R_0·exp(ω)``), so the step is a retraction on SO(3). The first
+evaluation is the loop's first iteration (a zero step), so the compiled program holds one
+copy of the objective.
 
 Why not optimistix: its least-squares solvers minimize ``½‖r‖²`` of one residual function,
 while the tracker's objective has a term without a residual form and robust terms whose weights
@@ -105,6 +107,11 @@ def minimize_lm(
         raise ValueError(f"minimize_lm: max_iters={max_iters} leaves no evaluation for the last "
                          f"of {last + 1} levels at level_iters={level_iters}")
 
+    # The first evaluation is the loop's first iteration (a zero step, always accepted, as at
+    # a new level), so the program holds one copy of the objective, not two; its shapes come
+    # from tracing the jitted evaluation, whose trace the loop body's call then finds in jit's
+    # cache: the objective's Python (MANO, the rasterizer, the linearization) runs once.
+    @jax.jit
     def evaluate(x, level):
         if curvature is not None:
             args = (unravel(x), levels[level]) if leveled else (unravel(x),)
@@ -123,7 +130,8 @@ def minimize_lm(
         ok = jnp.isfinite(loss) & jnp.all(jnp.isfinite(dloss)) & jnp.all(jnp.isfinite(H))
         return loss, dloss, H, terms, flag, ok
 
-    loss0, g0, H0, terms0, flag0, ok0 = evaluate(x0, 0)
+    shapes = jax.eval_shape(evaluate, x0, jnp.zeros((), jnp.int32))
+    loss0, g0, H0, terms0, flag0, _ = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
     names = sorted(terms0)
     trace0 = jnp.zeros((max_iters if record_trace else 0, 1 + len(names)), loss0.dtype)
     tol = jnp.asarray(tol, dtype)
@@ -132,8 +140,8 @@ def minimize_lm(
     def row(loss, terms):
         return jnp.stack([loss, *(terms[k] for k in names)]).astype(loss0.dtype)
 
-    def cond(c):
-        return (c["i"] < max_iters) & ~c["stop"] & active & c["finite"]
+    def cond(c):  # i = -1: the first evaluation, made even when inactive (its loss and terms)
+        return ((c["i"] < max_iters) & ~c["stop"] & active & c["finite"]) | (c["i"] < 0)
 
     def body(c):
         H, g, mu, advance = c["H"], c["g"], c["mu"], c["advance"]
@@ -154,7 +162,7 @@ def minimize_lm(
         flat = ftol * jnp.abs(c["loss"])
         small = ~advance & ((jnp.max(jnp.abs(delta)) < tol) | (predicted < flat))
         done = small | (mu > _MAX_DAMPING)
-        start = jnp.where(advance, c["i"], c["level_start"])
+        start = jnp.where(advance & (c["i"] >= 0), c["i"], c["level_start"])
         is_last = level == last
         out_of_level = c["i"] + 1 - start >= level_iters
         out = dict(
@@ -166,14 +174,15 @@ def minimize_lm(
             converged=small & is_last, stop=done & is_last, trace=c["trace"],
             level=level, level_start=start, advance=~is_last & (done | out_of_level))
         if record_trace:
-            out["trace"] = c["trace"].at[c["i"]].set(row(out["loss"], out["terms"]))
+            out["trace"] = c["trace"].at[jnp.where(c["i"] < 0, max_iters, c["i"])].set(
+                row(out["loss"], out["terms"]), mode="drop")
         return out
 
-    init = dict(i=jnp.zeros((), jnp.int32), x=x0, loss=loss0, g=g0, H=H0,
+    init = dict(i=jnp.full((), -1, jnp.int32), x=x0, loss=loss0, g=g0, H=H0,
                 mu=jnp.asarray(damping, dtype), nu=jnp.asarray(2.0, dtype), terms=terms0,
-                flagged=flag0, finite=ok0, converged=jnp.zeros((), bool),
-                stop=jnp.zeros((), bool), trace=trace0, level=jnp.zeros((), jnp.int32),
-                level_start=jnp.zeros((), jnp.int32), advance=jnp.zeros((), bool))
+                flagged=flag0, finite=jnp.ones((), bool), converged=jnp.zeros((), bool),
+                stop=jnp.zeros((), bool), trace=trace0, level=jnp.full((), -1, jnp.int32),
+                level_start=jnp.zeros((), jnp.int32), advance=jnp.ones((), bool))
     c = jax.lax.while_loop(cond, body, init)
     return MinimizeResult(
         params=unravel(c["x"]), num_iters=c["i"], converged=c["converged"], loss=c["loss"],
