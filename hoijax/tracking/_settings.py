@@ -44,14 +44,14 @@ class HandFitConfig:
     """Hand depth points per frame (drawn once)."""
     fit_betas: bool = False
     """Also fit a per-sequence shape delta."""
-    solver: Literal["adam", "lm"] = "adam"
-    """adam: first order, in the four stages above with their caps. lm: the first two stages
-    (keypoints, depth alignment) with Adam, then Levenberg-Marquardt on the same objective with
-    everything free, instead of the last two; the per-frame Jacobian blocks come from graph
-    colouring (34 tangent columns per evaluation whatever the length: 16 per-sequence unknowns
-    and 18 per frame, and 10 more for the shape coefficients with fit_betas). Its Gauss-Newton
-    matrix is dense over all frames, so its memory grows as N squared and its solve as N cubed:
-    fine for tens of frames, not for thousands."""
+    solver: Literal["adam", "lm"] = "lm"
+    """adam: first order, in the four stages above with their caps. lm (the default): the first
+    two stages (keypoints, depth alignment) with Adam, then Levenberg-Marquardt on the same
+    objective with everything free, instead of the last two; the per-frame Jacobian blocks come
+    from graph colouring (34 tangent columns per evaluation whatever the length: 16
+    per-sequence unknowns and 18 per frame, and 10 more for the shape coefficients with
+    fit_betas). Its Gauss-Newton matrix is dense over all frames, so its memory grows as N
+    squared and its solve as N cubed: fine for tens of frames, not for thousands."""
     lm_iters: int = 40
     """Cap of the LM evaluations (solver lm)."""
 
