@@ -16,7 +16,8 @@ paper's shape CD / F@5 would only measure the scale), interaction (CD_h, cm²) a
         [--hand-noise 1.0] [--object-iters 400 --hand-iters 200 --iof-iters 300]
         [--base hoijax|agile] [--full-only] [--solver adam|lm] [--hand-solver adam|lm]
 
-Writes ``experiments/results/table2_<backend>.{json,md}`` (``table2_agile_<backend>.*`` for
+Writes ``experiments/results/table2_<backend>.{json,md}`` (the JSON also has every sequence's
+row per variant, ``per_sequence``; ``table2_agile_<backend>.*`` for
 ``--base agile``, ``table2_full_<backend>.*`` for ``--full-only``: row (a) alone; ``_lm``
 before the backend for ``--solver lm``, ``_lm_c2f`` with ``--lm-coarse-sigma-px2``,
 ``_handlm`` / ``_handadam`` with ``--hand-solver``: the hand refinement's solver,
@@ -137,7 +138,10 @@ def main() -> None:
             f"{'' if args.hand_solver is None else f'hand{args.hand_solver}_'}{backend}")
     (RESULTS / f"{stem}.md").write_text(header + table + "\n")
     (RESULTS / f"{stem}.json").write_text(json.dumps({
-        "settings": vars(args), "rows": rows, "timing": {**run.timing, "total_s": elapsed},
+        "settings": vars(args), "rows": rows,
+        "per_sequence": {name: {seq: tracking.sequence_row(e[g]) for seq, e in evals.items()}
+                         for g, name in enumerate(names)},
+        "timing": {**run.timing, "total_s": elapsed},
         "skipped": run.errors, "overflow": run.overflow,
         "versions": package_versions("jax", "jaxlib", "equinox", "optax"),
         "backend": backend}, indent=2, default=str))
