@@ -475,7 +475,8 @@ def _gauss_newton_matrix(residuals, reg_residuals, unpack, g: int, n: int,
     built: the shape coefficients unless fitted) get no tangent column at all."""
     per_frame = 18
     size = g + per_frame * n
-    active = [a for a in range(g) if a not in set(held_g)]
+    held = set(held_g)
+    active = [a for a in range(g) if a not in held]
     select = jnp.eye(g)[:, active]  # (g, a): scatters the active columns' products back
     tangents = jnp.concatenate([
         jnp.eye(size)[jnp.asarray(active, int)] if active else jnp.zeros((0, size)),
