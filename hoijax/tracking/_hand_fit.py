@@ -435,21 +435,29 @@ _FRAME_KEYS = (("pca_frame", NUM_PCA), ("rot_frame", 3), ("transl", 3))
 """The per-frame unknowns, in the order of a frame's row in the LM's flat layout."""
 
 
+def _sequence_slots(num_betas: int) -> dict[str, slice]:
+    """Where each per-sequence unknown sits at the head of the LM's flat layout."""
+    ends = {"pca_seq": NUM_PCA, "rot_seq": NUM_PCA + 3, "log_scale": NUM_PCA + 4,
+            "betas": NUM_PCA + 4 + num_betas}
+    starts = [0, *list(ends.values())[:-1]]
+    return {k: slice(a, b) for (k, b), a in zip(ends.items(), starts)}
+
+
 def _flat_layout(params: Params) -> tuple[Array, Callable[[Array], Params], int]:
     """``(x, unpack, G)``: the unknowns as ``[pca_seq, rot_seq, log_scale, betas, frame 0's
     row, frame 1's row, ...]`` (``G`` per-sequence entries, then 18 per frame), so the
     per-frame blocks of the Gauss–Newton matrix are contiguous."""
     n = params["transl"].shape[0]
-    num_betas = params["betas"].shape[0]
-    g = 3 + NUM_PCA + 1 + num_betas
+    slots = _sequence_slots(params["betas"].shape[0])
+    g = slots["betas"].stop
     x = jnp.concatenate([params["pca_seq"], params["rot_seq"], params["log_scale"][None],
                          params["betas"],
                          jnp.concatenate([params[k] for k, _ in _FRAME_KEYS], -1).reshape(-1)])
 
     def unpack(x):
         rows = x[g:].reshape(n, -1)
-        out = {"pca_seq": x[:NUM_PCA], "rot_seq": x[NUM_PCA:NUM_PCA + 3],
-               "log_scale": x[NUM_PCA + 3], "betas": x[NUM_PCA + 4:g]}
+        out = {k: x[sl] for k, sl in slots.items()}
+        out["log_scale"] = out["log_scale"][0]
         start = 0
         for k, size in _FRAME_KEYS:
             out[k] = rows[:, start:start + size]
@@ -472,17 +480,18 @@ def _gauss_newton_matrix(residuals, reg_residuals, unpack, g: int, n: int,
     ``2 Jᵀ r`` (exact: the robust terms' IRLS residuals have their gradient); rows and
     columns of held unknowns (``free`` 0) are cleared but for a unit diagonal. The
     per-sequence unknowns in ``held_g`` (indices below ``g``, known held when the program is
-    built: the shape coefficients unless fitted) get no tangent column at all."""
+    built: the shape coefficients unless fitted, the scale without depth) get no tangent
+    column at all."""
     per_frame = 18
     size = g + per_frame * n
     held = set(held_g)
-    active = [a for a in range(g) if a not in held]
+    active = jnp.asarray([a for a in range(g) if a not in held], int)
     select = jnp.eye(g)[:, active]  # (g, a): scatters the active columns' products back
     tangents = jnp.concatenate([
-        jnp.eye(size)[jnp.asarray(active, int)] if active else jnp.zeros((0, size)),
+        jnp.eye(g, size)[active],
         jnp.concatenate([jnp.zeros((per_frame, g)),
                          jnp.tile(jnp.eye(per_frame), (1, n))], axis=1)])
-    num_active = len(active)
+    num_active = active.shape[0]
 
     def curvature(x, depth_weight, free):
         def data(x):
@@ -529,7 +538,10 @@ def _fit_lm(residuals, reg_residuals, params: Params, use_depth: bool, c: HandFi
         held += ("betas",)
     free = _flat_layout({k: jnp.full_like(v, 0.0 if k in held else 1.0)
                          for k, v in params.items()})[0]
-    held_g = () if c.fit_betas else tuple(range(NUM_PCA + 4, g))
+    # Unknowns held for the whole solve get no tangent column (the shape coefficients unless
+    # fitted, the scale without depth).
+    slots = _sequence_slots(params["betas"].shape[0])
+    held_g = tuple(i for k in held for i in range(g)[slots[k]])
     curvature = _gauss_newton_matrix(residuals, reg_residuals, unpack, g, n, held_g)
 
     def fn(x):

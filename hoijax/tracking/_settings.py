@@ -49,9 +49,10 @@ class HandFitConfig:
     two stages (keypoints, depth alignment) with Adam, then Levenberg-Marquardt on the same
     objective with everything free, instead of the last two; the per-frame Jacobian blocks come
     from graph colouring (34 tangent columns per evaluation whatever the length: 16
-    per-sequence unknowns and 18 per frame, and 10 more for the shape coefficients with
-    fit_betas). Its Gauss-Newton matrix is dense over all frames, so its memory grows as N
-    squared and its solve as N cubed: fine for tens of frames, not for thousands."""
+    per-sequence unknowns, one fewer without depth, where the scale is held, and 18 per frame;
+    10 more for the shape coefficients with fit_betas). Its Gauss-Newton matrix is dense over
+    all frames, so its memory grows as N squared and its solve as N cubed: fine for tens of
+    frames, not for thousands."""
     lm_iters: int = 40
     """Cap of the LM evaluations (solver lm)."""
 
