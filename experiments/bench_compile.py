@@ -11,7 +11,8 @@ cache is off here), builds one synthetic sequence (11 frames, 128²) and times, 
 ``--reference DIR`` times another checkout of hoijax (a directory holding its ``hoijax``
 package, e.g. ``git worktree add /tmp/ref HEAD~1``) in the same run, interleaved with this one,
 and reports the ratios of the medians: the VM is shared and noisy, so only same-run ratios are
-worth quoting. ``--variant FLAGS`` times this revision with extra ``XLA_FLAGS`` the same way, and
+worth quoting. ``--variant FLAGS`` times this revision with extra ``XLA_FLAGS`` the same way,
+``--config FIELD=VALUE`` with one ``TrackConfig`` field changed (e.g. ``batching=map``), and
 ``--run`` also times one execution of the compiled program (``run_s``, after a warm-up), for
 flags that trade compile time against run time. ``--warm`` gives each cold run a fresh
 persistent compilation cache (as the CLI keeps one, ``hoijax.cli._cache``) and then times a
@@ -19,7 +20,7 @@ second process on that cache (``warm``): tracing and lowering still run there, a
 compilation becomes a load from the cache.
 
     python experiments/bench_compile.py [--repeats 3] [--reference DIR] [--variant FLAGS]
-        [--run] [--warm] [--out FILE]
+        [--config FIELD=VALUE] [--run] [--warm] [--out FILE]
 
 Writes ``experiments/results/bench_compile_<backend>.json``.
 """
@@ -27,6 +28,7 @@ Writes ``experiments/results/bench_compile_<backend>.json``.
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import os
 import platform
@@ -51,7 +53,7 @@ if CACHE:
 from hoijax import data, mano, tracking as tr
 from hoijax.tracking._track import _keys, _track_batch
 
-cfg = tr.TrackConfig()
+cfg = tr.TrackConfig(**CONFIG)
 seq = data.generate_sequence(data.SyntheticConfig(seed=0, num_frames=11,
                                                   image_size=(128, 128)))
 prep = tr.stack_prepared([tr.prepare(seq, cfg, sdf_resolution=32)])
@@ -77,14 +79,15 @@ print("RESULT " + json.dumps({"lower_s": t1 - t0, "compile_s": t2 - t1,
 """
 
 
-def _one(tree: Path, xla_flags: str = "", run: bool = False, cache: Path | None = None
-         ) -> dict:
+def _one(tree: Path, xla_flags: str = "", run: bool = False, cache: Path | None = None,
+         config: dict | None = None) -> dict:
     env = dict(os.environ, HOIJAX_COMPILE_CACHE=str(cache) if cache else "0",
                PYTHONPATH=str(tree) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     if xla_flags:
         env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " " + xla_flags).strip()
-    out = subprocess.run([sys.executable, "-c", f"RUN = {run}\nCACHE = {cache is not None}\n"
-                          + _CHILD], env=env, capture_output=True, text=True, cwd="/")
+    head = f"RUN = {run}\nCACHE = {cache is not None}\nCONFIG = {config or {}!r}\n"
+    out = subprocess.run([sys.executable, "-c", head + _CHILD], env=env, capture_output=True,
+                         text=True, cwd="/")
     if out.returncode:
         raise SystemExit(f"the timed process failed ({tree}):\n{out.stderr[-3000:]}")
     line = [x for x in out.stdout.splitlines() if x.startswith("RESULT ")][-1]
@@ -92,6 +95,17 @@ def _one(tree: Path, xla_flags: str = "", run: bool = False, cache: Path | None 
     if not res["hoijax"].startswith(str(tree)):
         raise SystemExit(f"{tree}: the timed process imported {res['hoijax']} instead")
     return res
+
+
+def _config_field(text: str) -> dict:
+    """``FIELD=VALUE`` (a Python literal) as ``{FIELD: VALUE}``."""
+    field, sep, value = text.partition("=")
+    if not sep:
+        raise SystemExit(f"--config {text!r}: expected FIELD=VALUE")
+    try:
+        return {field: ast.literal_eval(value)}
+    except (ValueError, SyntaxError):
+        return {field: value}  # a bare word: a string
 
 
 def _medians(runs: list[dict]) -> dict:
@@ -108,6 +122,9 @@ def main() -> None:
     ap.add_argument("--variant", action="append", default=[], metavar="XLA_FLAGS",
                     help="also time this revision with these flags added to XLA_FLAGS "
                     "(repeatable), e.g. --variant=--xla_backend_optimization_level=0")
+    ap.add_argument("--config", action="append", default=[], metavar="FIELD=VALUE",
+                    help="also time this revision with a TrackConfig field changed "
+                    "(repeatable; the value is a Python literal), e.g. --config batching=map")
     ap.add_argument("--run", action="store_true",
                     help="also time one execution of the compiled program (after a warm-up)")
     ap.add_argument("--warm", action="store_true",
@@ -115,22 +132,25 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
     ref = args.reference.resolve() if args.reference else None
-    trees = {"this": (REPO, "")} | ({"reference": (ref, "")} if ref is not None else {})
-    trees |= {f"this {flags}": (REPO, flags) for flags in args.variant}
+    trees = {"this": (REPO, "", None)} | ({"reference": (ref, "", None)} if ref is not None
+                                          else {})
+    trees |= {f"this {flags}": (REPO, flags, None) for flags in args.variant}
+    configs = {c: _config_field(c) for c in args.config}
+    trees |= {f"this config {c}": (REPO, "", configs[c]) for c in args.config}
     runs: dict[str, list[dict]] = {name: [] for name in trees}
     warm: dict[str, list[dict]] = {name: [] for name in trees}
     for i in range(args.repeats):
-        for name, (tree, flags) in trees.items():
+        for name, (tree, flags, config) in trees.items():
             with tempfile.TemporaryDirectory() as tmp:
                 cache = Path(tmp) if args.warm else None
-                r = _one(tree, flags, args.run, cache)
+                r = _one(tree, flags, args.run, cache, config)
                 runs[name].append(r)
                 ran = f", run {r['run_s']:.1f} s" if r["run_s"] is not None else ""
                 print(f"repeat {i} {name}: lower {r['lower_s']:.1f} s, compile "
                       f"{r['compile_s']:.1f} s{ran}, {r['hlo_instructions']} HLO instructions",
                       flush=True)
                 if cache is not None:
-                    w = _one(tree, flags, False, cache)
+                    w = _one(tree, flags, False, cache, config)
                     warm[name].append(w)
                     print(f"repeat {i} {name}, warm cache: lower {w['lower_s']:.1f} s, "
                           f"compile (load) {w['compile_s']:.1f} s", flush=True)
@@ -157,6 +177,12 @@ def main() -> None:
             "median": _medians(runs[name]), "runs": runs[name],
             "ratio_over_this": {k: _medians(runs[name])[k] / report["this"]["median"][k]
                                 for k in report["this"]["median"]}}
+    for c in args.config:
+        name = f"this config {c}"
+        report.setdefault("config_variants", {})[c] = {
+            "median": _medians(runs[name]), "runs": runs[name],
+            "ratio_over_this": {k: _medians(runs[name])[k] / report["this"]["median"][k]
+                                for k in report["this"]["median"]}}
     backend = runs["this"][0]["backend"]
     out = args.out or RESULTS / f"bench_compile_{backend}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -165,6 +191,8 @@ def main() -> None:
                      | {"this": report["this"]["median"]}
                      | {f"variant {f}": v["ratio_over_this"]
                         for f, v in report.get("variants", {}).items()}
+                     | {f"config {c}": v["ratio_over_this"]
+                        for c, v in report.get("config_variants", {}).items()}
                      | {f"warm cache, {n}": w["median"]
                         for n, w in report.get("warm_cache", {}).items()}, indent=2))
     print(f"wrote {out}")

@@ -16,11 +16,13 @@ against that, since no PyTorch AGILE runs here.
 Levenberg–Marquardt at ``--lm-iters``/``--lm-anchor-iters``) and reports the ratio of their steady
 costs and of their warm batch times, with the accuracy of each run on the benchmark's ground
 truth (rotation, translation, MPJPE, success), so a speed-up is never quoted without the
-accuracy it came with.
+accuracy it came with. ``--batching vmap map`` does the same for ``TrackConfig.batching``
+(sequences vectorised, or one after another in a loop), rows labelled ``adam``, ``adam/map``.
 
     python experiments/bench_tracking.py [--batches 1 8] [--frames 16 [31]] [--image-size 128]
         [--repeats 2] [--object-iters 400 --hand-iters 200 --iof-iters 300]
-        [--solvers adam [lm]] [--lm-iters 30 --lm-anchor-iters 60] [--no-hand-fit] [--out FILE]
+        [--solvers adam [lm]] [--batching vmap [map]] [--lm-iters 30 --lm-anchor-iters 60]
+        [--no-hand-fit] [--out FILE]
 
 ``--no-hand-fit`` leaves out the hand refinement (``fit_hand``, Adam over every frame, not only
 the processed ones), so the steady cost is that of the per-frame steps alone.
@@ -57,6 +59,11 @@ def _accuracy(res, seqs, model, limit: int = 8) -> dict:
                               "adds_mm_mean", "success_rate")}
 
 
+def _variant(config) -> str:
+    """A row's label: the solver, with ``/map`` for ``TrackConfig.batching="map"``."""
+    return config.solver + ("/map" if config.batching == "map" else "")
+
+
 def _bench(base, preps, model, config, B, frames, args) -> dict:
     idx = [i % len(base) for i in range(B)]
     batch = data.stack_sequences([base[i] for i in idx])
@@ -79,7 +86,8 @@ def _bench(base, preps, model, config, B, frames, args) -> dict:
     oi = np.asarray(res.object_iters)[np.asarray(res.processed)]
     hi = np.asarray(res.hand_iters)[np.asarray(res.processed)]
     row = {
-        "solver": config.solver, "batch": B, "frames_per_sequence": frames, "processed_frames": processed,
+        "variant": _variant(config), "solver": config.solver, "batching": config.batching,
+        "batch": B, "frames_per_sequence": frames, "processed_frames": processed,
         "first_call_s": first, "compile_s_estimate": first - med, "warm_median_s": med,
         "warm_s": warm, "s_per_processed_frame_amortized": med / processed,
         "s_per_processed_frame_one_sequence": med / (processed / B),
@@ -87,48 +95,49 @@ def _bench(base, preps, model, config, B, frames, args) -> dict:
         "speedup_vs_agile_30s": 30.0 / (med / processed),
         "accuracy": _accuracy(res, [base[i] for i in idx], model),
     }
-    print(f"{config.solver:4s} B={B:3d}, {frames} frames: first call {first:6.1f} s, warm {med:6.1f} s, "
+    print(f"{_variant(config):8s} B={B:3d}, {frames} frames: first call {first:6.1f} s, "
+          f"warm {med:6.1f} s, "
           f"{row['s_per_processed_frame_amortized']:.3f} s/frame amortized "
           f"({processed} frames; step-2 iterations used {row['object_iters_mean']:.0f} of "
           f"{args.object_iters}) → {row['speedup_vs_agile_30s']:.0f}× AGILE's 30 s")
     return row
 
 
-def _marginal(rows: list[dict], batches: list[int], solver: str) -> list[dict]:
+def _marginal(rows: list[dict], batches: list[int], variant: str) -> list[dict]:
     """Per batch size: (longest − shortest run) / (difference in processed frames)."""
     out = []
     for B in batches:
-        mine = sorted((r for r in rows if r["batch"] == B and r["solver"] == solver),
+        mine = sorted((r for r in rows if r["batch"] == B and r["variant"] == variant),
                       key=lambda r: r["processed_frames"])
         if len(mine) < 2 or mine[-1]["processed_frames"] <= mine[0]["processed_frames"]:
             continue
         dt = mine[-1]["warm_median_s"] - mine[0]["warm_median_s"]
         per = dt / (mine[-1]["processed_frames"] - mine[0]["processed_frames"])
-        out.append({"solver": solver, "batch": B, "frames": [mine[0]["frames_per_sequence"],
+        out.append({"variant": variant, "batch": B, "frames": [mine[0]["frames_per_sequence"],
                                            mine[-1]["frames_per_sequence"]],
                     "s_per_extra_processed_frame_amortized": per,
                     "speedup_vs_agile_30s": 30.0 / per})
-        print(f"{solver:4s} B={B:3d}: one more processed frame costs {per:.3f} s amortized "
+        print(f"{variant:8s} B={B:3d}: one more processed frame costs {per:.3f} s amortized "
               f"→ {30.0 / per:.0f}× AGILE's 30 s")
     return out
 
 
-def _ratios(rows: list[dict], marginal: list[dict], solvers: list[str]) -> list[dict]:
-    """Each solver's cost against the first one's, at the same batch (and frames)."""
+def _ratios(rows: list[dict], marginal: list[dict], variants: list[str]) -> list[dict]:
+    """Each variant's cost against the first one's, at the same batch (and frames)."""
     out = []
-    ref = solvers[0]
-    for other in solvers[1:]:
-        for m in (m for m in marginal if m["solver"] == other):
-            r = next((x for x in marginal if x["solver"] == ref and x["batch"] == m["batch"]),
+    ref = variants[0]
+    for other in variants[1:]:
+        for m in (m for m in marginal if m["variant"] == other):
+            r = next((x for x in marginal if x["variant"] == ref and x["batch"] == m["batch"]),
                      None)
             if r:
                 k = "s_per_extra_processed_frame_amortized"
-                out.append({"solver": other, "reference": ref, "batch": m["batch"],
+                out.append({"variant": other, "reference": ref, "batch": m["batch"],
                             "steady_speedup": r[k] / m[k]})
-        for row in (x for x in rows if x["solver"] == other):
-            r = next(x for x in rows if x["solver"] == ref and x["batch"] == row["batch"]
+        for row in (x for x in rows if x["variant"] == other):
+            r = next(x for x in rows if x["variant"] == ref and x["batch"] == row["batch"]
                      and x["frames_per_sequence"] == row["frames_per_sequence"])
-            out.append({"solver": other, "reference": ref, "batch": row["batch"],
+            out.append({"variant": other, "reference": ref, "batch": row["batch"],
                         "frames": row["frames_per_sequence"],
                         "warm_batch_speedup": r["warm_median_s"] / row["warm_median_s"],
                         "first_call_ratio": r["first_call_s"] / row["first_call_s"]})
@@ -151,6 +160,8 @@ def main() -> None:
     ap.add_argument("--solvers", nargs="+", choices=("adam", "lm"), default=["adam"])
     ap.add_argument("--no-hand-fit", action="store_true",
                     help="leave out the hand refinement (its cost grows with every frame)")
+    ap.add_argument("--batching", nargs="+", choices=("vmap", "map"), default=["vmap"],
+                    help="TrackConfig.batching: each is measured with each solver")
     ap.add_argument("--lm-iters", type=int, default=30)
     ap.add_argument("--lm-anchor-iters", type=int, default=60)
     ap.add_argument("--out", type=Path, default=None)
@@ -160,8 +171,8 @@ def main() -> None:
                                     object_iters=args.object_iters, iof_iters=args.iof_iters,
                                     solver=solver, lm_iters=args.lm_iters,
                                     hand_fit=tracking.HandFitConfig(enabled=not args.no_hand_fit),
-                                    lm_anchor_iters=args.lm_anchor_iters)
-               for solver in args.solvers]
+                                    lm_anchor_iters=args.lm_anchor_iters, batching=batching)
+               for solver in args.solvers for batching in args.batching]
     model = mano.synthetic_mano("right")
     rows = []
     for frames in args.frames:
@@ -169,10 +180,11 @@ def main() -> None:
                 for c in data.tracking_benchmark_configs(args.distinct, frames, args.image_size)]
         preps = [tracking.prepare(s, configs[0]) for s in base]
         for B in args.batches:
-            for config in configs:  # interleaved, so both solvers see the same machine load
+            for config in configs:  # interleaved, so every variant sees the same machine load
                 rows.append(_bench(base, preps, model, config, B, frames, args))
-    marginal = [m for solver in args.solvers for m in _marginal(rows, args.batches, solver)]
-    ratios = _ratios(rows, marginal, args.solvers)
+    variants = [_variant(c) for c in configs]
+    marginal = [m for v in variants for m in _marginal(rows, args.batches, v)]
+    ratios = _ratios(rows, marginal, variants)
     out = args.out or RESULTS / f"bench_tracking_{jax.default_backend()}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({
@@ -184,7 +196,7 @@ def main() -> None:
         "reference": {"agile_s_per_frame_rtx4090": AGILE_S_PER_FRAME},
         "rows": rows,
         "marginal": marginal,
-        "ratios_vs_first_solver": ratios,
+        "ratios_vs_first_variant": ratios,
     }, indent=2, default=str))
     print(f"wrote {out}")
 

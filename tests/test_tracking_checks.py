@@ -49,6 +49,11 @@ def test_term_activity_counts_processed_frames_with_a_nonzero_term(seq):
                        jnp.bool_(True), is_leaf=lambda x: x is None)
     warn = tr.term_warnings(seq, fell, dino_weight=10.0, depth_weight=5.0)
     assert len(warn) == 2 and "ICP hand scale was implausible" in warn[1]
+    # Frames in which the object was hidden (not fitted) are counted and said.
+    hid = eqx.tree_at(lambda r: r.hidden, _result(terms, processed),
+                      jnp.asarray([0, 1, 0, 1, 0, 0], bool), is_leaf=lambda x: x is None)
+    warn = tr.term_warnings(seq, hid, dino_weight=10.0, depth_weight=5.0)
+    assert len(warn) == 2 and "not visible in 2 of 5 processed frames" in warn[1]
     # Weight 0: switched off on purpose, nothing to say.
     assert tr.term_warnings(seq, _result(terms, processed), 0.0, 5.0) == []
     # No features at all: said as such, with the command that computes them.

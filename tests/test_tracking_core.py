@@ -217,6 +217,127 @@ def test_bidirectional_schedule_covers_each_strided_frame_once(n, stride, ends):
             assert restarts == ([0, len(expected_fwd)] if expected_bwd else [0])
 
 
+@pytest.mark.parametrize("n,stride", [(10, 1), (23, 5), (7, 3), (1, 5)])
+def test_adaptive_schedule_is_the_fixed_one_when_the_motion_allows_and_every_frame_when_not(
+        n, stride):
+    """Steps the test always accepts give exactly the fixed schedule with its ends; steps it
+    never accepts process every frame, forward from the onset and then backward."""
+    for onset in range(n):
+        for num_valid in {n, max(onset + 1, n - 2)}:
+            args = (jnp.int32(onset), jnp.int32(num_valid), n, stride)
+            fixed = tracking.bidirectional_schedule(*args, True)
+            for ok, expected in ((True, None), (False, list(range(onset, num_valid))
+                                                + list(range(onset - 1, -1, -1)))):
+                s = tracking.adaptive_schedule(*args, lambda a, b, ok=ok: jnp.asarray(ok))
+                assert s.frame.shape == (n,)
+                act = np.asarray(s.active)
+                frames = np.asarray(s.frame)[act].tolist()
+                if expected is None:
+                    expected = np.asarray(fixed.frame)[np.asarray(fixed.active)].tolist()
+                    assert (np.flatnonzero(np.asarray(s.from_onset) & act).tolist()
+                            == np.flatnonzero(np.asarray(fixed.from_onset)
+                                              & np.asarray(fixed.active)).tolist())
+                assert frames == expected
+                assert act[: act.sum()].all()
+
+
+def test_adaptive_schedule_shortens_only_the_fast_steps():
+    """A position that jumps between frames 8 and 9 (and nowhere else): the steps across the
+    jump shrink until each accepted step stays under the limit, the others keep the stride."""
+    pos = jnp.asarray(np.r_[np.arange(9) * 0.1, 5.0 + np.arange(11) * 0.1])
+
+    def ok(a, b):
+        return jnp.abs(pos[b] - pos[a]) <= 1.0
+
+    s = tracking.adaptive_schedule(jnp.int32(0), jnp.int32(20), 20, 5, ok)
+    frames = np.asarray(s.frame)[np.asarray(s.active)].tolist()
+    # 0 → 5 (0.5), 5 → 8 (the farthest under the limit), 8 → 9 (the jump: one frame,
+    # accepted or not), 9 → 14 → 19.
+    assert frames == [0, 5, 8, 9, 14, 19]
+    steps = np.diff(frames)
+    assert all(ok(a, b) or b - a == 1 for a, b in zip(frames, frames[1:]))
+    assert steps.max() == 5
+
+
+def test_the_tracker_shortens_the_steps_where_the_hand_moves_fast():
+    """The tracker's schedule with ``max_step_motion``: the limit is that fraction of the
+    object's diameter (the scaled mesh's bounding-box diagonal), the motion the mean
+    displacement of the hand's keypoints; the frames beyond the fixed schedule are announced
+    to the progress receiver. 0 keeps the fixed stride."""
+    from hoijax.data import ObjectMesh
+    from hoijax.tracking._track import _schedule
+
+    n = 12
+    verts = jnp.asarray([[0.0, 0.0, 0.0], [0.1, 0.0, 0.0], [0.0, 0.2, 0.0], [0.0, 0.0, 0.3],
+                         [9.0, 9.0, 9.0]])  # the last vertex only in a padded face
+    mesh = ObjectMesh(vertices=verts, faces=jnp.asarray([[0, 1, 2], [0, 2, 3], [4, 4, 4]]),
+                      face_valid=jnp.asarray([True, True, False]))
+    scale = jnp.asarray([2.0, 1.0, 1.0])
+    diameter = np.sqrt(0.2**2 + 0.2**2 + 0.3**2)
+    np.testing.assert_allclose(float(tracking.object_diameter(mesh, scale)), diameter,
+                               rtol=1e-6)
+    # The hand rests, then jumps by half the diameter between frames 6 and 7.
+    t = np.zeros((n, 3))
+    t[7:, 0] = 0.5 * diameter
+    kps = jnp.asarray(np.random.default_rng(0).normal(size=(n, 21, 3)) * 0.01)
+    # The same articulation in every frame, moved by t.
+    kps = jnp.broadcast_to(kps[:1], (n, 21, 3)) + jnp.asarray(t, jnp.float32)[:, None]
+    announced = []
+    progress = tracking.Progress(grow=announced.append)
+
+    def frames(limit):
+        config = tracking.TrackConfig(stride=5, max_step_motion=limit)
+        s = _schedule(config, jnp.ones(n, bool), mesh, scale, kps, jnp.int32(0), progress)
+        jax.effects_barrier()
+        return np.asarray(s.frame)[np.asarray(s.active)].tolist()
+
+    assert frames(0.0) == [0, 5, 10, 11] and announced == []
+    # Above half the diameter the jump fits in a step: the fixed schedule, nothing announced.
+    assert frames(0.6) == [0, 5, 10, 11] and announced == []
+    # Below it, the step across the jump goes one frame: 0 → 5 → 6 → 7 → 11.
+    assert frames(0.4) == [0, 5, 6, 7, 11] and announced == [1]
+    with pytest.raises(ValueError, match="max_step_motion"):
+        tracking.TrackConfig(max_step_motion=-0.1)
+    with pytest.raises(ValueError, match="process_ends"):
+        tracking.TrackConfig(max_step_motion=0.3, process_ends=False)
+
+
+def test_a_hidden_object_is_carried_by_the_palm_and_hidden_frames_are_found():
+    """``carried_pose``: keypoints moved rigidly move the object by the same motion (whatever
+    the fingers do, only the palm counts); ``hidden_frames``: masks under the fraction of the
+    largest valid one, padded frames never."""
+    from hoijax.tracking._track import carried_pose, hidden_frames
+
+    rng = np.random.default_rng(3)
+    kps = rng.normal(size=(21, 3)) * 0.05 + np.array([0.0, 0.0, 0.5])
+    R = np.asarray(geometry.axis_angle_to_matrix(jnp.asarray([0.3, -0.2, 0.5])))
+    t = np.array([0.04, -0.02, 0.03])
+    moved = kps @ R.T + t
+    moved[[2, 3, 4, 7, 8, 11, 12, 15, 16, 19, 20]] += rng.normal(size=(11, 3)) * 0.02  # fingers
+    T = np.eye(4)
+    T[:3, :3] = np.asarray(geometry.axis_angle_to_matrix(jnp.asarray([0.1, 0.2, -0.3])))
+    T[:3, 3] = [0.01, 0.02, 0.55]
+    got = np.asarray(carried_pose(jnp.asarray(T), jnp.asarray(kps), jnp.asarray(moved)))
+    want = np.eye(4)
+    want[:3, :3], want[:3, 3] = R @ T[:3, :3], R @ T[:3, 3] + t
+    np.testing.assert_allclose(got, want, atol=1e-5)
+    # Standing still: the pose is kept.
+    same = carried_pose(jnp.asarray(T), jnp.asarray(kps), jnp.asarray(kps))
+    np.testing.assert_allclose(np.asarray(same), T, atol=1e-5)
+
+    mask = np.zeros((5, 8, 8), bool)
+    mask[0, :4, :4] = True   # 16 pixels: the largest
+    mask[1, :1, :1] = True   # 1 of 16
+    mask[2, :2, :2] = True   # 4 of 16
+    mask[4] = True           # padded: ignored, and never hidden
+    valid = jnp.asarray([True, True, True, True, False])
+    hidden = hidden_frames(jnp.asarray(mask), valid, 0.1)
+    assert np.asarray(hidden).tolist() == [False, True, False, True, False]
+    assert not np.asarray(hidden_frames(jnp.asarray(mask), valid, 0.0)).any()
+    with pytest.raises(ValueError, match="hidden_fraction"):
+        tracking.TrackConfig(hidden_fraction=1.0)
+
+
 def _pose(w, t):
     T = np.eye(4)
     T[:3, :3] = np.asarray(geometry.axis_angle_to_matrix(jnp.asarray(w, jnp.float64)))

@@ -3,6 +3,8 @@ results that load back, and pose recovery on a small synthetic batch."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -213,3 +215,40 @@ def test_unprocessed_frames_keep_their_own_hand_translation(batch, tracked):
             new_err.append(np.linalg.norm(kps[f] - gt, axis=-1).mean())
             copy_err.append(np.linalg.norm(copied - gt, axis=-1).mean())
     assert new_err and np.mean(new_err) < np.mean(copy_err), (new_err, copy_err)
+
+
+def test_hidden_frames_are_carried_by_the_palm_and_fast_steps_shortened(batch):
+    """The last three frames of sequence 0 lose their object mask (hidden behind something):
+    with ``hidden_fraction`` they are flagged, step 2 does not run there, and the object moves
+    with the palm's rigid motion since the previous processed frame (after the onset). A tiny
+    ``max_step_motion`` processes every frame."""
+    seqs, _, prep, model = batch
+    n_hidden = 3
+    mask = np.asarray(seqs[0].object_mask).copy()
+    mask[-n_hidden:] = False
+    hidden_seq = eqx.tree_at(lambda s: s.object_mask, seqs[0], jnp.asarray(mask))
+    config = dataclasses.replace(CONFIG, hidden_fraction=0.05, max_step_motion=1e-3)
+    res = tr.track_batch(data.stack_sequences([hidden_seq, seqs[1]]), prep, model,
+                         tr.TrackHyper(), config, jax.random.PRNGKey(0))
+    for i, s in enumerate((hidden_seq, seqs[1])):
+        r = jax.tree.map(lambda x, i=i: x[i], res)
+        assert bool(r.finite)
+        np.testing.assert_array_equal(np.asarray(r.processed), np.asarray(s.valid))
+        hidden = np.asarray(r.hidden)
+        expected = np.zeros(N, bool)
+        if i == 0:
+            expected[-n_hidden:] = True
+        np.testing.assert_array_equal(hidden, expected)
+        iters = np.asarray(r.object_iters)
+        anchor = int(r.anchor)
+        fitted = ~hidden & (np.arange(N) != anchor)
+        assert np.all(iters[hidden] == 0) and np.all(iters[fitted] > 0)
+    r = jax.tree.map(lambda x: x[0], res)
+    kps = np.asarray(tr.hand_keypoints(r, hidden_seq.hand_init, model))
+    T = np.asarray(r.T_cam_obj)
+    after = [f for f in range(N - n_hidden, N) if f > int(r.onset) and f - 1 != int(r.anchor)]
+    assert after
+    for f in after:  # every frame is processed: the previous one is f - 1
+        want = tr.carried_pose(jnp.asarray(T[f - 1]), jnp.asarray(kps[f - 1]),
+                               jnp.asarray(kps[f]))
+        np.testing.assert_allclose(T[f], np.asarray(want), atol=1e-4)

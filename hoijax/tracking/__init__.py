@@ -52,7 +52,12 @@ from hoijax.tracking._hand_fit import fit_hand
 from hoijax.tracking._onset import DEFAULT_ONSET_TAU, motion_ratio, onset_frame, touches_border
 from hoijax.tracking._gauss_newton import minimize_lm
 from hoijax.tracking._optimize import MinimizeResult, minimize, minimize_stages
-from hoijax.tracking._schedule import Schedule, bidirectional_schedule, num_steps
+from hoijax.tracking._schedule import (
+    Schedule,
+    adaptive_schedule,
+    bidirectional_schedule,
+    num_steps,
+)
 from hoijax.tracking._settings import (
     HandFitConfig,
     HandFitHyper,
@@ -68,7 +73,10 @@ from hoijax.tracking._track import (
     TrackResult,
     ablate_batch,
     hand_keypoints,
+    carried_pose,
     hand_vertices,
+    hidden_frames,
+    object_diameter,
     object_vertices,
     prepare,
     predict_pose,
@@ -84,11 +92,12 @@ __all__ = [
     "ACCURACY_FRACTION", "input_warnings", "term_activity", "term_warnings", "AGILE_COLUMNS", "agile_table", "MinimizeResult", "PER_FRAME_METRICS", "PER_SEQUENCE_METRICS",
     "Prepared", "Progress", "RESULT_FORMAT",
     "RESULT_FORMAT_VERSION", "ResultFormatError", "STEP_TERMS", "Schedule", "TrackConfig",
-    "TrackHyper", "TrackResult", "TrackRun", "ablate_batch", "bidirectional_schedule",
-    "check_mano", "evaluate_run", "evaluate_sequence", "true_symmetry", "fit_hand", "hand_keypoints",
-    "hand_vertices", "jsonable", "load_result", "minimize", "minimize_lm", "minimize_stages",
+    "TrackHyper", "TrackResult", "TrackRun", "ablate_batch", "adaptive_schedule",
+    "bidirectional_schedule",
+    "carried_pose", "check_mano", "evaluate_run", "evaluate_sequence", "true_symmetry", "fit_hand", "hand_keypoints",
+    "hand_vertices", "hidden_frames", "jsonable", "load_result", "minimize", "minimize_lm", "minimize_stages",
     "motion_ratio", "num_steps",
-    "object_shape_at", "object_vertices", "onset_frame", "prepare", "padding_bucket",
+    "object_diameter", "object_shape_at", "object_vertices", "onset_frame", "prepare", "padding_bucket",
     "processed_frames", "save_result", "save_run",
     "sequence_key",
     "sequence_row",

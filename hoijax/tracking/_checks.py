@@ -63,8 +63,9 @@ def input_warnings(seq: data.Sequence) -> list[str]:
 
 def term_warnings(seq: data.Sequence, result: TrackResult, dino_weight: float,
                   depth_weight: float) -> list[str]:
-    """Terms switched on by their weight but inactive in most processed frames, and a hand
-    scale that ICP could not give (``TrackResult.hand_scale_fallback``)."""
+    """Terms switched on by their weight but inactive in most processed frames, frames in
+    which the object was not visible (``TrackResult.hidden``), and a hand scale that ICP could
+    not give (``TrackResult.hand_scale_fallback``)."""
     act = term_activity(result)
     out = []
     if dino_weight > 0:
@@ -78,6 +79,11 @@ def term_warnings(seq: data.Sequence, result: TrackResult, dino_weight: float,
     if depth_weight > 0 and seq.depth_m is not None and act["depth"] <= MOSTLY:
         out.append(f"L_depth was active in only {100 * act['depth']:.0f} % of the processed "
                    "frames")
+    if result.hidden is not None and bool(np.any(np.asarray(result.hidden))):
+        k = int(np.sum(np.asarray(result.hidden)))
+        m = int(np.sum(np.asarray(result.processed)))
+        out.append(f"the object was not visible in {k} of {m} processed frames "
+                   "(TrackConfig.hidden_fraction): not fitted there, moved with the hand")
     if result.hand_scale_fallback is not None and bool(result.hand_scale_fallback):
         out.append("the ICP hand scale was implausible (outside HandFitHyper.icp_scale_min/max);"
                    " the hand refinement started from scale 1 instead")

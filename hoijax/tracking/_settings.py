@@ -73,6 +73,20 @@ class TrackConfig:
     at constant velocity (rotation about the object's origin, translation linear) and scaled by
     this factor: 0 starts from the previous pose (AGILE), 1 from the full extrapolation. The
     history restarts at the anchor frame for the backward pass."""
+    max_step_motion: float = 0.0
+    """Shorten the schedule's steps where the motion would outrun the stride: from each
+    processed frame the tracker goes to the farthest frame within ``stride`` to which the hand
+    moved at most this fraction of the object's diameter (the mean displacement of its 21
+    keypoints in the camera frame, after the hand stage), at least one frame on
+    (:func:`~hoijax.tracking.adaptive_schedule`). 0: the fixed stride (AGILE). With slow
+    motion everywhere the two schedules are the same. Needs ``process_ends``."""
+    hidden_fraction: float = 0.05
+    """A processed frame whose visible object mask has fewer pixels than this fraction of the
+    sequence's largest is not fitted (step 2 does not run; ``TrackResult.hidden``): after the
+    onset frame the object moves with the hand's palm since the previous processed frame (a
+    held object stays fixed in the hand), before it stays where it was. Without it the mask
+    term of an empty or nearly empty mask pulls the object out of view. 0: every frame fitted
+    (AGILE)."""
     hand_iters: int = 200
     """Step 1 iteration cap (supplementary §6)."""
     object_iters: int = 400
@@ -149,6 +163,15 @@ class TrackConfig:
                 f"TrackConfig: {levels} blur levels of lm_level_iters={self.lm_level_iters} "
                 f"leave no evaluations of lm_iters={self.lm_iters} / lm_anchor_iters="
                 f"{self.lm_anchor_iters} for the sharp silhouette")
+        if not self.max_step_motion >= 0.0:
+            raise ValueError("TrackConfig.max_step_motion must be ≥ 0 (0: the fixed stride), "
+                             f"got {self.max_step_motion!r}")
+        if self.max_step_motion > 0 and not self.process_ends:
+            raise ValueError("TrackConfig.max_step_motion needs process_ends (the adaptive "
+                             "schedule always processes the first and last frames)")
+        if not 0.0 <= self.hidden_fraction < 1.0:
+            raise ValueError("TrackConfig.hidden_fraction must be in [0, 1), got "
+                             f"{self.hidden_fraction!r}")
         if not 0.0 <= self.motion_prediction <= 2.0:
             raise ValueError("TrackConfig.motion_prediction must be in [0, 2], got "
                              f"{self.motion_prediction!r}")

@@ -27,20 +27,20 @@ from jax.sharding import PartitionSpec as P
 from jaxtyping import Array, Bool, Float, Int
 
 from hoijax import geometry, losses, mano, sdf
-from hoijax.data import HandParams, Sequence
+from hoijax.data import HandParams, ObjectMesh, Sequence
 from hoijax.tracking._init import hand_in_mano_frame
 from hoijax.tracking._onset import onset_frame
 from hoijax.tracking._optimize import MinimizeResult
-from hoijax.tracking._schedule import bidirectional_schedule
+from hoijax.tracking._schedule import adaptive_schedule, bidirectional_schedule
 from hoijax.tracking._settings import TrackConfig, TrackHyper
 from hoijax.tracking._stages import (
     AnchorInput,
     anchor_stages,
-    hand_step,
     hand_stage,
+    hand_step,
     initial_object,
+    object_step,
     pose_matrix,
-    track_frame,
 )
 from hoijax.tracking._state import (
     FrameInput,
@@ -73,6 +73,10 @@ class Progress:
         """Announce ``frames`` more processed frames than planned (:attr:`grow`)."""
         if self.grow is not None and frames > 0:
             self.grow(frames)
+
+    def more_frames(self, frames) -> None:
+        """:meth:`more` from inside the program (an adaptive schedule's extra frames)."""
+        self.more(int(frames))
 
     def __call__(self, active) -> None:
         if self.fn is not None and bool(active):
@@ -190,6 +194,11 @@ class TrackResult(eqx.Module):
     """ICP's hand scale lay outside ``HandFitHyper.icp_scale_min``/``max`` and the hand
     refinement started from scale 1 instead. None in results written before this field
     existed."""
+    hidden: Bool[Array, " N"] | None = None
+    """Processed frames in which the object was not visible
+    (:attr:`TrackConfig.hidden_fraction`), so step 2 did not run and the object moved with the
+    hand's palm (after the onset frame) or stayed (before it). None in results written before
+    this field existed."""
 
 
 def _interp_poses(T: Float[Array, "N 4 4"], t_h: Float[Array, "N 3"],
@@ -246,11 +255,29 @@ def predict_pose(T_prev: Float[Array, "4 4"], T_before: Float[Array, "4 4"], f_p
     return T_prev.at[:3, :3].set(R).at[:3, 3].set(t)
 
 
-def _scan_frames(config: TrackConfig, hyper: TrackHyper, on: TrackState, anchor, frame_input,
-                 steps, progress: Progress | None):
+PALM_KEYPOINTS = (0, 5, 9, 13, 17)
+"""The wrist and the four finger bases (OpenPose order): the hand's rigid part, whose motion
+carries a hidden object (:attr:`TrackConfig.hidden_fraction`)."""
+
+
+def carried_pose(T: Float[Array, "4 4"], kps_from: Float[Array, "21 3"],
+                 kps_to: Float[Array, "21 3"]) -> Float[Array, "4 4"]:
+    """``T`` moved by the rigid motion of the palm (:data:`PALM_KEYPOINTS`, camera frame)
+    from ``kps_from`` to ``kps_to``: the object's pose if it stays fixed in the hand."""
+    a, b = kps_from[jnp.asarray(PALM_KEYPOINTS)], kps_to[jnp.asarray(PALM_KEYPOINTS)]
+    _, R, _ = geometry.similarity_transform(a, b)
+    t = jnp.mean(b, 0) - R @ jnp.mean(a, 0)
+    return T.at[:3, :3].set(R @ T[:3, :3]).at[:3, 3].set(R @ T[:3, 3] + t)
+
+
+def _scan_frames(config: TrackConfig, hyper: TrackHyper, on: TrackState, anchor, onset,
+                 frame_input, hidden_at, hand_kps, steps, progress: Progress | None):
     """Steps 1 and 2 over the bidirectional schedule after the anchor (one ``lax.scan``):
     each step starts from the previous processed frame on its side of the anchor, or from the
-    motion of the last two extrapolated to it (``config.motion_prediction``)."""
+    motion of the last two extrapolated to it (``config.motion_prediction``). Where
+    ``hidden_at[f]`` (the object is not visible in frame ``f``), step 2 does not run: after
+    the onset the object moves with the hand's palm (``hand_kps``, per frame at zero
+    translation) since the previous processed frame, before it stays where it was."""
 
     def body(carry, x):
         prev, T_before, f_before, f_prev = carry
@@ -265,12 +292,21 @@ def _scan_frames(config: TrackConfig, hyper: TrackHyper, on: TrackState, anchor,
             begin = eqx.tree_at(lambda s: s.T_cam_obj, start, guess)
         else:
             begin = start
-        cur, (h, o) = track_frame(config, hyper, begin, frame_input(f, k, active))
+        inp = frame_input(f, k, active)
+        cur, h = hand_step(config, hyper, begin, inp)
+        hidden = active & hidden_at[f]
+        carried = carried_pose(start.T_cam_obj, hand_kps[f_prev] + start.hand_t,
+                               hand_kps[f] + cur.hand_t)
+        held = jnp.where(f > onset, carried, start.T_cam_obj)
+        cur = eqx.tree_at(lambda s: s.T_cam_obj, cur, jnp.where(hidden, held, cur.T_cam_obj))
+        cur, o = object_step(config, hyper, cur, eqx.tree_at(lambda i: i.active, inp,
+                                                                active & ~hidden), begin)
         if progress is not None:
             jax.debug.callback(progress, active)
         out = dict(T=cur.T_cam_obj, th=cur.hand_t, hi=h.num_iters, oi=o.num_iters,
                    terms=_step_terms(o, on.obj_scale.dtype), trace=o.trace,
-                   finite=(o.finite & h.finite) | ~active, overflow=o.flagged & active)
+                   finite=(o.finite & h.finite) | ~active, overflow=o.flagged & active,
+                   hidden=hidden)
         history = (jnp.where(active, start.T_cam_obj, T_before),
                    jnp.where(active, f_prev, f_before), jnp.where(active, f, f_prev))
         return (_select(active, cur, prev), *history), out
@@ -320,7 +356,8 @@ def _assemble(config: TrackConfig, seq: Sequence, hand: Hand, anchor, on: TrackS
         finite=finite, hand_pose=hand.params.hand_pose if config.hand_fit.enabled else None,
         hand_orient=hand.params.global_orient if config.hand_fit.enabled else None,
         overflow=scatter(out["overflow"], anchor_overflow, out["overflow"]) & seq.valid,
-        hand_scale_fallback=hand.scale_fallback)
+        hand_scale_fallback=hand.scale_fallback,
+        hidden=scatter(out["hidden"], False, out["hidden"]) & seq.valid)
 
 
 def track_sequence(seq: Sequence, prep: Prepared, model: mano.ManoModel, hyper: TrackHyper,
@@ -329,7 +366,6 @@ def track_sequence(seq: Sequence, prep: Prepared, model: mano.ManoModel, hyper: 
     """Track one padded sequence (unbatched leaves; ``vmap`` for batches): initialize (§3.2),
     the anchor frame's stages, then one scan over frames both ways from the anchor (§3.3).
     ``progress`` is called on the host after every processed frame."""
-    n = seq.valid.shape[0]
     k_hand, k_obj, k_iof, k_steps, k_depth, k_fit = jax.random.split(key, 6)
     onset, found = onset_frame(seq.object_mask, seq.hand_mask, seq.valid)
     hand = hand_stage(config, hyper, seq, model, (k_hand, k_fit))
@@ -345,13 +381,57 @@ def track_sequence(seq: Sequence, prep: Prepared, model: mano.ManoModel, hyper: 
     on, logs = anchor_stages(config, hyper, start,
                              AnchorInput(frame_input(anchor, k_iof), seq, anchor, k_obj))
     logs.update(hand=h0, overflow=search_overflow | logs.pop("icp_overflow"))
-    sched = bidirectional_schedule(anchor, jnp.sum(seq.valid), n, config.stride,
-                                   config.process_ends)
+    sched = _schedule(config, seq.valid, seq.mesh, on.obj_scale,
+                      hand.pose.kps_rel + hand.pose.t_init[:, None], anchor, progress)
     steps = jax.tree.map(lambda x: x[1:], sched)  # step 0 is the anchor frame, done above
     steps = _Steps(steps.frame, steps.active, steps.from_onset,
                    jax.random.split(k_steps, steps.frame.shape[0]))
-    out = _scan_frames(config, hyper, on, anchor, frame_input, steps, progress)
+    out = _scan_frames(config, hyper, on, anchor, onset, frame_input,
+                       hidden_frames(seq.object_mask, seq.valid, config.hidden_fraction),
+                       hand.pose.kps_rel, steps,
+                       progress)
     return _assemble(config, seq, hand, anchor, on, logs, out, sched, onset, found)
+
+
+def hidden_frames(object_mask: Bool[Array, "N H W"], valid: Bool[Array, " N"],
+                  fraction: float) -> Bool[Array, " N"]:
+    """Valid frames whose visible object mask has fewer pixels than ``fraction`` of the
+    largest one among the valid frames (none for ``fraction`` 0)."""
+    area = jnp.sum(object_mask, axis=(-2, -1)).astype(jnp.float32)
+    largest = jnp.max(jnp.where(valid, area, 0.0))
+    return valid & (area < fraction * largest)
+
+
+def object_diameter(mesh: ObjectMesh, scale: Float[Array, "3"]) -> Float[Array, ""]:
+    """The diagonal of the real faces' bounding box, the canonical mesh scaled per axis."""
+    tri = mesh.vertices[mesh.faces] * scale  # (F, 3, 3)
+    big = jnp.asarray(jnp.finfo(tri.dtype).max, tri.dtype)
+    ok = mesh.face_valid[:, None, None]
+    lo = jnp.min(jnp.where(ok, tri, big), axis=(0, 1))
+    hi = jnp.max(jnp.where(ok, tri, -big), axis=(0, 1))
+    return geometry.safe_norm(jnp.where(jnp.any(mesh.face_valid), hi - lo, 0.0))
+
+
+def _schedule(config: TrackConfig, valid: Bool[Array, " N"], mesh: ObjectMesh,
+              obj_scale: Float[Array, "3"], hand_kps: Float[Array, "N 21 3"], anchor,
+              progress: Progress | None):
+    """The frames to process after the anchor's stages: the fixed stride, or with
+    ``config.max_step_motion`` steps shortened where the hand's keypoints (camera frame) move
+    fast, the frames beyond the fixed schedule's announced to ``progress``."""
+    n, num_valid = valid.shape[0], jnp.sum(valid)
+    fixed = bidirectional_schedule(anchor, num_valid, n, config.stride, config.process_ends)
+    if not config.max_step_motion > 0:
+        return fixed
+    limit = config.max_step_motion * object_diameter(mesh, obj_scale)
+
+    def step_ok(a, b):
+        return jnp.mean(geometry.safe_norm(hand_kps[b] - hand_kps[a])) <= limit
+
+    sched = adaptive_schedule(anchor, num_valid, n, config.stride, step_ok)
+    if progress is not None:
+        extra = jnp.sum(sched.active) - jnp.sum(fixed.active)
+        jax.debug.callback(progress.more_frames, extra)
+    return sched
 
 
 class _Steps(eqx.Module):
