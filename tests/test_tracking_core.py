@@ -262,8 +262,9 @@ def test_adaptive_schedule_shortens_only_the_fast_steps():
 def test_the_tracker_shortens_the_steps_where_the_hand_moves_fast():
     """The tracker's schedule with ``max_step_motion``: the limit is that fraction of the
     object's diameter (the scaled mesh's bounding-box diagonal), the motion the mean
-    displacement of the hand's keypoints; the frames beyond the fixed schedule are announced
-    to the progress receiver. 0 keeps the fixed stride."""
+    displacement of the hand's keypoints; the frames beyond the fixed schedule are counted
+    and announced to the progress receiver before its first frame. 0 keeps the fixed
+    stride."""
     from hoijax.data import ObjectMesh
     from hoijax.tracking._track import _schedule
 
@@ -282,20 +283,24 @@ def test_the_tracker_shortens_the_steps_where_the_hand_moves_fast():
     kps = jnp.asarray(np.random.default_rng(0).normal(size=(n, 21, 3)) * 0.01)
     # The same articulation in every frame, moved by t.
     kps = jnp.broadcast_to(kps[:1], (n, 21, 3)) + jnp.asarray(t, jnp.float32)[:, None]
-    announced = []
-    progress = tracking.Progress(grow=announced.append)
-
     def frames(limit):
         config = tracking.TrackConfig(stride=5, max_step_motion=limit)
-        s = _schedule(config, jnp.ones(n, bool), mesh, scale, kps, jnp.int32(0), progress)
-        jax.effects_barrier()
-        return np.asarray(s.frame)[np.asarray(s.active)].tolist()
+        s, extra = _schedule(config, jnp.ones(n, bool), mesh, scale, kps, jnp.int32(0))
+        return np.asarray(s.frame)[np.asarray(s.active)].tolist(), int(extra)
 
-    assert frames(0.0) == [0, 5, 10, 11] and announced == []
-    # Above half the diameter the jump fits in a step: the fixed schedule, nothing announced.
-    assert frames(0.6) == [0, 5, 10, 11] and announced == []
-    # Below it, the step across the jump goes one frame: 0 → 5 → 6 → 7 → 11.
-    assert frames(0.4) == [0, 5, 6, 7, 11] and announced == [1]
+    assert frames(0.0) == ([0, 5, 10, 11], 0)
+    # Above half the diameter the jump fits in a step: the fixed schedule.
+    assert frames(0.6) == ([0, 5, 10, 11], 0)
+    # Below it, the step across the jump goes one frame: 0 → 5 → 6 → 7 → 11, one frame more.
+    assert frames(0.4) == ([0, 5, 6, 7, 11], 1)
+    # The progress receiver gets the extra frames before it counts the first one.
+    calls = []
+    progress = tracking.Progress(fn=lambda: calls.append("frame"),
+                                 grow=lambda k: calls.append(k))
+    progress(True, 3)
+    progress(False, 0)
+    progress(True, 0)
+    assert calls == [3, "frame", "frame"]
     with pytest.raises(ValueError, match="max_step_motion"):
         tracking.TrackConfig(max_step_motion=-0.1)
     with pytest.raises(ValueError, match="process_ends"):

@@ -74,11 +74,11 @@ class Progress:
         if self.grow is not None and frames > 0:
             self.grow(frames)
 
-    def more_frames(self, frames) -> None:
-        """:meth:`more` from inside the program (an adaptive schedule's extra frames)."""
-        self.more(int(frames))
-
-    def __call__(self, active) -> None:
+    def __call__(self, active, extra=0) -> None:
+        """One step of the tracker's scan: ``extra`` frames beyond the fixed schedule are
+        announced (:meth:`more`; an adaptive schedule's, with its first step), then the
+        frame is counted if ``active``."""
+        self.more(int(extra))
         if self.fn is not None and bool(active):
             self.fn()
 
@@ -271,17 +271,19 @@ def carried_pose(T: Float[Array, "4 4"], kps_from: Float[Array, "21 3"],
 
 
 def _scan_frames(config: TrackConfig, hyper: TrackHyper, on: TrackState, anchor, onset,
-                 frame_input, hidden_at, hand_kps, steps, progress: Progress | None):
+                 frame_input, hidden_at, hand_kps, steps, progress: Progress | None,
+                 extra=0):
     """Steps 1 and 2 over the bidirectional schedule after the anchor (one ``lax.scan``):
     each step starts from the previous processed frame on its side of the anchor, or from the
     motion of the last two extrapolated to it (``config.motion_prediction``). Where
     ``hidden_at[f]`` (the object is not visible in frame ``f``), step 2 does not run: after
     the onset the object moves with the hand's palm (``hand_kps``, per frame at zero
-    translation) since the previous processed frame, before it stays where it was."""
+    translation) since the previous processed frame, before it stays where it was. ``extra``:
+    the frames beyond the fixed schedule, announced to ``progress`` with the first step."""
 
     def body(carry, x):
         prev, T_before, f_before, f_prev = carry
-        f, active, from_onset, k = x
+        f, active, from_onset, k, i = x
         start = _select(from_onset, on, prev)
         T_before = jnp.where(from_onset, on.T_cam_obj, T_before)
         f_before = jnp.where(from_onset, anchor, f_before)
@@ -299,10 +301,10 @@ def _scan_frames(config: TrackConfig, hyper: TrackHyper, on: TrackState, anchor,
                                hand_kps[f] + cur.hand_t)
         held = jnp.where(f > onset, carried, start.T_cam_obj)
         cur = eqx.tree_at(lambda s: s.T_cam_obj, cur, jnp.where(hidden, held, cur.T_cam_obj))
-        cur, o = object_step(config, hyper, cur, eqx.tree_at(lambda i: i.active, inp,
-                                                                active & ~hidden), begin)
-        if progress is not None:
-            jax.debug.callback(progress, active)
+        fitted = eqx.tree_at(lambda fi: fi.active, inp, active & ~hidden)
+        cur, o = object_step(config, hyper, cur, fitted, begin)
+        if progress is not None:  # one callback per step, the announcement with the first
+            jax.debug.callback(progress, active, jnp.where(i == 0, extra, 0))
         out = dict(T=cur.T_cam_obj, th=cur.hand_t, hi=h.num_iters, oi=o.num_iters,
                    terms=_step_terms(o, on.obj_scale.dtype), trace=o.trace,
                    finite=(o.finite & h.finite) | ~active, overflow=o.flagged & active,
@@ -313,7 +315,9 @@ def _scan_frames(config: TrackConfig, hyper: TrackHyper, on: TrackState, anchor,
 
     anchor = jnp.asarray(anchor, steps.frame.dtype)
     init = (on, on.T_cam_obj, anchor, anchor)
-    return jax.lax.scan(body, init, (steps.frame, steps.active, steps.from_onset, steps.key))[1]
+    xs = (steps.frame, steps.active, steps.from_onset, steps.key,
+          jnp.arange(steps.frame.shape[0]))
+    return jax.lax.scan(body, init, xs)[1]
 
 
 def _assemble(config: TrackConfig, seq: Sequence, hand: Hand, anchor, on: TrackState, logs,
@@ -381,15 +385,14 @@ def track_sequence(seq: Sequence, prep: Prepared, model: mano.ManoModel, hyper: 
     on, logs = anchor_stages(config, hyper, start,
                              AnchorInput(frame_input(anchor, k_iof), seq, anchor, k_obj))
     logs.update(hand=h0, overflow=search_overflow | logs.pop("icp_overflow"))
-    sched = _schedule(config, seq.valid, seq.mesh, on.obj_scale,
-                      hand.pose.kps_rel + hand.pose.t_init[:, None], anchor, progress)
+    sched, extra = _schedule(config, seq.valid, seq.mesh, on.obj_scale,
+                             hand.pose.kps_rel + hand.pose.t_init[:, None], anchor)
     steps = jax.tree.map(lambda x: x[1:], sched)  # step 0 is the anchor frame, done above
     steps = _Steps(steps.frame, steps.active, steps.from_onset,
                    jax.random.split(k_steps, steps.frame.shape[0]))
     out = _scan_frames(config, hyper, on, anchor, onset, frame_input,
                        hidden_frames(seq.object_mask, seq.valid, config.hidden_fraction),
-                       hand.pose.kps_rel, steps,
-                       progress)
+                       hand.pose.kps_rel, steps, progress, extra)
     return _assemble(config, seq, hand, anchor, on, logs, out, sched, onset, found)
 
 
@@ -413,25 +416,21 @@ def object_diameter(mesh: ObjectMesh, scale: Float[Array, "3"]) -> Float[Array, 
 
 
 def _schedule(config: TrackConfig, valid: Bool[Array, " N"], mesh: ObjectMesh,
-              obj_scale: Float[Array, "3"], hand_kps: Float[Array, "N 21 3"], anchor,
-              progress: Progress | None):
-    """The frames to process after the anchor's stages: the fixed stride, or with
-    ``config.max_step_motion`` steps shortened where the hand's keypoints (camera frame) move
-    fast, the frames beyond the fixed schedule's announced to ``progress``."""
+              obj_scale: Float[Array, "3"], hand_kps: Float[Array, "N 21 3"], anchor):
+    """The frames to process after the anchor's stages, and how many more than the fixed
+    schedule's: the fixed stride, or with ``config.max_step_motion`` steps shortened where
+    the hand's keypoints (camera frame) move fast."""
     n, num_valid = valid.shape[0], jnp.sum(valid)
     fixed = bidirectional_schedule(anchor, num_valid, n, config.stride, config.process_ends)
     if not config.max_step_motion > 0:
-        return fixed
+        return fixed, jnp.zeros((), jnp.int32)
     limit = config.max_step_motion * object_diameter(mesh, obj_scale)
 
     def step_ok(a, b):
         return jnp.mean(geometry.safe_norm(hand_kps[b] - hand_kps[a])) <= limit
 
     sched = adaptive_schedule(anchor, num_valid, n, config.stride, step_ok)
-    if progress is not None:
-        extra = jnp.sum(sched.active) - jnp.sum(fixed.active)
-        jax.debug.callback(progress.more_frames, extra)
-    return sched
+    return sched, jnp.sum(sched.active) - jnp.sum(fixed.active)
 
 
 class _Steps(eqx.Module):
