@@ -171,18 +171,16 @@ def main() -> None:
         report["ratio_this_over_reference"] = {
             k: report["this"]["median"][k] / report["reference"]["median"][k]
             for k in report["this"]["median"]}
+    def against_this(name: str) -> dict:
+        med = _medians(runs[name])
+        return {"median": med, "runs": runs[name],
+                "ratio_over_this": {k: med[k] / report["this"]["median"][k]
+                                    for k in report["this"]["median"]}}
+
     for flags in args.variant:
-        name = f"this {flags}"
-        report.setdefault("variants", {})[flags] = {
-            "median": _medians(runs[name]), "runs": runs[name],
-            "ratio_over_this": {k: _medians(runs[name])[k] / report["this"]["median"][k]
-                                for k in report["this"]["median"]}}
+        report.setdefault("variants", {})[flags] = against_this(f"this {flags}")
     for c in args.config:
-        name = f"this config {c}"
-        report.setdefault("config_variants", {})[c] = {
-            "median": _medians(runs[name]), "runs": runs[name],
-            "ratio_over_this": {k: _medians(runs[name])[k] / report["this"]["median"][k]
-                                for k in report["this"]["median"]}}
+        report.setdefault("config_variants", {})[c] = against_this(f"this config {c}")
     backend = runs["this"][0]["backend"]
     out = args.out or RESULTS / f"bench_compile_{backend}.json"
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -75,14 +75,14 @@ class TrackConfig:
     history restarts at the anchor frame for the backward pass."""
     max_step_motion: float = 0.0
     """Shorten the schedule's steps where the motion would outrun the stride: from each
-    processed frame the tracker goes to the farthest frame within ``stride`` to which the hand
+    processed frame the tracker goes to the farthest frame within the stride to which the hand
     moved at most this fraction of the object's diameter (the mean displacement of its 21
     keypoints in the camera frame, after the hand stage), at least one frame on
-    (:func:`~hoijax.tracking.adaptive_schedule`). 0: the fixed stride (AGILE). With slow
-    motion everywhere the two schedules are the same. Needs ``process_ends``."""
+    (tracking.adaptive_schedule). 0: the fixed stride (AGILE). With slow motion everywhere
+    the two schedules are the same. Needs process_ends."""
     hidden_fraction: float = 0.05
     """A processed frame whose visible object mask has fewer pixels than this fraction of the
-    sequence's largest is not fitted (step 2 does not run; ``TrackResult.hidden``): after the
+    sequence's largest is not fitted (step 2 does not run; TrackResult.hidden): after the
     onset frame the object moves with the hand's palm since the previous processed frame (a
     held object stays fixed in the hand), before it stays where it was. Without it the mask
     term of an empty or nearly empty mask pulls the object out of view. 0: every frame fitted
