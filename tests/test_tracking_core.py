@@ -311,7 +311,7 @@ def test_a_hidden_object_is_carried_by_the_palm_and_hidden_frames_are_found():
     """``carried_pose``: keypoints moved rigidly move the object by the same motion (whatever
     the fingers do, only the palm counts); ``hidden_frames``: masks under the fraction of the
     largest valid one, padded frames never."""
-    from hoijax.tracking._track import carried_pose, hidden_frames
+    from hoijax.tracking import carried_pose, hidden_frames
 
     rng = np.random.default_rng(3)
     kps = rng.normal(size=(21, 3)) * 0.05 + np.array([0.0, 0.0, 0.5])

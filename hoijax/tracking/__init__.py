@@ -65,6 +65,7 @@ from hoijax.tracking._settings import (
     TrackHyper,
     stack_hypers,
 )
+from hoijax.tracking._stages import carried_pose
 from hoijax.tracking._track import (
     STEP_TERMS,
     Prepared,
@@ -73,7 +74,6 @@ from hoijax.tracking._track import (
     TrackResult,
     ablate_batch,
     hand_keypoints,
-    carried_pose,
     hand_vertices,
     hidden_frames,
     object_diameter,

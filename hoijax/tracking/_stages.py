@@ -138,11 +138,52 @@ def object_step(config: TrackConfig, hyper: TrackHyper, state: TrackState, inp: 
                   inp.active)
 
 
-def track_frame(config: TrackConfig, hyper: TrackHyper, prev: TrackState, inp: FrameInput
+PALM_KEYPOINTS = (0, 5, 9, 13, 17)
+"""The wrist and the four finger bases (OpenPose order): the hand's rigid part, whose motion
+carries a hidden object (:attr:`TrackConfig.hidden_fraction`)."""
+
+
+def carried_pose(T: Float[Array, "4 4"], kps_from: Float[Array, "21 3"],
+                 kps_to: Float[Array, "21 3"]) -> Float[Array, "4 4"]:
+    """``T`` moved by the rigid motion of the palm (:data:`PALM_KEYPOINTS`, camera frame)
+    from ``kps_from`` to ``kps_to``: the object's pose if it stays fixed in the hand."""
+    a, b = kps_from[jnp.asarray(PALM_KEYPOINTS)], kps_to[jnp.asarray(PALM_KEYPOINTS)]
+    _, R, _ = geometry.similarity_transform(a, b)
+    t = jnp.mean(b, 0) - R @ jnp.mean(a, 0)
+    return T.at[:3, :3].set(R @ T[:3, :3]).at[:3, 3].set(R @ T[:3, 3] + t)
+
+
+class HiddenObject(eqx.Module):
+    """Whether a frame's image does not show the object (:func:`hoijax.tracking.hidden_frames`)
+    and what then moves it: after the onset (``in_hand``) the palm's motion between the hand
+    keypoints ``kps_from`` (the previous processed frame) and ``kps_to`` (this one), both at
+    zero translation; before it nothing."""
+
+    hidden: Bool[Array, ""]
+    in_hand: Bool[Array, ""]
+    kps_from: Float[Array, "21 3"]
+    kps_to: Float[Array, "21 3"]
+
+
+def track_frame(config: TrackConfig, hyper: TrackHyper, prev: TrackState, inp: FrameInput,
+                begin: TrackState | None = None, hidden: HiddenObject | None = None
                 ) -> tuple[TrackState, tuple[MinimizeResult, MinimizeResult]]:
-    """One processed frame (§3.3): step 1, then step 2 from the previous frame's pose."""
-    cur, h = hand_step(config, hyper, prev, inp)
-    cur, o = object_step(config, hyper, cur, inp, prev)
+    """One processed frame (§3.3): step 1, then step 2, both starting from ``begin`` (the
+    previous processed frame's state ``prev``, or a prediction from it).
+
+    With ``hidden`` and the object hidden, step 2 does not run: the object's pose is
+    ``prev``'s moved by the palm (:func:`carried_pose`, the hand's translations of ``prev`` and
+    of step 1 added) when it is in the hand, else ``prev``'s."""
+    begin = prev if begin is None else begin
+    cur, h = hand_step(config, hyper, begin, inp)
+    if hidden is not None:
+        carried = carried_pose(prev.T_cam_obj, hidden.kps_from + prev.hand_t,
+                               hidden.kps_to + cur.hand_t)
+        held = jnp.where(hidden.in_hand, carried, prev.T_cam_obj)
+        cur = eqx.tree_at(lambda s: s.T_cam_obj, cur,
+                          jnp.where(inp.active & hidden.hidden, held, cur.T_cam_obj))
+        inp = eqx.tree_at(lambda fi: fi.active, inp, inp.active & ~hidden.hidden)
+    cur, o = object_step(config, hyper, cur, inp, begin)
     return cur, (h, o)
 
 

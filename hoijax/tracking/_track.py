@@ -35,12 +35,13 @@ from hoijax.tracking._schedule import adaptive_schedule, bidirectional_schedule
 from hoijax.tracking._settings import TrackConfig, TrackHyper
 from hoijax.tracking._stages import (
     AnchorInput,
+    HiddenObject,
     anchor_stages,
     hand_stage,
     hand_step,
     initial_object,
-    object_step,
     pose_matrix,
+    track_frame,
 )
 from hoijax.tracking._state import (
     FrameInput,
@@ -255,21 +256,6 @@ def predict_pose(T_prev: Float[Array, "4 4"], T_before: Float[Array, "4 4"], f_p
     return T_prev.at[:3, :3].set(R).at[:3, 3].set(t)
 
 
-PALM_KEYPOINTS = (0, 5, 9, 13, 17)
-"""The wrist and the four finger bases (OpenPose order): the hand's rigid part, whose motion
-carries a hidden object (:attr:`TrackConfig.hidden_fraction`)."""
-
-
-def carried_pose(T: Float[Array, "4 4"], kps_from: Float[Array, "21 3"],
-                 kps_to: Float[Array, "21 3"]) -> Float[Array, "4 4"]:
-    """``T`` moved by the rigid motion of the palm (:data:`PALM_KEYPOINTS`, camera frame)
-    from ``kps_from`` to ``kps_to``: the object's pose if it stays fixed in the hand."""
-    a, b = kps_from[jnp.asarray(PALM_KEYPOINTS)], kps_to[jnp.asarray(PALM_KEYPOINTS)]
-    _, R, _ = geometry.similarity_transform(a, b)
-    t = jnp.mean(b, 0) - R @ jnp.mean(a, 0)
-    return T.at[:3, :3].set(R @ T[:3, :3]).at[:3, 3].set(R @ T[:3, 3] + t)
-
-
 def _scan_frames(config: TrackConfig, hyper: TrackHyper, on: TrackState, anchor, onset,
                  frame_input, hidden_at, hand_kps, steps, progress: Progress | None,
                  extra=0):
@@ -294,15 +280,10 @@ def _scan_frames(config: TrackConfig, hyper: TrackHyper, on: TrackState, anchor,
             begin = eqx.tree_at(lambda s: s.T_cam_obj, start, guess)
         else:
             begin = start
-        inp = frame_input(f, k, active)
-        cur, h = hand_step(config, hyper, begin, inp)
+        carry_hidden = HiddenObject(hidden_at[f], f > onset, hand_kps[f_prev], hand_kps[f])
+        cur, (h, o) = track_frame(config, hyper, start, frame_input(f, k, active), begin,
+                                  carry_hidden)
         hidden = active & hidden_at[f]
-        carried = carried_pose(start.T_cam_obj, hand_kps[f_prev] + start.hand_t,
-                               hand_kps[f] + cur.hand_t)
-        held = jnp.where(f > onset, carried, start.T_cam_obj)
-        cur = eqx.tree_at(lambda s: s.T_cam_obj, cur, jnp.where(hidden, held, cur.T_cam_obj))
-        fitted = eqx.tree_at(lambda fi: fi.active, inp, active & ~hidden)
-        cur, o = object_step(config, hyper, cur, fitted, begin)
         if progress is not None:  # one callback per step, the announcement with the first
             jax.debug.callback(progress, active, jnp.where(i == 0, extra, 0))
         out = dict(T=cur.T_cam_obj, th=cur.hand_t, hi=h.num_iters, oi=o.num_iters,

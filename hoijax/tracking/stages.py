@@ -7,7 +7,7 @@ Every optimization stage is ``stage(config, hyper, state, inp) -> (state, result
     start, anchor, _ = initial_object(config, seq, obj, onset)    # given pose or search
     start, _ = hand_step(config, hyper, start, frame(anchor))     # step 1 at the anchor
     on, _ = anchor_stages(config, hyper, start, anchor_input)     # joint, ICP, scale, joint
-    cur, _ = track_frame(config, hyper, prev, frame(f))           # steps 1 and 2, per frame
+    cur, _ = track_frame(config, hyper, prev, frame(f), begin, hidden)  # steps 1 and 2
 
 :func:`frame_objective` is the one objective they all minimize.
 """
@@ -28,11 +28,14 @@ from hoijax.tracking._init import (
 from hoijax.tracking._objective import dino_support, frame_objective, pose_fit_loss
 from hoijax.tracking._stages import (
     MAX_LOG_SCALE_REFINE,
+    PALM_KEYPOINTS,
     AnchorInput,
+    HiddenObject,
     anchor_icp_scale,
     anchor_joint,
     anchor_scale,
     anchor_stages,
+    carried_pose,
     hand_stage,
     hand_step,
     initial_object,
@@ -52,10 +55,10 @@ from hoijax.tracking._state import (
 )
 
 __all__ = [
-    "MAX_LOG_SCALE_REFINE", "AnchorInput", "FrameInput", "FrameObs", "Hand", "HandFitResult",
+    "MAX_LOG_SCALE_REFINE", "PALM_KEYPOINTS", "AnchorInput", "FrameInput", "HiddenObject", "FrameObs", "Hand", "HandFitResult",
     "HandInit", "HandObs", "HandPose", "ObjectModel", "PoseSearchResult", "TrackState",
     "anchor_icp_scale", "anchor_joint", "anchor_scale", "anchor_stages",
-    "candidate_rotations", "dino_support", "fit_hand", "frame_at", "frame_objective",
+    "candidate_rotations", "carried_pose", "dino_support", "fit_hand", "frame_at", "frame_objective",
     "frames_at_rest_before", "hand_in_mano_frame", "hand_stage", "hand_step", "init_hand",
     "init_object_scale", "initial_object", "object_step", "observations", "pose_fit_loss",
     "pose_matrix", "sample_mask_points", "search_object_pose", "track_frame",
