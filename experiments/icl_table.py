@@ -129,13 +129,23 @@ RUN_LABELS = {
     "in training",
     "template_visible": "target−input encoding, template targets never masked (query 0.7)",
 }
+# The mask ratios of the paper's ablation for the relevance recipes (the setup tables).
+for _base in ("relevance", "relevance_distractors0.1", "relevance_distractors0.2"):
+    for _ratio in (0.5, 0.9):
+        RUNS[f"{_base}_mask{_ratio}"] = (RUNS[_base][0],
+                                         {**RUNS[_base][1], "mask_ratio": _ratio})
+        RUN_LABELS[f"{_base}_mask{_ratio}"] = f"{RUN_LABELS[_base]}, mask ratio {_ratio}"
 
 
-def random_templates(q_types, db_types, db_scene, q_scene, rng) -> np.ndarray:
-    """A database row of the same hand type from another scene, per query."""
+def random_templates(q_types, db_types, db_scene, q_scene, rng, db_setup=None, q_setup=None
+                     ) -> np.ndarray:
+    """A database row of the same hand type from another scene (of the same recording setup,
+    when setups are given), per query."""
+    db_setup = np.zeros(len(db_types), int) if db_setup is None else db_setup
+    q_setup = np.zeros(len(q_types), int) if q_setup is None else q_setup
     out = np.empty(len(q_types), np.int32)
-    for i, (t, s) in enumerate(zip(q_types, q_scene)):
-        out[i] = rng.choice(np.flatnonzero((db_types == t) & (db_scene != s)))
+    for i, (t, s, g) in enumerate(zip(q_types, q_scene, q_setup)):
+        out[i] = rng.choice(np.flatnonzero((db_types == t) & (db_scene != s) & (db_setup == g)))
     return out
 
 
@@ -192,14 +202,16 @@ def per_hand_errors(pred, q, models, sides):
     return a, icl.summarize_metrics(a)
 
 
-def run_one(name, args, train, test, database, tpl_train, tpl_test, tpl_rand, models):
+def run_one(name, args, train, test, database, tpl_train, tpl_test, tpl_rand, models,
+            train_setup):
     m_over, t_over = RUNS[name]
     model_cfg = icl.IclConfig(d_model=args.d_model, num_layers=args.layers, num_heads=4,
                               **m_over)
     train_cfg = icl.TrainConfig(total_steps=args.steps, batch_size=args.batch_size,
                                 learning_rate=args.lr, seed=args.seed, log_every=50,
                                 **t_over)
-    result = icl.train_icl(model_cfg, train_cfg, train, tpl_train, progress=args.progress)
+    result = icl.train_icl(model_cfg, train_cfg, train, tpl_train, progress=args.progress,
+                           groups=train_setup)
     t1 = time.perf_counter()
     preds = {
         "retrieved": icl.predict_icl(result.params, model_cfg, test, database, tpl_test),
@@ -245,6 +257,16 @@ def write_tables(payload: dict, out: Path) -> str:
         f"{100 * payload['same_scene_template_fraction']:.1f} %. Each model trained "
         f"{payload['args']['steps']} steps on one CPU core.",
         "",
+    ]
+    setups = payload["synthetic_config"].get("scenes_per_setup", 0)
+    if setups:
+        f = payload["synthetic_config"]["setup_error_fraction"]
+        lines += [
+            f"Recording setups of {setups} scenes each; the test scenes' setups are held out. "
+            f"A share {f:g} of every scene's systematic error (variance {f * f:.0%}) is its "
+            "setup's, shown by no text or image; the random template comes from another scene "
+            "of the query's setup, and so do the random templates of training.", ""]
+    lines += [
         "The paper's recipe: MAE mask ratio 0.7 on the template's and the query's target "
         "tokens, the query target fully masked at inference, loss on the masked groups, "
         "L_mano = sum of squared parameter errors, λm = 0.05, λv = 5, λ3D = 0.01. The default "
@@ -307,6 +329,11 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--data-seed", type=int, default=3)
+    ap.add_argument("--scenes-per-setup", type=int, default=0,
+                    help="SyntheticIclConfig.scenes_per_setup (0: one setup)")
+    ap.add_argument("--setup-error-fraction", type=float, default=0.0,
+                    help="SyntheticIclConfig.setup_error_fraction: share of the systematic "
+                    "error shared by a recording setup's scenes")
     ap.add_argument("--progress", action="store_true")
     ap.add_argument("--merge", action="store_true",
                     help="keep the runs of the existing <out>/icl_table.json (same data and "
@@ -316,7 +343,8 @@ def main() -> None:
 
     t0 = time.perf_counter()
     syn = icl.SyntheticIclConfig(num_scenes=args.scenes, frames_per_scene=args.frames_per_scene,
-                                 seed=args.data_seed)
+                                 seed=args.data_seed, scenes_per_setup=args.scenes_per_setup,
+                                 setup_error_fraction=args.setup_error_fraction)
     data, meta = icl.make_synthetic_icl(syn)
     train, test, m_train, m_test = icl.split_by_scene(data, meta, args.test_scenes)
     database = icl.concat_icl_data(train, test)
@@ -325,8 +353,14 @@ def main() -> None:
     r_test = icl.retrieve_for(test, database,
                               exclude_index=np.arange(test.num_frames) + train.num_frames)
     tpl_test = np.asarray(r_test.index)
+    db_setup = np.concatenate([m_train["setup_id"], m_test["setup_id"]])
+    if set(m_test["setup_id"].tolist()) & set(m_train["setup_id"].tolist()) and \
+            args.scenes_per_setup:
+        raise SystemExit("--test-scenes must be a multiple of --scenes-per-setup: the test "
+                         "scenes' setups must be held out")
     tpl_rand = random_templates(icl.hand_types(test), icl.hand_types(database), db_scene,
-                                m_test["scene_id"], np.random.default_rng(args.seed))
+                                m_test["scene_id"], np.random.default_rng(args.seed),
+                                db_setup, m_test["setup_id"])
     models = icl.hand_models()
     _, coarse = per_hand_errors(np.asarray(test.coarse), test, models, icl.TWO_HANDS)
 
@@ -370,7 +404,7 @@ def main() -> None:
 
     for name in args.runs:
         runs[name] = run_one(name, args, train, test, database, np.asarray(r_train.index),
-                             tpl_test, tpl_rand, models)
+                             tpl_test, tpl_rand, models, m_train["setup_id"])
         print(name, json.dumps({k: v["P-MPVPE_mm"] for k, v in runs[name]["metrics"].items()}),
               "attention", runs[name]["diagnostics"]["template_attention_retrieved"], flush=True)
         write_tables(payload(), args.out)  # after every run: a long run's partial table survives

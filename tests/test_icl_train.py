@@ -74,8 +74,11 @@ def test_cli_train_then_eval_writes_the_run_folder(tmp_path):
     out = tmp_path / "run"
     rc = run_icl_train(IclTrain(out=out, steps=4, batch_size=8, scenes=8, frames_per_scene=4,
                                 test_scenes=4, d_model=16, num_heads=2, num_layers=1,
-                                checkpoint_every=2, progress=False))
+                                checkpoint_every=2, progress=False, scenes_per_setup=4,
+                                setup_error_fraction=0.5, distractor_templates=0.5))
     assert rc == 0
+    source = json.loads((out / "run.json").read_text())["source"]["synthetic"]
+    assert (source["scenes_per_setup"], source["setup_error_fraction"]) == (4, 0.5)
     for name in ("run.json", "loss_curve.png", "metrics.json", "data/train.npz",
                  "data/test.npz"):
         assert (out / name).exists(), name
@@ -184,3 +187,43 @@ def test_distractor_templates_are_random_frames_of_the_query_hand_type():
     # Replaced half the time, and then a different row with probability 3/4, 1/2, 1/2.
     replaced = np.mean(half[:, :3] != np.asarray(retrieved)[:3])
     assert 0.22 < replaced < 0.36  # expected 0.29
+
+
+def test_distractor_templates_stay_in_the_query_group():
+    from hoijax.icl._train import _type_table, _with_distractors
+
+    db_types = np.array([1, 1, 1, 1, 0, 0])
+    db_groups = np.array([0, 0, 1, 1, 0, 1])
+    q_types, q_groups = np.array([1, 1, 0, 0]), np.array([0, 1, 1, 2])  # group 2: no rows
+    table, counts, qk = map(jnp.asarray, _type_table(q_types, db_types, q_groups, db_groups))
+    q, retrieved = jnp.arange(4), jnp.array([2, 0, 4, 3])
+    draws = np.stack([np.asarray(_with_distractors(jax.random.key(s), q, retrieved, table,
+                                                   counts, qk, 1.0)) for s in range(64)])
+    assert set(draws[:, 0].tolist()) == {0, 1}  # type 1 of group 0, every such row
+    assert set(draws[:, 1].tolist()) == {2, 3}
+    assert set(draws[:, 2].tolist()) == {5}
+    np.testing.assert_array_equal(draws[:, 3], 3)  # nothing of its type in its group: kept
+
+
+def test_setup_errors_are_shared_within_a_setup_and_leave_other_draws_unchanged():
+    base = icl.SyntheticIclConfig(num_scenes=6, frames_per_scene=2, num_patches=4,
+                                  feature_dim=8, text_dim=16, word_error_fraction=0.0, seed=5)
+    d0, m0 = icl.make_synthetic_icl(base)
+    # Setups without a shared error draw exactly the data of a draw without setups.
+    d_same, m_same = icl.make_synthetic_icl(dataclasses.replace(base, scenes_per_setup=3))
+    np.testing.assert_array_equal(d_same.coarse, d0.coarse)
+    np.testing.assert_array_equal(m_same["setup_id"], np.repeat([0, 0, 0, 1, 1, 1], 2))
+    np.testing.assert_array_equal(m0["setup_id"], 0)
+    f = 0.8
+    d1, m1 = icl.make_synthetic_icl(dataclasses.replace(base, scenes_per_setup=3,
+                                                        setup_error_fraction=f))
+    np.testing.assert_array_equal(d1.gt, d0.gt)  # only the detector's error changes
+    assert not np.allclose(d1.coarse, d0.coarse)
+    # error = f · setup's + sqrt(1 - f²) · scene's own (the same draw as without setups)
+    shared = (m1["scene_error"] - np.sqrt(1 - f * f) * m0["scene_error"]) / f
+    np.testing.assert_allclose(shared[1:3], shared[[0, 0]], atol=1e-12)
+    np.testing.assert_allclose(shared[4:6], shared[[3, 3]], atol=1e-12)
+    assert np.abs(shared[3] - shared[0]).max() > 0.1
+    with pytest.raises(ValueError, match="setup_error_fraction"):
+        icl.make_synthetic_icl(dataclasses.replace(base, word_error_fraction=0.8,
+                                                   setup_error_fraction=0.8))

@@ -90,6 +90,13 @@ class IclTrain:
     """Synthetic data: frames per scene."""
     test_scenes: int = 40
     """Synthetic data: held-out scenes."""
+    scenes_per_setup: int = 0
+    """Synthetic data: scenes per recording setup (SyntheticIclConfig.scenes_per_setup; 0: one
+    setup). The random training templates of --distractor-templates come from the query's
+    setup."""
+    setup_error_fraction: float = 0.0
+    """Synthetic data: share of the systematic detector error shared by a setup's scenes
+    (SyntheticIclConfig.setup_error_fraction)."""
     data_seed: int = 0
     """Synthetic data: seed."""
     seed: int = 0
@@ -176,13 +183,16 @@ def run_icl_train(cfg: IclTrain) -> int:
     try:
         if cfg.data is None:
             syn = icl.SyntheticIclConfig(num_scenes=cfg.scenes, frames_per_scene=cfg.frames_per_scene,
-                                         sides=sides, seed=cfg.data_seed)
+                                         sides=sides, seed=cfg.data_seed,
+                                         scenes_per_setup=cfg.scenes_per_setup,
+                                         setup_error_fraction=cfg.setup_error_fraction)
             data, meta = icl.make_synthetic_icl(syn)
-            train, test, _, _ = icl.split_by_scene(data, meta, cfg.test_scenes)
+            train, test, m_train, _ = icl.split_by_scene(data, meta, cfg.test_scenes)
+            groups = m_train["setup_id"]
             source = {"synthetic": dataclasses.asdict(syn), "test_scenes": cfg.test_scenes}
         else:
             train = icl.load_icl_data(cfg.data, sides)
-            test = None
+            test, groups = None, None
             source = {"data": str(cfg.data)}
         if cfg.test_data is not None:
             test = icl.load_icl_data(cfg.test_data, sides)
@@ -212,7 +222,7 @@ def run_icl_train(cfg: IclTrain) -> int:
     templates = icl.retrieve_for(train, train, sides, exclude_index=np.arange(train.num_frames))
     result = icl.train_icl(model_cfg, train_cfg, train, np.asarray(templates.index),
                            checkpoint_dir=ckpt, resume=cfg.resume, stop_at_step=cfg.stop_at_step,
-                           progress=cfg.progress)
+                           progress=cfg.progress, groups=groups)
     _plot_losses(out / "loss_curve.png", result.losses)
     print(f"trained steps {result.start_step}..{result.step} in {result.seconds:.1f} s, "
           f"final loss {result.losses[-1]:.4f}" if len(result.losses) else "no steps run")

@@ -14,7 +14,9 @@ hashed n-gram embedder.
 - Coarse "detector" estimates with **structured** errors: each scene has a systematic error
   vector (grasp-coefficient bias, i.e. finger curl errors; relative depth bias per hand;
   orientation bias; shape bias), part of it determined by the scene's words (object and camera
-  phrase, which the query's own text also reveals) and most of it specific to the scene. Then
+  phrase, which the query's own text also reveals), optionally part of it shared by the scenes
+  of a recording setup (``setup_error_fraction``: a rig and detector deployment whose bias no
+  text or image shows), and the rest specific to the scene. Then
   per-frame noise, shrinkage of the pose towards the mean (a regression-to-the-mean detector),
   and in scenes described as "hands crossed", left/right confusions in two-hand frames (the
   two slots swapped and each read by the other hand's model).
@@ -107,6 +109,14 @@ class SyntheticIclConfig:
     """Multiplies every systematic (per-scene) error."""
     word_error_fraction: float = 0.4
     """Share of the systematic error explained by the scene's words (object, camera)."""
+    scenes_per_setup: int = 0
+    """Scenes per recording setup (a camera rig and detector deployment: consecutive scenes,
+    so that a split by scene holds out whole setups when the test scenes are a multiple of
+    it); 0: one setup for the whole draw."""
+    setup_error_fraction: float = 0.0
+    """Share of the systematic error shared by all scenes of a setup and shown by no text or
+    image (0: none, every scene's error is its own and its words'). With a setup share, a
+    template from another scene of the query's setup reveals that part of the query's error."""
     frame_noise_scale: float = 1.0
     """Multiplies the per-frame detector noise."""
     crossed_scene_prob: float = 0.3
@@ -149,7 +159,8 @@ def make_synthetic_icl(cfg: SyntheticIclConfig = SyntheticIclConfig()) -> tuple[
 
     Returns the data and a metadata dict: ``scene_id`` (N,), ``description`` (N texts),
     ``crossed`` (N,) scene flag, ``confused`` (N,) frames whose coarse hands are swapped,
-    ``scene_error`` (num_scenes, 14) the scenes' systematic error vectors.
+    ``scene_error`` (num_scenes, 14) the scenes' systematic error vectors, ``setup_id`` (N,)
+    the recording setup of each frame.
     """
     rng = np.random.default_rng(cfg.seed)
     world = _world(cfg)
@@ -174,6 +185,14 @@ def make_synthetic_icl(cfg: SyntheticIclConfig = SyntheticIclConfig()) -> tuple[
     confused = np.zeros(n, bool)
     descriptions: list[str] = []
     scene_errors = []
+    setup_of_scene = (np.arange(cfg.num_scenes) // cfg.scenes_per_setup
+                      if cfg.scenes_per_setup > 0 else np.zeros(cfg.num_scenes, np.int64))
+    # Own stream: a draw without a setup share is the same as before the setups existed.
+    setup_error = np.random.default_rng([cfg.seed, 7]).standard_normal(
+        (int(setup_of_scene.max()) + 1, 14))
+    scene_share = cfg.word_error_fraction ** 2 + cfg.setup_error_fraction ** 2
+    if scene_share > 1.0:
+        raise ValueError(f"word_error_fraction² + setup_error_fraction² = {scene_share:.3f} > 1")
     appearance = rng.standard_normal((cfg.num_scenes, cfg.feature_dim)) * 0.5
 
     base_xy = {"right": np.array([0.08, 0.02]), "left": np.array([-0.08, 0.02])}
@@ -182,7 +201,8 @@ def make_synthetic_icl(cfg: SyntheticIclConfig = SyntheticIclConfig()) -> tuple[
         crossed = two and rng.uniform() < cfg.crossed_scene_prob
         e = (cfg.word_error_fraction * (world["object_error"][obj] + world["camera_error"][cam])
              / np.sqrt(2.0)
-             + np.sqrt(1.0 - cfg.word_error_fraction ** 2) * rng.standard_normal(14))
+             + cfg.setup_error_fraction * setup_error[setup_of_scene[si]]
+             + np.sqrt(1.0 - scene_share) * rng.standard_normal(14))
         e = e * cfg.scene_error_scale
         scene_errors.append(e)
         err = _scale_error(e)
@@ -261,7 +281,8 @@ def make_synthetic_icl(cfg: SyntheticIclConfig = SyntheticIclConfig()) -> tuple[
         keypoints_valid=all_joints_valid(presence),
     )
     meta = {"scene_id": scene_id, "description": descriptions, "crossed": crossed_frame,
-            "confused": confused, "scene_error": np.stack(scene_errors)}
+            "confused": confused, "scene_error": np.stack(scene_errors),
+            "setup_id": setup_of_scene[scene_id]}
     return data, meta
 
 

@@ -188,10 +188,19 @@ def masked_entries(query_target_masked: jax.Array, model_cfg: IclConfig) -> jax.
     return (m @ jnp.asarray(group_masks())) > 0
 
 
-def _type_table(query_types: np.ndarray, db_types: np.ndarray) -> tuple[np.ndarray, ...]:
-    """Per hand type, the database rows of that type (padded by repetition) and their count;
-    and each query's type: what :func:`_with_distractors` draws from."""
-    ids = [np.flatnonzero(db_types == t) for t in range(len(HAND_TYPES))]
+def _type_table(query_types: np.ndarray, db_types: np.ndarray,
+                query_groups: np.ndarray | None = None, db_groups: np.ndarray | None = None
+                ) -> tuple[np.ndarray, ...]:
+    """Per hand type (and group, when given), the database rows of that type and group (padded
+    by repetition) and their count; and each query's key: what :func:`_with_distractors` draws
+    from."""
+    if query_groups is not None:
+        groups = int(max(np.max(query_groups, initial=0), np.max(db_groups, initial=0))) + 1
+        query_types = np.asarray(query_groups) * len(HAND_TYPES) + np.asarray(query_types)
+        db_types = np.asarray(db_groups) * len(HAND_TYPES) + np.asarray(db_types)
+    else:
+        groups = 1
+    ids = [np.flatnonzero(db_types == t) for t in range(groups * len(HAND_TYPES))]
     width = max(1, max(len(r) for r in ids))
     table = np.stack([np.resize(r, width) if len(r) else np.zeros(width, np.int64) for r in ids])
     counts = np.array([len(r) for r in ids], np.int32)
@@ -200,8 +209,9 @@ def _type_table(query_types: np.ndarray, db_types: np.ndarray) -> tuple[np.ndarr
 
 def _with_distractors(key, q_idx, tpl_idx, table, counts, q_types, prob, same_rows=False):
     """Replace each template, with probability ``prob``, by a uniformly drawn database row of
-    the query's hand type (kept when the type has no rows, or when the draw is the query itself
-    and ``same_rows``: the database is the training data)."""
+    the query's hand type (and group; ``q_types`` holds the keys of :func:`_type_table`), kept
+    when there is no such row, or when the draw is the query itself and ``same_rows``: the
+    database is the training data."""
     t = q_types[q_idx]
     k_use, k_row = jax.random.split(key)
     n = counts[t]
@@ -282,9 +292,16 @@ def train_icl(
     models: Sequence[mano.ManoModel] | None = None,
     pointnet_params: dict | None = None,
     progress: bool = True,
+    groups: np.ndarray | None = None,
+    database_groups: np.ndarray | None = None,
 ) -> TrainResult:
     """Train on ``data`` paired with ``database[template_index]`` (``database`` defaults to
     ``data``: templates retrieved from the training set, the frame itself excluded).
+
+    ``groups`` (per training frame) and ``database_groups`` (per database row; defaults to
+    ``groups`` when the database is ``data``) confine the random templates of
+    ``train_cfg.distractor_templates`` to the query's group, such as its dataset or recording
+    setup; without them they come from the whole database.
 
     With ``checkpoint_dir`` and ``resume``, starts from the latest checkpoint there. Stops
     after ``stop_at_step`` steps when given (a checkpoint is written there: the test's stand-in
@@ -325,8 +342,19 @@ def train_icl(
     mask_ratio = jnp.asarray([tpl_ratio, train_cfg.mask_ratio], jnp.float32)
     dropout = jnp.asarray(train_cfg.template_dropout, jnp.float32)
     infer = jnp.asarray(train_cfg.inference_episodes, jnp.float32)
+    if groups is not None and database_groups is None:
+        if database is not data:
+            raise ValueError("groups needs database_groups when a database is given")
+        database_groups = groups
+    if (groups is None) != (database_groups is None):
+        raise ValueError("give both groups and database_groups, or neither")
+    if groups is not None and (np.shape(groups) != (n,)
+                               or np.shape(database_groups) != (database.num_frames,)):
+        raise ValueError(f"groups {np.shape(groups)} / database_groups "
+                         f"{np.shape(database_groups)} != ({n},) / ({database.num_frames},)")
     distract = (*map(jnp.asarray, _type_table(hand_types(data, model_cfg.sides),
-                                              hand_types(database, model_cfg.sides))),
+                                              hand_types(database, model_cfg.sides),
+                                              groups, database_groups)),
                 jnp.asarray(train_cfg.distractor_templates, jnp.float32),
                 jnp.asarray(database is data))
     consts = (data_dev, db_dev, tpl_dev, mask_ratio, dropout, infer, distract, weights, tuple(models),
