@@ -316,6 +316,26 @@ def write_tables(payload: dict, out: Path) -> str:
     return text
 
 
+_NOT_DATA = ("out", "runs", "progress", "merge", "combine")
+
+
+def combine_tables(paths: list[Path], out: Path) -> str:
+    """One table from the ``icl_table.json`` files of runs made apart (for example two processes
+    at once) on the same data and training arguments (checked); the wall times add up."""
+    parts = [json.loads(Path(p).read_text()) for p in paths]
+    first = parts[0]
+    same = {k: v for k, v in first["args"].items() if k not in _NOT_DATA}
+    for p, part in zip(paths[1:], parts[1:]):
+        theirs = {k: v for k, v in part["args"].items() if k not in _NOT_DATA}
+        if theirs != same:
+            raise SystemExit(f"--combine: {p} was made with other arguments: {theirs} != {same}")
+    payload = {**first, "runs": {k: v for part in parts for k, v in part["runs"].items()},
+               "wall_seconds": sum(float(part["wall_seconds"]) for part in parts),
+               "command": " & ".join(part["command"] for part in parts)
+               + f" (run apart, then --combine {' '.join(str(p) for p in paths)})"}
+    return write_tables(payload, out)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--runs", nargs="+", default=list(RUNS), choices=list(RUNS))
@@ -338,8 +358,14 @@ def main() -> None:
     ap.add_argument("--merge", action="store_true",
                     help="keep the runs of the existing <out>/icl_table.json (same data and "
                     "training arguments, checked) and add or replace the runs given")
+    ap.add_argument("--combine", type=Path, nargs="+", metavar="JSON",
+                    help="train nothing: write one table from these icl_table.json files (runs "
+                    "made apart on the same data and training arguments)")
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args()
+    if args.combine:
+        print(combine_tables(args.combine, args.out))
+        return
 
     t0 = time.perf_counter()
     syn = icl.SyntheticIclConfig(num_scenes=args.scenes, frames_per_scene=args.frames_per_scene,
@@ -367,8 +393,7 @@ def main() -> None:
     runs, earlier_wall = {}, 0.0
     if args.merge and (args.out / "icl_table.json").exists():
         old = json.loads((args.out / "icl_table.json").read_text())
-        mine = {k: v for k, v in vars(args).items() if k not in ("out", "runs", "progress",
-                                                                  "merge")}
+        mine = {k: v for k, v in vars(args).items() if k not in _NOT_DATA}
         theirs = {k: old["args"].get(k) for k in mine}
         if theirs != mine:
             raise SystemExit(f"--merge: {args.out / 'icl_table.json'} was made with other "
@@ -393,7 +418,7 @@ def main() -> None:
                         + "python experiments/icl_table.py --runs " + " ".join(args.runs) + " "
                         + " ".join(f"--{k.replace('_', '-')} {v}"
                                    for k, v in vars(args).items()
-                                   if k not in ("out", "runs", "progress", "merge"))
+                                   if k not in _NOT_DATA)
                         + (" --merge" if earlier_command else "")),
             "machine": {"platform": platform.platform(), "processor": platform.processor(),
                         "cpu_count": os.cpu_count(), "backend": jax.default_backend(),
