@@ -54,6 +54,10 @@ def test_term_activity_counts_processed_frames_with_a_nonzero_term(seq):
                       jnp.asarray([0, 1, 0, 1, 0, 0], bool), is_leaf=lambda x: x is None)
     warn = tr.term_warnings(seq, hid, dino_weight=10.0, depth_weight=5.0)
     assert len(warn) == 2 and "not visible in 2 of 5 processed frames" in warn[1]
+    # ... and a hidden anchor frame (anchor 0 here) gets its own line.
+    hid_anchor = eqx.tree_at(lambda r: r.hidden, hid, jnp.asarray([1, 1, 0, 0, 0, 0], bool))
+    warn = tr.term_warnings(seq, hid_anchor, dino_weight=10.0, depth_weight=5.0)
+    assert len(warn) == 3 and "not visible in the anchor frame 0" in warn[2]
     # Weight 0: switched off on purpose, nothing to say.
     assert tr.term_warnings(seq, _result(terms, processed), 0.0, 5.0) == []
     # No features at all: said as such, with the command that computes them.

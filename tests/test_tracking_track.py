@@ -220,7 +220,8 @@ def test_hidden_frames_are_carried_by_the_palm(batch, tracked, counted):
     """The last three frames of sequence 0 lose their object mask (hidden behind something):
     with ``hidden_fraction`` (on in ``CONFIG``, the default) they are flagged, step 2 does not
     run there, and the object moves with the palm's rigid motion since the previous processed
-    frame (after the onset). New data for the fixture's program: no recompile. (The adaptive
+    frame (after the onset). A hidden anchor frame keeps the given pose and the mesh's scale.
+    New data for the fixture's program: no recompile. (The adaptive
     steps of ``max_step_motion`` are a different program, tested through ``_schedule`` in
     test_tracking_core.)"""
     seqs, _, prep, model = batch
@@ -231,21 +232,38 @@ def test_hidden_frames_are_carried_by_the_palm(batch, tracked, counted):
     mask = np.asarray(seqs[0].object_mask).copy()
     mask[-n_hidden:] = False
     hidden_seq = eqx.tree_at(lambda s: s.object_mask, seqs[0], jnp.asarray(mask))
-    res = run(data.stack_sequences([hidden_seq, seqs[1]]), prep, model, tr.TrackHyper(), CONFIG,
-              jax.random.PRNGKey(0))
+    # Sequence 1 loses its object in the anchor frame (the given pose's frame) only: the anchor
+    # stages do not run there, and the given pose and the mesh's scale stay.
+    anchor1 = int(seqs[1].init_frame)
+    mask1 = np.asarray(seqs[1].object_mask).copy()
+    mask1[anchor1] = False
+    hidden_anchor = eqx.tree_at(lambda s: s.object_mask, seqs[1], jnp.asarray(mask1))
+    res = run(data.stack_sequences([hidden_seq, hidden_anchor]), prep, model, tr.TrackHyper(),
+              CONFIG, jax.random.PRNGKey(0))
     assert traces() == traces_before
-    for i, s in enumerate((hidden_seq, seqs[1])):
+    for i, s in enumerate((hidden_seq, hidden_anchor)):
         r = jax.tree.map(lambda x, i=i: x[i], res)
         assert bool(r.finite)
         hidden = np.asarray(r.hidden)
         expected = np.zeros(N, bool)
         if i == 0:
             expected[-n_hidden:] = True
+        else:
+            assert int(r.anchor) == anchor1
+            expected[anchor1] = True
         np.testing.assert_array_equal(hidden, expected & np.asarray(r.processed))
         iters = np.asarray(r.object_iters)
         processed = np.asarray(r.processed)
         fitted = processed & ~hidden & (np.arange(N) != int(r.anchor))
         assert np.all(iters[hidden] == 0) and np.all(iters[fitted] > 0)
+    r1 = jax.tree.map(lambda x: x[1], res)
+    given = np.asarray(seqs[1].T_cam_obj_init)
+    # (to rounding: the result's poses pass through the interpolation's quaternions)
+    np.testing.assert_allclose(np.asarray(r1.T_cam_obj)[anchor1], given, atol=1e-6)
+    np.testing.assert_array_equal(np.asarray(r1.obj_scale), 1.0)
+    visible = jax.tree.map(lambda x: x[1], tracked[0])  # the same sequence, anchor visible
+    assert np.abs(np.asarray(visible.T_cam_obj)[anchor1] - given).max() > 1e-3
+    assert not np.allclose(np.asarray(visible.obj_scale), 1.0)
     r = jax.tree.map(lambda x: x[0], res)
     kps = np.asarray(tr.hand_keypoints(r, hidden_seq.hand_init, model))
     T = np.asarray(r.T_cam_obj)

@@ -84,6 +84,10 @@ def term_warnings(seq: data.Sequence, result: TrackResult, dino_weight: float,
         m = int(np.sum(np.asarray(result.processed)))
         out.append(f"the object was not visible in {k} of {m} processed frames "
                    "(TrackConfig.hidden_fraction): not fitted there, moved with the hand")
+        anchor = int(result.anchor)
+        if bool(np.asarray(result.hidden)[anchor]):
+            out.append(f"the object was not visible in the anchor frame {anchor}: its starting "
+                       "pose and scale were kept (no anchor stages)")
     if result.hand_scale_fallback is not None and bool(result.hand_scale_fallback):
         out.append("the ICP hand scale was implausible (outside HandFitHyper.icp_scale_min/max);"
                    " the hand refinement started from scale 1 instead")

@@ -84,9 +84,9 @@ class TrackConfig:
     """A processed frame whose visible object mask has fewer pixels than this fraction of the
     sequence's largest is not fitted (step 2 does not run; TrackResult.hidden): after the
     onset frame the object moves with the hand's palm since the previous processed frame (a
-    held object stays fixed in the hand), before it stays where it was. Without it the mask
-    term of an empty or nearly empty mask pulls the object out of view. 0: every frame fitted
-    (AGILE)."""
+    held object stays fixed in the hand), before it stays where it was. A hidden anchor frame
+    skips its stages and keeps the starting pose and scale. Without it the mask term of an
+    empty or nearly empty mask pulls the object out of view. 0: every frame fitted (AGILE)."""
     hand_iters: int = 200
     """Step 1 iteration cap (supplementary §6)."""
     object_iters: int = 400

@@ -198,8 +198,9 @@ class TrackResult(eqx.Module):
     hidden: Bool[Array, " N"] | None = None
     """Processed frames in which the object was not visible
     (:attr:`TrackConfig.hidden_fraction`), so step 2 did not run and the object moved with the
-    hand's palm (after the onset frame) or stayed (before it). None in results written before
-    this field existed."""
+    hand's palm (after the onset frame) or stayed (before it); at the anchor frame, its stages
+    did not run and the starting pose and scale were kept. None in results written before this
+    field existed."""
 
 
 def _interp_poses(T: Float[Array, "N 4 4"], t_h: Float[Array, "N 3"],
@@ -334,7 +335,8 @@ def _assemble(config: TrackConfig, seq: Sequence, hand: Hand, anchor, on: TrackS
         T_cam_obj=T_all, obj_scale=on.obj_scale, hand_scale=hand.scale, hand_transl=th_all,
         processed=processed, onset=onset, anchor=anchor, onset_found=found,
         hand_iters=scatter(out["hi"], logs["hand"].num_iters, out["hi"]),
-        object_iters=scatter(out["oi"], joint.num_iters, out["oi"]),
+        object_iters=scatter(out["oi"], jnp.where(logs["anchor_hidden"], 0, joint.num_iters),
+                             out["oi"]),
         terms=scatter(out["terms"], _step_terms(joint, dtype), out["terms"]),
         step_frame=sched.frame, step_active=sched.active,
         object_trace=out["trace"] if config.record_trace else None, iof_trace=iof_trace,
@@ -342,7 +344,7 @@ def _assemble(config: TrackConfig, seq: Sequence, hand: Hand, anchor, on: TrackS
         hand_orient=hand.params.global_orient if config.hand_fit.enabled else None,
         overflow=scatter(out["overflow"], anchor_overflow, out["overflow"]) & seq.valid,
         hand_scale_fallback=hand.scale_fallback,
-        hidden=scatter(out["hidden"], False, out["hidden"]) & seq.valid)
+        hidden=scatter(out["hidden"], logs["anchor_hidden"], out["hidden"]) & seq.valid)
 
 
 def track_sequence(seq: Sequence, prep: Prepared, model: mano.ManoModel, hyper: TrackHyper,
@@ -361,18 +363,23 @@ def track_sequence(seq: Sequence, prep: Prepared, model: mano.ManoModel, hyper: 
         return FrameInput(frame_at(obs, f), frame_at(hand.pose, f), obj, k,
                           jnp.asarray(active, bool))
 
+    hidden = hidden_frames(seq.object_mask, seq.valid, config.hidden_fraction)
     start, anchor, search_overflow = initial_object(config, seq, obj, onset)
     start, h0 = hand_step(config, hyper, start, frame_input(anchor, k_iof))
-    on, logs = anchor_stages(config, hyper, start,
-                             AnchorInput(frame_input(anchor, k_iof), seq, anchor, k_obj))
-    logs.update(hand=h0, overflow=search_overflow | logs.pop("icp_overflow"))
+    fitted, logs = anchor_stages(config, hyper, start,
+                                 AnchorInput(frame_input(anchor, k_iof), seq, anchor, k_obj))
+    # An anchor frame that does not show the object gives its stages nothing to fit: the mask
+    # term shrank and moved a torus hidden there (12 % scale, 5 cm). Its starting pose and
+    # scale are kept.
+    on = _select(hidden[anchor], start, fitted)
+    logs.update(hand=h0, overflow=search_overflow | logs.pop("icp_overflow"),
+                anchor_hidden=hidden[anchor])
     sched, extra = _schedule(config, seq.valid, seq.mesh, on.obj_scale,
                              hand.pose.kps_rel + hand.pose.t_init[:, None], anchor)
     steps = jax.tree.map(lambda x: x[1:], sched)  # step 0 is the anchor frame, done above
     steps = _Steps(steps.frame, steps.active, steps.from_onset,
                    jax.random.split(k_steps, steps.frame.shape[0]))
-    out = _scan_frames(config, hyper, on, anchor, onset, frame_input,
-                       hidden_frames(seq.object_mask, seq.valid, config.hidden_fraction),
+    out = _scan_frames(config, hyper, on, anchor, onset, frame_input, hidden,
                        hand.pose.kps_rel, steps, progress, extra)
     return _assemble(config, seq, hand, anchor, on, logs, out, sched, onset, found)
 

@@ -55,11 +55,11 @@ from hoijax.tracking._state import (
 )
 
 __all__ = [
-    "MAX_LOG_SCALE_REFINE", "PALM_KEYPOINTS", "AnchorInput", "FrameInput", "HiddenObject", "FrameObs", "Hand", "HandFitResult",
-    "HandInit", "HandObs", "HandPose", "ObjectModel", "PoseSearchResult", "TrackState",
-    "anchor_icp_scale", "anchor_joint", "anchor_scale", "anchor_stages",
-    "candidate_rotations", "carried_pose", "dino_support", "fit_hand", "frame_at", "frame_objective",
-    "frames_at_rest_before", "hand_in_mano_frame", "hand_stage", "hand_step", "init_hand",
-    "init_object_scale", "initial_object", "object_step", "observations", "pose_fit_loss",
-    "pose_matrix", "sample_mask_points", "search_object_pose", "track_frame",
+    "MAX_LOG_SCALE_REFINE", "PALM_KEYPOINTS", "AnchorInput", "FrameInput", "HiddenObject",
+    "FrameObs", "Hand", "HandFitResult", "HandInit", "HandObs", "HandPose", "ObjectModel",
+    "PoseSearchResult", "TrackState", "anchor_icp_scale", "anchor_joint", "anchor_scale",
+    "anchor_stages", "candidate_rotations", "carried_pose", "dino_support", "fit_hand", "frame_at",
+    "frame_objective", "frames_at_rest_before", "hand_in_mano_frame", "hand_stage", "hand_step",
+    "init_hand", "init_object_scale", "initial_object", "object_step", "observations",
+    "pose_fit_loss", "pose_matrix", "sample_mask_points", "search_object_pose", "track_frame",
 ]
