@@ -319,14 +319,19 @@ def write_tables(payload: dict, out: Path) -> str:
 _NOT_DATA = ("out", "runs", "progress", "merge", "combine")
 
 
+def _data_args(args: dict) -> dict:
+    """The arguments that make a table's data and training (what --merge and --combine check)."""
+    return {k: v for k, v in args.items() if k not in _NOT_DATA}
+
+
 def combine_tables(paths: list[Path], out: Path) -> str:
     """One table from the ``icl_table.json`` files of runs made apart (for example two processes
     at once) on the same data and training arguments (checked); the wall times add up."""
     parts = [json.loads(Path(p).read_text()) for p in paths]
     first = parts[0]
-    same = {k: v for k, v in first["args"].items() if k not in _NOT_DATA}
+    same = _data_args(first["args"])
     for p, part in zip(paths[1:], parts[1:]):
-        theirs = {k: v for k, v in part["args"].items() if k not in _NOT_DATA}
+        theirs = _data_args(part["args"])
         if theirs != same:
             raise SystemExit(f"--combine: {p} was made with other arguments: {theirs} != {same}")
     payload = {**first, "runs": {k: v for part in parts for k, v in part["runs"].items()},
@@ -393,7 +398,7 @@ def main() -> None:
     runs, earlier_wall = {}, 0.0
     if args.merge and (args.out / "icl_table.json").exists():
         old = json.loads((args.out / "icl_table.json").read_text())
-        mine = {k: v for k, v in vars(args).items() if k not in _NOT_DATA}
+        mine = _data_args(vars(args))
         theirs = {k: old["args"].get(k) for k in mine}
         if theirs != mine:
             raise SystemExit(f"--merge: {args.out / 'icl_table.json'} was made with other "
@@ -417,8 +422,7 @@ def main() -> None:
             "command": ((earlier_command + " && " if earlier_command else "")
                         + "python experiments/icl_table.py --runs " + " ".join(args.runs) + " "
                         + " ".join(f"--{k.replace('_', '-')} {v}"
-                                   for k, v in vars(args).items()
-                                   if k not in _NOT_DATA)
+                                   for k, v in _data_args(vars(args)).items())
                         + (" --merge" if earlier_command else "")),
             "machine": {"platform": platform.platform(), "processor": platform.processor(),
                         "cpu_count": os.cpu_count(), "backend": jax.default_backend(),

@@ -324,13 +324,15 @@ def _assemble(config: TrackConfig, seq: Sequence, hand: Hand, anchor, on: TrackS
                                   scatter(out["th"], on.hand_t, out["th"]) - t_init, processed)
     th_all = t_init + dt_all
     stages = (logs["pre"], logs["scale"], joint)
-    anchor_overflow = logs["overflow"] | jnp.any(jnp.stack([r.flagged for r in stages]))
+    ran = ~logs["anchor_hidden"]  # a hidden anchor's stages ran but their results were dropped
+    anchor_overflow = logs["overflow"] | (ran & jnp.any(jnp.stack([r.flagged for r in stages])))
     iof_trace = None
     if config.record_trace:
         width = max(r.trace.shape[1] for r in stages)
         iof_trace = jnp.stack([_pad_trace(r.trace, width) for r in stages])
     finite = (hand.finite & jnp.all(out["finite"]) & logs["hand"].finite
-              & jnp.all(jnp.stack([r.finite for r in stages])) & jnp.all(jnp.isfinite(T_all)))
+              & (jnp.all(jnp.stack([r.finite for r in stages])) | ~ran)
+              & jnp.all(jnp.isfinite(T_all)))
     return TrackResult(
         T_cam_obj=T_all, obj_scale=on.obj_scale, hand_scale=hand.scale, hand_transl=th_all,
         processed=processed, onset=onset, anchor=anchor, onset_found=found,
@@ -372,8 +374,8 @@ def track_sequence(seq: Sequence, prep: Prepared, model: mano.ManoModel, hyper: 
     # term shrank and moved a torus hidden there (12 % scale, 5 cm). Its starting pose and
     # scale are kept.
     on = _select(hidden[anchor], start, fitted)
-    logs.update(hand=h0, overflow=search_overflow | logs.pop("icp_overflow"),
-                anchor_hidden=hidden[anchor])
+    logs.update(hand=h0, anchor_hidden=hidden[anchor],
+                overflow=search_overflow | (logs.pop("icp_overflow") & ~hidden[anchor]))
     sched, extra = _schedule(config, seq.valid, seq.mesh, on.obj_scale,
                              hand.pose.kps_rel + hand.pose.t_init[:, None], anchor)
     steps = jax.tree.map(lambda x: x[1:], sched)  # step 0 is the anchor frame, done above
