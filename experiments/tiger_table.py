@@ -87,6 +87,8 @@ def main() -> None:
     ap.add_argument("--data-seed", type=int, default=1, help="generator seed of training scenes")
     ap.add_argument("--test-seed", type=int, default=1000,
                     help="generator seed of the held-out scenes (dev split: 22)")
+    ap.add_argument("--proj-mapping", choices=("prior", "refined"), default="prior",
+                    help="L_proj's correspondence J(i) (TigerTrainConfig.proj_mapping)")
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args()
     seeds = [int(x) for x in args.seeds.split(",")]
@@ -114,6 +116,7 @@ def main() -> None:
                                          batch_size=args.batch_size, learning_rate=args.lr,
                                          phase2_learning_rate=args.phase2_lr, seed=seed,
                                          cosine=not args.constant_lr,
+                                         proj_mapping=args.proj_mapping,
                                          log_every=50, **over)
             res = tiger.train_tiger(model_cfg, cfg, batch)
             t1 = time.perf_counter()

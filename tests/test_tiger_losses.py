@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from jax.test_util import check_grads
 
 from hoijax import metrics, tiger
@@ -115,3 +118,42 @@ def test_eq7_sums_the_terms_with_lambda_proj_on_crop_normalised_projections():
                   + 0.1 * t["weight"] + 0.01 * PROJ_SCALE / crop * t["proj"])
         np.testing.assert_allclose(float(total), float(expect), rtol=1e-5)
     assert PROJ_SCALE == 1e4 and float(t["proj"]) > 1.0  # pixels, a non-trivial error
+
+
+def test_refined_proj_mapping_is_the_nearest_refined_point_without_gradient_through_it():
+    # proj_mapping="refined": J(i) is the refined point nearest to V_i, recomputed from the
+    # prediction (a NumPy brute force here), and L_proj's gradient is that of the fixed-mapping
+    # loss at that J (the choice itself carries none); all points equal stays finite.
+    rng = np.random.default_rng(4)
+    a, b = _clouds(rng, 24, 20)
+    f = lambda x: jnp.asarray(x, jnp.float32)  # noqa: E731
+    near = np.argmin(((b[:, None] - a[None]) ** 2).sum(-1), axis=1)
+    out = tiger.TigerOutput(
+        points_obj=f(a), attention1=jnp.full((4, 16), 1 / 16), attention2=jnp.full((4, 16), 1 / 16),
+        patch2_index=jnp.arange(4), mask_logits=jnp.zeros((4, 4)),
+        hand_uv_px=jnp.zeros((21, 2)), hand_joints_cam=jnp.zeros((21, 3)) + f([0, 0, 0.5]),
+        obj_center_uv_px=jnp.zeros(2), obj_center_cam=f([0.0, 0.0, 0.5]))
+    prior_map = (near + 1) % 24  # a different (the prior's) mapping
+    tgt = tiger.TigerTarget(points_obj=f(b), center_cam=f([0.0, 0.01, 0.5]),
+                            hand_joints_cam=jnp.zeros((21, 3)) + f([0, 0, 0.5]),
+                            mask=jnp.zeros((4, 4)), mapping=jnp.asarray(prior_map), K=f(K))
+    w = tiger.TigerLossWeights()
+
+    def proj_term(points, mode):
+        o = dataclasses.replace(out, points_obj=points)
+        return tiger.tiger_loss(o, tgt, f(a), w, 256, mode)[1]["proj"]
+
+    def fixed(points, mapping):
+        return tiger.proj_loss(points, tgt.points_obj, tgt.center_cam, jnp.asarray(mapping), tgt.K)
+
+    np.testing.assert_allclose(float(proj_term(f(a), "refined")), float(fixed(f(a), near)),
+                               rtol=1e-6)
+    np.testing.assert_allclose(float(proj_term(f(a), "prior")), float(fixed(f(a), prior_map)),
+                               rtol=1e-6)
+    g = jax.grad(proj_term)(f(a), "refined")
+    np.testing.assert_allclose(np.asarray(g), np.asarray(jax.grad(fixed)(f(a), near)),
+                               rtol=1e-5, atol=1e-7)
+    same = jnp.full((24, 3), 0.01)
+    assert np.isfinite(np.asarray(jax.grad(proj_term)(same, "refined"))).all()
+    with pytest.raises(ValueError, match="proj_mapping"):
+        proj_term(f(a), "nearest")

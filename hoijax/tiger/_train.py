@@ -75,6 +75,9 @@ class TigerTrainConfig:
     """λ_weight (0: the "w/o L_weight" ablation)."""
     w_proj: float = 0.01
     """λ_proj (0: the "w/o L_proj" ablation)."""
+    proj_mapping: str = "prior"
+    """L_proj's correspondence J(i): "prior" (the paper's, fixed by the ICP of the prior) or
+    "refined" (the refined point nearest to each ground-truth point, recomputed every step)."""
 
     @property
     def total_steps(self) -> int:
@@ -149,7 +152,8 @@ COSINE_FLOOR = 0.05
 
 
 def batch_loss(params, model_cfg: TigerConfig, arrays: dict, idx: jax.Array,
-               weights: TigerLossWeights, crop_px: int, phase: int):
+               weights: TigerLossWeights, crop_px: int, phase: int,
+               proj_mapping: str = "prior"):
     """Mean loss over the examples ``idx`` (phase 1: Eq. 7; phase 2: assembled L_rec)."""
     b = {k: v[idx] for k, v in arrays.items()}
 
@@ -160,19 +164,22 @@ def batch_loss(params, model_cfg: TigerConfig, arrays: dict, idx: jax.Array,
         if phase == 2:
             r = assembled_rec_loss(out, tgt)
             return r, {"rec_assembled": r}
-        return tiger_loss(out, tgt, prior, weights, crop_px)
+        return tiger_loss(out, tgt, prior, weights, crop_px, proj_mapping)
 
     per, terms = jax.vmap(one)(b["image"], b["K"], b["prior"], b["points"], b["center"],
                                b["joints"], b["mask"], b["mapping"])
     return jnp.mean(per), jax.tree.map(jnp.mean, terms)
 
 
-@functools.partial(jax.jit, static_argnames=("model_cfg", "opt", "crop_px", "phase"))
-def _train_step(state, idx, arrays, weights, *, model_cfg, opt, crop_px, phase):
+@functools.partial(jax.jit, static_argnames=("model_cfg", "opt", "crop_px", "phase",
+                                             "proj_mapping"))
+def _train_step(state, idx, arrays, weights, *, model_cfg, opt, crop_px, phase,
+                proj_mapping="prior"):
     key = "opt1" if phase == 1 else "opt2"
 
     def loss_fn(p):
-        return batch_loss(p, model_cfg, arrays, idx, weights, crop_px, phase)
+        return batch_loss(p, model_cfg, arrays, idx, weights, crop_px, phase,
+                          proj_mapping)
 
     (loss, terms), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
     terms = dict(terms, grad_norm=optax.tree.norm(grads))  # all groups, frozen ones too
@@ -249,7 +256,8 @@ def train_tiger(
         idx = batch_indices(train_cfg.seed, s, batch.num_examples, train_cfg.batch_size)
         state, loss, _ = _train_step(state, jnp.asarray(idx), batch.arrays, weights,
                                      model_cfg=model_cfg, opt=opt1 if phase == 1 else opt2,
-                                     crop_px=batch.crop_px, phase=phase)
+                                     crop_px=batch.crop_px, phase=phase,
+                                     proj_mapping=train_cfg.proj_mapping)
         pending.append(loss)
         flush = (s + 1) % train_cfg.log_every == 0 or s + 1 == end
         ckpt = mgr is not None and ((s + 1) % train_cfg.checkpoint_every == 0 or s + 1 == end)
