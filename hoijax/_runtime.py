@@ -78,6 +78,15 @@ def mappings() -> int:
         return 0
 
 
+_RELEASE_HOOKS: list = []
+
+
+def on_release(fn) -> None:
+    """Have :func:`release_compiled_programs` call ``fn()`` too (a module that keeps compiled
+    programs of its own drops them there)."""
+    _RELEASE_HOOKS.append(fn)
+
+
 def release_compiled_programs() -> None:
     """Drop JAX's compiled programs and the memory mappings they hold (the jitted functions
     stay usable: they compile again on their next call)."""
@@ -85,6 +94,8 @@ def release_compiled_programs() -> None:
 
     import jax
 
+    for fn in _RELEASE_HOOKS:
+        fn()
     jax.clear_caches()
     gc.collect()
 

@@ -277,3 +277,30 @@ def test_hidden_frames_are_carried_by_the_palm(batch, tracked, counted):
     for f, prev in after:
         want = tr.carried_pose(jnp.asarray(T[prev]), jnp.asarray(kps[prev]), jnp.asarray(kps[f]))
         np.testing.assert_allclose(T[f], np.asarray(want), atol=1e-4)
+
+
+def test_staged_programs_match_the_single_program_and_count_progress(batch, tracked, tmp_path,
+                                                                     monkeypatch):
+    """With a program folder (what the commands set), ``track_batch`` runs as three programs
+    exported to disk (anchor part, one schedule step, assembly) with progress counted in
+    Python: the same numbers as the single program (the fixture's, same keys) to 1e-5, one
+    count per processed frame after the anchor, and the programs written to the folder."""
+    from hoijax.tracking import _programs
+
+    seqs, b, prep, model = batch
+    ref, _ = tracked
+    monkeypatch.setattr(_programs, "_LOADED", {})
+    monkeypatch.setattr(_programs, "_FOLDER", None)
+    tr.use_program_cache(tmp_path)
+    count = []
+    res = tr.track_batch(b, prep, model, tr.TrackHyper(), CONFIG, jax.random.PRNGKey(0),
+                         tr.Progress(fn=lambda: count.append(1)))
+    for name in ("T_cam_obj", "hand_transl", "obj_scale", "hand_scale"):
+        np.testing.assert_allclose(np.asarray(getattr(res, name)),
+                                   np.asarray(getattr(ref, name)), atol=1e-5, err_msg=name)
+    for name in ("processed", "object_iters", "hand_iters", "anchor", "hidden", "overflow"):
+        np.testing.assert_array_equal(np.asarray(getattr(res, name)),
+                                      np.asarray(getattr(ref, name)), err_msg=name)
+    assert len(count) == int(np.sum(np.asarray(res.step_active)[:, 1:])) > 0
+    written = sorted(p.name.split("-")[0] for p in tmp_path.glob("*.jaxexport"))
+    assert written == ["track_begin", "track_finish", "track_step"]

@@ -30,6 +30,7 @@ from hoijax.tracking._driver import (
     sequence_key,
     track_sequences,
 )
+from hoijax.tracking._programs import program_cache, use_program_cache
 from hoijax.tracking._checks import input_warnings, term_activity, term_warnings
 from hoijax.tracking._evaluate import (
     ACCURACY_FRACTION,
@@ -88,6 +89,7 @@ from hoijax.tracking._track import (
 )
 
 __all__ = [
+    "program_cache", "use_program_cache",
     "DEFAULT_ONSET_TAU", "predict_pose", "RunOptions", "SEQUENCE_AXIS", "gather_run", "sequence_mesh", "HandFitConfig", "HandFitHyper", "ManoMismatchError", "ManoSource",
     "ACCURACY_FRACTION", "input_warnings", "term_activity", "term_warnings", "AGILE_COLUMNS", "agile_table", "MinimizeResult", "PER_FRAME_METRICS", "PER_SEQUENCE_METRICS",
     "Prepared", "Progress", "RESULT_FORMAT",

@@ -11,6 +11,12 @@ result is the same bit for bit whatever else is in the batch). Nothing
 depends on Python control flow over traced values, so a batch of the same padded shapes never
 recompiles.
 
+With a program folder (:func:`~hoijax.tracking.use_program_cache`, set by the commands),
+``track_batch`` runs the same functions as three programs kept on disk instead
+(:mod:`hoijax.tracking._programs`): ``_begin`` (initialization and the anchor frame's stages),
+``_frame_step`` (one step of the schedule, called once per step) and ``_finish`` (the
+assembly), so that a later process loads them without tracing.
+
 Host-side preparation (:func:`prepare`) builds what needs a mesh on the CPU: the object's SDF
 grid and its surface-sample pool.
 """
@@ -27,11 +33,12 @@ from jax.sharding import PartitionSpec as P
 from jaxtyping import Array, Bool, Float, Int
 
 from hoijax import geometry, losses, mano, sdf
+from hoijax.tracking import _programs
 from hoijax.data import HandParams, ObjectMesh, Sequence
 from hoijax.tracking._init import hand_in_mano_frame
 from hoijax.tracking._onset import onset_frame
 from hoijax.tracking._optimize import MinimizeResult
-from hoijax.tracking._schedule import adaptive_schedule, bidirectional_schedule
+from hoijax.tracking._schedule import Schedule, adaptive_schedule, bidirectional_schedule
 from hoijax.tracking._settings import TrackConfig, TrackHyper
 from hoijax.tracking._stages import (
     AnchorInput,
@@ -45,6 +52,7 @@ from hoijax.tracking._stages import (
 )
 from hoijax.tracking._state import (
     FrameInput,
+    FrameObs,
     Hand,
     ObjectModel,
     TrackState,
@@ -257,49 +265,85 @@ def predict_pose(T_prev: Float[Array, "4 4"], T_before: Float[Array, "4 4"], f_p
     return T_prev.at[:3, :3].set(R).at[:3, 3].set(t)
 
 
-def _scan_frames(config: TrackConfig, hyper: TrackHyper, on: TrackState, anchor, onset,
-                 frame_input, hidden_at, hand_kps, steps, progress: Progress | None,
-                 extra=0):
-    """Steps 1 and 2 over the bidirectional schedule after the anchor (one ``lax.scan``):
-    each step starts from the previous processed frame on its side of the anchor, or from the
-    motion of the last two extrapolated to it (``config.motion_prediction``). Where
-    ``hidden_at[f]`` (the object is not visible in frame ``f``), step 2 does not run: after
-    the onset the object moves with the hand's palm (``hand_kps``, per frame at zero
-    translation) since the previous processed frame, before it stays where it was. ``extra``:
-    the frames beyond the fixed schedule, announced to ``progress`` with the first step."""
+class _Begun(eqx.Module):
+    """One sequence after initialization and the anchor frame's stages: what the steps after
+    the anchor and the assembly of the result read."""
+
+    hand: Hand
+    obs: FrameObs
+    obj: ObjectModel
+    on: TrackState
+    anchor: Array
+    onset: Array
+    found: Array
+    hidden: Array
+    logs: dict
+    sched: Schedule
+    steps: _Steps
+    extra: Array
+
+
+def _frame_input(b: _Begun, f, k, active=True) -> FrameInput:
+    return FrameInput(frame_at(b.obs, f), frame_at(b.hand.pose, f), b.obj, k,
+                      jnp.asarray(active, bool))
+
+
+def _first_carry(b: _Begun):
+    anchor = jnp.asarray(b.anchor, b.steps.frame.dtype)
+    return (b.on, b.on.T_cam_obj, anchor, anchor)
+
+
+def _step_inputs(b: _Begun):
+    s = b.steps
+    return (s.frame, s.active, s.from_onset, s.key, jnp.arange(s.frame.shape[0]))
+
+
+def _frame_step(config: TrackConfig, hyper: TrackHyper, b: _Begun, carry, x):
+    """One step of the bidirectional schedule after the anchor (steps 1 and 2): it starts
+    from the previous processed frame on its side of the anchor, or from the motion of the
+    last two extrapolated to it (``config.motion_prediction``). Where ``b.hidden[f]`` (the
+    object is not visible in frame ``f``), step 2 does not run: after the onset the object
+    moves with the hand's palm (``b.hand.pose.kps_rel``, per frame at zero translation) since
+    the previous processed frame, before it stays where it was."""
+    prev, T_before, f_before, f_prev = carry
+    f, active, from_onset, k, _ = x
+    on, anchor, hand_kps = b.on, b.anchor, b.hand.pose.kps_rel
+    start = _select(from_onset, on, prev)
+    T_before = jnp.where(from_onset, on.T_cam_obj, T_before)
+    f_before = jnp.where(from_onset, anchor, f_before)
+    f_prev = jnp.where(from_onset, anchor, f_prev)
+    if config.motion_prediction > 0:
+        guess = predict_pose(start.T_cam_obj, T_before, f_prev, f_before, f,
+                             config.motion_prediction)
+        begin = eqx.tree_at(lambda s: s.T_cam_obj, start, guess)
+    else:
+        begin = start
+    carry_hidden = HiddenObject(b.hidden[f], f > b.onset, hand_kps[f_prev], hand_kps[f])
+    cur, (h, o) = track_frame(config, hyper, start, _frame_input(b, f, k, active), begin,
+                              carry_hidden)
+    hidden = active & b.hidden[f]
+    out = dict(T=cur.T_cam_obj, th=cur.hand_t, hi=h.num_iters, oi=o.num_iters,
+               terms=_step_terms(o, on.obj_scale.dtype), trace=o.trace,
+               finite=(o.finite & h.finite) | ~active, overflow=o.flagged & active,
+               hidden=hidden)
+    history = (jnp.where(active, start.T_cam_obj, T_before),
+               jnp.where(active, f_prev, f_before), jnp.where(active, f, f_prev))
+    return (_select(active, cur, prev), *history), out
+
+
+def _scan_frames(config: TrackConfig, hyper: TrackHyper, b: _Begun,
+                 progress: Progress | None):
+    """Steps 1 and 2 over the bidirectional schedule after the anchor: :func:`_frame_step`
+    in one ``lax.scan``. ``progress`` is called once per step, and the frames beyond the
+    fixed schedule (``b.extra``) are announced with the first."""
 
     def body(carry, x):
-        prev, T_before, f_before, f_prev = carry
-        f, active, from_onset, k, i = x
-        start = _select(from_onset, on, prev)
-        T_before = jnp.where(from_onset, on.T_cam_obj, T_before)
-        f_before = jnp.where(from_onset, anchor, f_before)
-        f_prev = jnp.where(from_onset, anchor, f_prev)
-        if config.motion_prediction > 0:
-            guess = predict_pose(start.T_cam_obj, T_before, f_prev, f_before, f,
-                                 config.motion_prediction)
-            begin = eqx.tree_at(lambda s: s.T_cam_obj, start, guess)
-        else:
-            begin = start
-        carry_hidden = HiddenObject(hidden_at[f], f > onset, hand_kps[f_prev], hand_kps[f])
-        cur, (h, o) = track_frame(config, hyper, start, frame_input(f, k, active), begin,
-                                  carry_hidden)
-        hidden = active & hidden_at[f]
-        if progress is not None:  # one callback per step, the announcement with the first
-            jax.debug.callback(progress, active, jnp.where(i == 0, extra, 0))
-        out = dict(T=cur.T_cam_obj, th=cur.hand_t, hi=h.num_iters, oi=o.num_iters,
-                   terms=_step_terms(o, on.obj_scale.dtype), trace=o.trace,
-                   finite=(o.finite & h.finite) | ~active, overflow=o.flagged & active,
-                   hidden=hidden)
-        history = (jnp.where(active, start.T_cam_obj, T_before),
-                   jnp.where(active, f_prev, f_before), jnp.where(active, f, f_prev))
-        return (_select(active, cur, prev), *history), out
+        carry, out = _frame_step(config, hyper, b, carry, x)
+        if progress is not None:
+            jax.debug.callback(progress, x[1], jnp.where(x[4] == 0, b.extra, 0))
+        return carry, out
 
-    anchor = jnp.asarray(anchor, steps.frame.dtype)
-    init = (on, on.T_cam_obj, anchor, anchor)
-    xs = (steps.frame, steps.active, steps.from_onset, steps.key,
-          jnp.arange(steps.frame.shape[0]))
-    return jax.lax.scan(body, init, xs)[1]
+    return jax.lax.scan(body, _first_carry(b), _step_inputs(b))[1]
 
 
 def _assemble(config: TrackConfig, seq: Sequence, hand: Hand, anchor, on: TrackState, logs,
@@ -349,21 +393,17 @@ def _assemble(config: TrackConfig, seq: Sequence, hand: Hand, anchor, on: TrackS
         hidden=scatter(out["hidden"], logs["anchor_hidden"], out["hidden"]) & seq.valid)
 
 
-def track_sequence(seq: Sequence, prep: Prepared, model: mano.ManoModel, hyper: TrackHyper,
-                   config: TrackConfig, key: Array, progress: Progress | None = None
-                   ) -> TrackResult:
-    """Track one padded sequence (unbatched leaves; ``vmap`` for batches): initialize (§3.2),
-    the anchor frame's stages, then one scan over frames both ways from the anchor (§3.3).
-    ``progress`` is called on the host after every processed frame."""
+def _begin(seq: Sequence, prep: Prepared, model: mano.ManoModel, hyper: TrackHyper,
+           config: TrackConfig, key: Array) -> _Begun:
+    """Initialization (§3.2) and the anchor frame's stages of one sequence."""
     k_hand, k_obj, k_iof, k_steps, k_depth, k_fit = jax.random.split(key, 6)
     onset, found = onset_frame(seq.object_mask, seq.hand_mask, seq.valid)
     hand = hand_stage(config, hyper, seq, model, (k_hand, k_fit))
     obs = observations(seq, config.hand_depth_points, k_depth)
     obj = ObjectModel(mesh=seq.mesh, grid=prep.grid, pool=prep.pool)
 
-    def frame_input(f, k, active=True):
-        return FrameInput(frame_at(obs, f), frame_at(hand.pose, f), obj, k,
-                          jnp.asarray(active, bool))
+    def frame_input(f, k):
+        return FrameInput(frame_at(obs, f), frame_at(hand.pose, f), obj, k, jnp.asarray(True))
 
     hidden = hidden_frames(seq.object_mask, seq.valid, config.hidden_fraction)
     start, anchor, search_overflow = initial_object(config, seq, obj, onset)
@@ -381,9 +421,23 @@ def track_sequence(seq: Sequence, prep: Prepared, model: mano.ManoModel, hyper: 
     steps = jax.tree.map(lambda x: x[1:], sched)  # step 0 is the anchor frame, done above
     steps = _Steps(steps.frame, steps.active, steps.from_onset,
                    jax.random.split(k_steps, steps.frame.shape[0]))
-    out = _scan_frames(config, hyper, on, anchor, onset, frame_input, hidden,
-                       hand.pose.kps_rel, steps, progress, extra)
-    return _assemble(config, seq, hand, anchor, on, logs, out, sched, onset, found)
+    return _Begun(hand=hand, obs=obs, obj=obj, on=on, anchor=anchor, onset=onset, found=found,
+                  hidden=hidden, logs=logs, sched=sched, steps=steps, extra=extra)
+
+
+def _finish(config: TrackConfig, seq: Sequence, b: _Begun, out) -> TrackResult:
+    return _assemble(config, seq, b.hand, b.anchor, b.on, b.logs, out, b.sched, b.onset,
+                     b.found)
+
+
+def track_sequence(seq: Sequence, prep: Prepared, model: mano.ManoModel, hyper: TrackHyper,
+                   config: TrackConfig, key: Array, progress: Progress | None = None
+                   ) -> TrackResult:
+    """Track one padded sequence (unbatched leaves; ``vmap`` for batches): initialize (§3.2),
+    the anchor frame's stages, then one scan over frames both ways from the anchor (§3.3).
+    ``progress`` is called on the host after every processed frame."""
+    b = _begin(seq, prep, model, hyper, config, key)
+    return _finish(config, seq, b, _scan_frames(config, hyper, b, progress))
 
 
 def hidden_frames(object_mask: Bool[Array, "N H W"], valid: Bool[Array, " N"],
@@ -499,6 +553,70 @@ def _check_divisible(batch: Sequence, mesh: Mesh | None) -> None:
                          "pad it to a multiple (the driver does)")
 
 
+def _begin_all(config, batch, prep, model, hyper, keys):
+    b = jax.vmap(lambda s, q, k: _begin(s, q, model, hyper, config, k))(batch, prep, keys)
+    return b, jax.vmap(_first_carry)(b)
+
+
+def _step_all(config, hyper, b, carry, i):
+    def one(bb, c):
+        return _frame_step(config, hyper, bb, c, jax.tree.map(lambda a: a[i], _step_inputs(bb)))
+
+    return jax.vmap(one)(b, carry)
+
+
+def _finish_all(config, batch, b, outs):
+    out = jax.tree.map(lambda *xs: jnp.stack(xs, axis=1), *outs)
+    return jax.vmap(lambda s, bb, o: _finish(config, s, bb, o))(batch, b, out)
+
+
+def _track_batch_staged(batch, prep, model, hyper, config, keys, progress):
+    """:func:`track_batch` as three exported programs (:mod:`hoijax.tracking._programs`):
+    the anchor frame's part, one schedule step (called per step) and the assembly; progress
+    is counted here, after each step has run. The three are loaded (or traced) first and
+    compiled side by side in threads."""
+    _compile_staged(batch, prep, model, hyper, config, keys)
+    b, carry = _programs.call("track_begin", lambda *a: _begin_all(config, *a), config,
+                              batch, prep, model, hyper, keys)
+    active, extra = np.asarray(b.steps.active), np.asarray(b.extra)
+    outs = []
+    for i in range(active.shape[1]):
+        carry, out = _programs.call("track_step", lambda *a: _step_all(config, *a), config,
+                                    hyper, b, carry, np.int32(i))
+        outs.append(out)
+        if progress is not None:
+            jax.block_until_ready(carry)
+            for j in range(active.shape[0]):
+                progress(active[j, i], extra[j] if i == 0 else 0)
+    return _programs.call("track_finish", lambda *a: _finish_all(config, *a), config,
+                          batch, b, tuple(outs))
+
+
+def _compile_staged(batch, prep, model, hyper, config, keys) -> None:
+    """Load or trace the three programs (the later two from shapes alone) and compile them
+    side by side."""
+    import concurrent.futures
+
+    begin = _programs.load("track_begin", lambda *a: _begin_all(config, *a), config,
+                           batch, prep, model, hyper, keys)
+    if begin is None:
+        return
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        compiling = [pool.submit(begin.compile)]
+        b, carry = begin.out_shapes
+        step = _programs.load("track_step", lambda *a: _step_all(config, *a), config,
+                              hyper, b, carry, jax.ShapeDtypeStruct((), jnp.int32))
+        if step is not None:
+            compiling.append(pool.submit(step.compile))
+            out = step.out_shapes[1]
+            finish = _programs.load("track_finish", lambda *a: _finish_all(config, *a),
+                                    config, batch, b, (out,) * b.steps.active.shape[1])
+            if finish is not None:
+                compiling.append(pool.submit(finish.compile))
+        for c in compiling:
+            c.result()
+
+
 def track_batch(batch: Sequence, prep: Prepared, model: mano.ManoModel, hyper: TrackHyper,
                 config: TrackConfig, key: Array, progress: Progress | None = None,
                 mesh: Mesh | None = None) -> TrackResult:
@@ -506,8 +624,13 @@ def track_batch(batch: Sequence, prep: Prepared, model: mano.ManoModel, hyper: T
     one key per sequence (B, 2), or one key that is split into B (then a sequence's random
     choices depend on its slot; the driver gives each sequence its own). With ``mesh``
     (:func:`sequence_mesh`), the sequences are split over its devices, B a multiple of their
-    number."""
+    number. With a program folder (:func:`~hoijax.tracking.use_program_cache`), no mesh and
+    ``config.batching="vmap"``, it runs as three programs kept on disk instead
+    (:mod:`hoijax.tracking._programs`): a later process loads them without tracing."""
     _check_divisible(batch, mesh)
+    if _programs.program_cache() is not None and mesh is None and config.batching != "map":
+        return _track_batch_staged(batch, prep, model, hyper, config, _keys(key, batch),
+                                   progress)
     return _track_batch(batch, prep, model, hyper, config, _keys(key, batch),
                         jnp.ones(batch.valid.shape[0], jnp.int32), progress, mesh)
 
