@@ -570,47 +570,68 @@ def _finish_all(config, batch, b, outs):
     return jax.vmap(lambda s, bb, o: _finish(config, s, bb, o))(batch, b, out)
 
 
-def _track_batch_staged(batch, prep, model, hyper, config, keys, progress):
-    """:func:`track_batch` as three exported programs (:mod:`hoijax.tracking._programs`):
-    the anchor frame's part, one schedule step (called per step) and the assembly; progress
-    is counted here, after each step has run. The three are loaded (or traced) first and
-    compiled side by side in threads."""
-    _compile_staged(batch, prep, model, hyper, config, keys)
-    b, carry = _programs.call("track_begin", lambda *a: _begin_all(config, *a), config,
+def _begin_grid(config, batch, prep, model, hypers, keys):
+    return jax.vmap(lambda h: _begin_all(config, batch, prep, model, h, keys))(hypers)
+
+
+def _step_grid(config, hypers, b, carry, i):
+    return jax.vmap(lambda h, bb, c: _step_all(config, h, bb, c, i))(hypers, b, carry)
+
+
+def _finish_grid(config, batch, b, outs):
+    return jax.vmap(lambda bb, o: _finish_all(config, batch, bb, o))(b, outs)
+
+
+_STAGES = {False: ("track", _begin_all, _step_all, _finish_all),
+           True: ("ablate", _begin_grid, _step_grid, _finish_grid)}
+"""Per ``grid`` (a stacked :class:`TrackHyper`, leading axis G): the programs' name prefix
+and the functions of the three stages."""
+
+
+def _track_batch_staged(batch, prep, model, hyper, config, keys, progress, grid=False):
+    """:func:`track_batch` (``grid``: :func:`ablate_batch`) as three exported programs
+    (:mod:`hoijax.tracking._programs`): the anchor frame's part, one schedule step (called
+    per step) and the assembly; progress is counted here, after each step has run. The three
+    are loaded (or traced) first and compiled side by side in threads."""
+    name, begin_fn, step_fn, finish_fn = _STAGES[grid]
+    _compile_staged(batch, prep, model, hyper, config, keys, grid)
+    b, carry = _programs.call(f"{name}_begin", lambda *a: begin_fn(config, *a), config,
                               batch, prep, model, hyper, keys)
     active, extra = np.asarray(b.steps.active), np.asarray(b.extra)
+    active, extra = active.reshape(-1, active.shape[-1]), extra.reshape(-1)  # (G·B, S)
     outs = []
     for i in range(active.shape[1]):
-        carry, out = _programs.call("track_step", lambda *a: _step_all(config, *a), config,
+        carry, out = _programs.call(f"{name}_step", lambda *a: step_fn(config, *a), config,
                                     hyper, b, carry, np.int32(i))
         outs.append(out)
         if progress is not None:
             jax.block_until_ready(carry)
             for j in range(active.shape[0]):
                 progress(active[j, i], extra[j] if i == 0 else 0)
-    return _programs.call("track_finish", lambda *a: _finish_all(config, *a), config,
+    return _programs.call(f"{name}_finish", lambda *a: finish_fn(config, *a), config,
                           batch, b, tuple(outs))
 
 
-def _compile_staged(batch, prep, model, hyper, config, keys) -> None:
+def _compile_staged(batch, prep, model, hyper, config, keys, grid=False) -> None:
     """Load or trace the three programs (the later two from shapes alone) and compile them
     side by side."""
     import concurrent.futures
 
-    begin = _programs.load("track_begin", lambda *a: _begin_all(config, *a), config,
+    name, begin_fn, step_fn, finish_fn = _STAGES[grid]
+    begin = _programs.load(f"{name}_begin", lambda *a: begin_fn(config, *a), config,
                            batch, prep, model, hyper, keys)
     if begin is None:
         return
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
         compiling = [pool.submit(begin.compile)]
         b, carry = begin.out_shapes
-        step = _programs.load("track_step", lambda *a: _step_all(config, *a), config,
+        step = _programs.load(f"{name}_step", lambda *a: step_fn(config, *a), config,
                               hyper, b, carry, jax.ShapeDtypeStruct((), jnp.int32))
         if step is not None:
             compiling.append(pool.submit(step.compile))
             out = step.out_shapes[1]
-            finish = _programs.load("track_finish", lambda *a: _finish_all(config, *a),
-                                    config, batch, b, (out,) * b.steps.active.shape[1])
+            finish = _programs.load(f"{name}_finish", lambda *a: finish_fn(config, *a),
+                                    config, batch, b, (out,) * b.steps.active.shape[-1])
             if finish is not None:
                 compiling.append(pool.submit(finish.compile))
         for c in compiling:
@@ -660,8 +681,12 @@ def ablate_batch(batch: Sequence, prep: Prepared, model: mano.ManoModel, hypers:
     G on its leaves, :func:`stack_hypers`): results have leading axes (G, B). One compiled
     program; the same keys for every setting, so settings differ only in their numbers.
     ``key`` and ``mesh`` as in :func:`track_batch` (the sequence axis is split; every device
-    runs every setting)."""
+    runs every setting); with a program folder, no mesh and ``batching="vmap"``, three
+    programs kept on disk, as :func:`track_batch`."""
     _check_divisible(batch, mesh)
+    if _programs.program_cache() is not None and mesh is None and config.batching != "map":
+        return _track_batch_staged(batch, prep, model, hypers, config, _keys(key, batch),
+                                   progress, grid=True)
     return _ablate_batch(batch, prep, model, hypers, config, _keys(key, batch),
                          jnp.ones(batch.valid.shape[0], jnp.int32),
                          jnp.ones(jax.tree.leaves(hypers)[0].shape[0], jnp.int32), progress,
