@@ -18,9 +18,15 @@ anything):
   commands ran before; JAX does not write a program with host callbacks to its persistent
   cache, so its warm start compiles again).
 
-    python experiments/bench_startup.py [--repeats 2] [--out FILE]
+``--parts`` breaks the staged cold start down instead: per program, tracing and exporting
+(``export_s``), XLA's compilation alone and one program at a time (``compile_s``), and the size
+of the module XLA is given (``stablehlo_ops``); then one run of the three (``run_s``, after a
+warm-up). Each repeat is a fresh process with an empty program folder and no compilation cache.
 
-Writes ``experiments/results/bench_startup_<backend>.json``.
+    python experiments/bench_startup.py [--repeats 2] [--parts] [--out FILE]
+
+Writes ``experiments/results/bench_startup_<backend>.json`` (``bench_startup_parts_<backend>.json``
+with ``--parts``).
 """
 
 from __future__ import annotations
@@ -70,6 +76,97 @@ print("RESULT " + json.dumps({"first_s": times[0], "run_s": times[1],
 """
 
 
+_PARTS = r"""
+import json, re, tempfile, time
+import jax, jax.numpy as jnp
+from hoijax import data, mano, tracking as tr
+from hoijax.tracking import _programs
+from hoijax.tracking._track import _STAGES, _keys
+
+tr.use_program_cache(tempfile.mkdtemp())
+cfg, hyper = tr.TrackConfig(), tr.TrackHyper()
+seq = data.generate_sequence(data.SyntheticConfig(seed=0, num_frames=11,
+                                                  image_size=(128, 128)))
+prep = tr.stack_prepared([tr.prepare(seq, cfg, sdf_resolution=32)])
+batch = data.stack_sequences([seq])
+model = mano.synthetic_mano("right")
+keys = _keys(jax.random.PRNGKey(0), batch)
+name, begin_fn, step_fn, finish_fn = _STAGES[False]
+parts, programs = {}, {}
+
+def load(part, fn, *args):
+    t0 = time.perf_counter()
+    programs[part] = _programs.load(f"{name}_{part}", lambda *a: fn(cfg, *a), cfg, *args)
+    parts[part] = {"export_s": time.perf_counter() - t0}
+    return programs[part]
+
+b, carry = load("begin", begin_fn, batch, prep, model, hyper, keys).out_shapes
+out = load("step", step_fn, hyper, b, carry, jax.ShapeDtypeStruct((), jnp.int32)).out_shapes[1]
+load("finish", finish_fn, batch, b, (out,) * b.steps.active.shape[-1])
+for part, p in programs.items():
+    lowered = p._jitted.lower(*p._leaves)
+    text = lowered.as_text()
+    parts[part]["stablehlo_ops"] = len(re.findall(r"= (?:stablehlo|chlo)[.]", text))
+    t0 = time.perf_counter()
+    p._compiled = lowered.compile()  # what Program.compile keeps, so run() compiles nothing
+    parts[part]["compile_s"] = time.perf_counter() - t0
+
+def run():
+    b, carry = _programs.call(f"{name}_begin", lambda *a: begin_fn(cfg, *a), cfg,
+                              batch, prep, model, hyper, keys)
+    outs = []
+    for i in range(b.steps.active.shape[-1]):
+        carry, o = _programs.call(f"{name}_step", lambda *a: step_fn(cfg, *a), cfg,
+                                  hyper, b, carry, jnp.int32(i))
+        outs.append(o)
+    jax.block_until_ready(_programs.call(f"{name}_finish", lambda *a: finish_fn(cfg, *a),
+                                         cfg, batch, b, tuple(outs)))
+
+run()
+t0 = time.perf_counter()
+run()
+print("RESULT " + json.dumps({"parts": parts, "run_s": time.perf_counter() - t0,
+                              "backend": jax.default_backend()}))
+"""
+
+
+def _parts(args) -> None:
+    env = dict(os.environ, HOIJAX_COMPILE_CACHE="0",
+               PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    runs = []
+    for i in range(args.repeats):
+        out = subprocess.run([sys.executable, "-c", _PARTS], env=env, capture_output=True,
+                             text=True, cwd="/")
+        if out.returncode:
+            raise SystemExit(f"the timed process failed:\n{out.stderr[-3000:]}")
+        line = [x for x in out.stdout.splitlines() if x.startswith("RESULT ")][-1]
+        runs.append(json.loads(line[len("RESULT "):]))
+        print(f"repeat {i}: {json.dumps(runs[-1])}", flush=True)
+    med = {part: {k: statistics.median(r["parts"][part][k] for r in runs)
+                  for k in runs[0]["parts"][part]} for part in runs[0]["parts"]}
+    report = {"command": " ".join(sys.argv), "machine": _machine(),
+              "versions": package_versions("jax", "jaxlib", "equinox"),
+              "program": "the staged tracker (track_batch with a program folder), default "
+                         "TrackConfig, batch 1, 11 frames, 128x128",
+              "repeats": args.repeats, "median": med,
+              "run_s_median": statistics.median(r["run_s"] for r in runs), "runs": runs}
+    out = args.out or RESULTS / f"bench_startup_parts_{runs[0]['backend']}.json"
+    _write(out, report)
+
+
+def _machine() -> dict:
+    return {"platform": platform.platform(), "cpus": os.cpu_count(),
+            "affinity": len(os.sched_getaffinity(0)),
+            "load_average_at_end": list(os.getloadavg())}
+
+
+def _write(out: Path, report: dict) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    print(json.dumps(report["median"], indent=2))
+    print(f"wrote {out}")
+
+
 def _one(staged: bool, cache: Path) -> dict:
     env = dict(os.environ, HOIJAX_COMPILE_CACHE=str(cache),
                PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
@@ -84,8 +181,12 @@ def _one(staged: bool, cache: Path) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--parts", action="store_true",
+                    help="time each staged program's export and compilation apart")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
+    if args.parts:
+        return _parts(args)
     runs: dict[str, list[dict]] = {}
     for i in range(args.repeats):
         for path in ("staged", "single"):
@@ -101,9 +202,7 @@ def main() -> None:
               for state in ("cold", "warm")}
     report = {
         "command": " ".join(sys.argv),
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
-                    "affinity": len(os.sched_getaffinity(0)),
-                    "load_average_at_end": list(os.getloadavg())},
+        "machine": _machine(),
         "versions": package_versions("jax", "jaxlib", "equinox"),
         "program": "track_batch with a progress receiver, default TrackConfig, batch 1, "
                    "11 frames, 128x128",
@@ -111,11 +210,7 @@ def main() -> None:
         "startup_ratio_staged_over_single": ratios, "runs": runs,
     }
     backend = runs["staged/cold"][0]["backend"]
-    out = args.out or RESULTS / f"bench_startup_{backend}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
-    print(json.dumps({"median": med, "startup_ratio_staged_over_single": ratios}, indent=2))
-    print(f"wrote {out}")
+    _write(args.out or RESULTS / f"bench_startup_{backend}.json", report)
 
 
 if __name__ == "__main__":
