@@ -237,11 +237,14 @@ def test_anchor_stages_equal_the_stages_one_after_another(frame_data):
 
     got = jax.jit(lambda s: st.anchor_stages(config, hyper, s, anc))(start)
     want = jax.jit(in_order)(start)
-    # Equal up to float32 rounding (the programs fuse differently: 2e-6 at most when written).
+    # Equal up to float32 rounding, which the stages' Adam steps amplify (the programs fuse
+    # differently): 2e-6 at most when written; on an AMD EPYC VM 6.2e-5 in the pose and
+    # 2.8e-4 in one loss term of the per-step traces.
     for (path, a), b in zip(jax.tree_util.tree_leaves_with_path(got), jax.tree.leaves(want),
                             strict=True):
+        name = jax.tree_util.keystr(path)
         np.testing.assert_allclose(np.asarray(a, float), np.asarray(b, float), rtol=1e-4,
-                                   atol=1e-5, err_msg=jax.tree_util.keystr(path))
+                                   atol=1e-3 if "trace" in name else 2e-4, err_msg=name)
     # Every stage ran and moved the state: the comparison is not between two no-ops.
     assert all(int(got[1][k].num_iters) > 0 for k in ("pre", "scale", "joint"))
     assert not np.allclose(np.asarray(got[0].obj_scale), np.asarray(start.obj_scale))
