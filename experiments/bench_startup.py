@@ -19,7 +19,8 @@ anything):
   cache, so its warm start compiles again).
 
 ``--parts`` breaks the staged cold start down instead: per program, tracing and exporting
-(``export_s``), XLA's compilation alone and one program at a time (``compile_s``), and the size
+(``export_s``), XLA's compilation alone and one program at a time (``compile_s``, and the CPU
+time of all its threads, ``compile_cpu_s``), and the size
 of the module XLA is given (``stablehlo_ops``); then one run of the three (``run_s``, after a
 warm-up). Each repeat is a fresh process with an empty program folder and no compilation cache.
 
@@ -107,9 +108,10 @@ for part, p in programs.items():
     lowered = p._jitted.lower(*p._leaves)
     text = lowered.as_text()
     parts[part]["stablehlo_ops"] = len(re.findall(r"= (?:stablehlo|chlo)[.]", text))
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     p._compiled = lowered.compile()  # what Program.compile keeps, so run() compiles nothing
     parts[part]["compile_s"] = time.perf_counter() - t0
+    parts[part]["compile_cpu_s"] = time.process_time() - c0  # all threads: XLA's parallelism
 
 def run():
     b, carry = _programs.call(f"{name}_begin", lambda *a: begin_fn(cfg, *a), cfg,
