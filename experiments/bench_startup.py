@@ -113,16 +113,8 @@ for part, p in programs.items():
     parts[part]["compile_s"] = time.perf_counter() - t0
     parts[part]["compile_cpu_s"] = time.process_time() - c0  # all threads: XLA's parallelism
 
-def run():
-    b, carry = _programs.call(f"{name}_begin", lambda *a: begin_fn(cfg, *a), cfg,
-                              batch, prep, model, hyper, keys)
-    outs = []
-    for i in range(b.steps.active.shape[-1]):
-        carry, o = _programs.call(f"{name}_step", lambda *a: step_fn(cfg, *a), cfg,
-                                  hyper, b, carry, jnp.int32(i))
-        outs.append(o)
-    jax.block_until_ready(_programs.call(f"{name}_finish", lambda *a: finish_fn(cfg, *a),
-                                         cfg, batch, b, tuple(outs)))
+def run():  # track_batch's staged path, on the programs loaded and compiled above
+    jax.block_until_ready(tr.track_batch(batch, prep, model, hyper, cfg, keys))
 
 run()
 t0 = time.perf_counter()
