@@ -54,6 +54,11 @@ def test_term_activity_counts_processed_frames_with_a_nonzero_term(seq):
                       jnp.asarray([0, 1, 0, 1, 0, 0], bool), is_leaf=lambda x: x is None)
     warn = tr.term_warnings(seq, hid, dino_weight=10.0, depth_weight=5.0)
     assert len(warn) == 2 and "not visible in 2 of 5 processed frames" in warn[1]
+    # ... and, with the frame from which the hand held it, which moved with the hand.
+    held = eqx.tree_at(lambda r: r.carry_from, hid, jnp.int32(2), is_leaf=lambda x: x is None)
+    warn = tr.term_warnings(seq, held, dino_weight=10.0, depth_weight=5.0)
+    assert "moved with the hand in 1 (from frame 2 on" in warn[1]
+    assert "left where it was in 1" in warn[1]
     # ... and a hidden anchor frame (anchor 0 here) gets its own line.
     hid_anchor = eqx.tree_at(lambda r: r.hidden, hid, jnp.asarray([1, 1, 0, 0, 0, 0], bool))
     warn = tr.term_warnings(seq, hid_anchor, dino_weight=10.0, depth_weight=5.0)

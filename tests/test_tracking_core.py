@@ -343,6 +343,54 @@ def test_a_hidden_object_is_carried_by_the_palm_and_hidden_frames_are_found():
         tracking.TrackConfig(hidden_fraction=1.0)
 
 
+def test_hidden_frames_are_carried_from_where_the_hand_reaches_the_object():
+    """``carry_from``: the start of the unbroken run of frames up to the anchor in which the
+    hand (each frame's initial one, moved by the anchor's refinement) comes within
+    ``contact_m`` of the object at the anchor's pose; the onset rule (``onset + 1``) where the
+    hand does not touch it at the anchor, or ``contact_m`` is 0. The object: a sphere's
+    exact SDF on a grid (points beyond the box get an upper bound, here far anyway)."""
+    from hoijax import sdf
+    from hoijax.tracking import stages
+
+    radius, centre, res = 0.04, np.array([0.0, 0.0, 0.5]), 24
+    axis = np.linspace(-0.12, 0.12, res)
+    pts = np.stack(np.meshgrid(axis, axis, axis, indexing="ij"), -1)
+    grid = sdf.SdfGrid(jnp.asarray(np.linalg.norm(pts, axis=-1) - radius, jnp.float32),
+                       jnp.full(3, -0.12, jnp.float32), jnp.float32(axis[1] - axis[0]))
+    T = np.eye(4)
+    T[:3, 3] = centre
+    # The hand's closest point per frame, metres from the surface along +x (the hand: a small
+    # cloud of 778 points behind that point). Frame 2 comes close and leaves again.
+    gaps = np.array([0.09, 0.06, 0.012, 0.05, 0.015, 0.008, 0.0, -0.004, 0.002])
+    n, anchor = len(gaps), 6
+    cloud = np.random.default_rng(0).uniform(0.0, 0.03, (778, 3)) * [1.0, 0.3, 0.3]
+    verts = np.stack([cloud + [radius + g, 0.0, 0.0] for g in gaps])
+    t_init = np.tile(centre, (n, 1))
+    shift = np.array([0.003, 0.0, 0.0])  # the anchor's refinement of the translation
+    hand = stages.HandPose(verts_rel=jnp.asarray(verts - shift, jnp.float32),
+                           kps_rel=jnp.zeros((n, 21, 3)), normals_rel=jnp.zeros((n, 778, 3)),
+                           t_init=jnp.asarray(t_init, jnp.float32))
+    on = stages.TrackState(jnp.asarray(T, jnp.float32), jnp.ones(3, jnp.float32),
+                           jnp.asarray(centre + shift, jnp.float32), jnp.zeros((778, 3)))
+    valid = jnp.ones(n, bool)
+
+    def first(contact_m, anchor=anchor, onset=1, valid=valid):
+        return int(stages.carry_from(on, grid, hand, valid, jnp.int32(anchor), jnp.int32(onset),
+                                     contact_m))
+
+    assert first(0.02) == 4        # frame 3 is 5 cm away; 4 to the anchor within 2 cm
+    assert first(0.01) == 5        # frame 4 (1.5 cm) no longer counts
+    assert first(0.1) == 0         # every frame touches
+    assert first(0.0) == 2         # off: the frame after the onset
+    assert first(0.02, anchor=1) == 2   # not touching at the anchor: the onset rule
+    assert first(0.02, valid=valid.at[5].set(False)) == 6  # an invalid frame breaks the run
+    # The anchor's refinement moves every frame's hand 3 mm out: without it frame 4 would be
+    # 1.2 cm away and count at 1.4 cm.
+    assert first(0.014) == 5
+    with pytest.raises(ValueError, match="carry_contact_m"):
+        tracking.TrackConfig(carry_contact_m=-0.01)
+
+
 def _pose(w, t):
     T = np.eye(4)
     T[:3, :3] = np.asarray(geometry.axis_angle_to_matrix(jnp.asarray(w, jnp.float64)))

@@ -80,11 +80,17 @@ def term_warnings(seq: data.Sequence, result: TrackResult, dino_weight: float,
         out.append(f"L_depth was active in only {100 * act['depth']:.0f} % of the processed "
                    "frames")
     if result.hidden is not None and bool(np.any(np.asarray(result.hidden))):
-        k = int(np.sum(np.asarray(result.hidden)))
-        m = int(np.sum(np.asarray(result.processed)))
-        out.append(f"the object was not visible in {k} of {m} processed frames "
-                   "(TrackConfig.hidden_fraction): not fitted there, moved with the hand")
+        hidden = np.flatnonzero(np.asarray(result.hidden))
+        k, m = len(hidden), int(np.sum(np.asarray(result.processed)))
         anchor = int(result.anchor)
+        how = "moved with the hand"
+        if result.carry_from is not None:  # (a hidden anchor is neither: said below)
+            steps = hidden[hidden != anchor]
+            held = int(np.sum(steps >= int(result.carry_from)))
+            how = (f"moved with the hand in {held} (from frame {int(result.carry_from)} on, "
+                   f"TrackConfig.carry_contact_m), left where it was in {len(steps) - held}")
+        out.append(f"the object was not visible in {k} of {m} processed frames "
+                   f"(TrackConfig.hidden_fraction): not fitted there, {how}")
         if bool(np.asarray(result.hidden)[anchor]):
             out.append(f"the object was not visible in the anchor frame {anchor}: its starting "
                        "pose and scale were kept (no anchor stages)")

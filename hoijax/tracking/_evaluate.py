@@ -250,6 +250,7 @@ def evaluate_sequence(result: TrackResult, seq: Sequence, model: mano.ManoModel,
             "diameter_mm": diameter, "obj_scale_err_pct": scale_err,
             "processed_frames": int(used.sum()), "interpolated_frames": int(between.sum()),
             "onset": int(result.onset),
+            "carry_from": None if result.carry_from is None else int(result.carry_from),
             "onset_gt": None if gt.onset_frame is None else int(gt.onset_frame),
             "finite": bool(result.finite), "symmetry": sym.describe()}
 

@@ -28,7 +28,7 @@ import jax.numpy as jnp
 import jaxlie
 from jaxtyping import Array, Bool, Float, Int
 
-from hoijax import geometry, mano
+from hoijax import geometry, losses, mano, sdf
 from hoijax.data import Sequence
 from hoijax.tracking._hand_fit import fit_hand
 from hoijax.tracking._init import (
@@ -153,11 +153,33 @@ def carried_pose(T: Float[Array, "4 4"], kps_from: Float[Array, "21 3"],
     return T.at[:3, :3].set(R @ T[:3, :3]).at[:3, 3].set(R @ T[:3, 3] + t)
 
 
+def carry_from(on: TrackState, grid: sdf.SdfGrid, hand: HandPose, valid: Bool[Array, " N"],
+               anchor: Int[Array, ""], onset: Int[Array, ""], contact_m: float) -> Int[Array, ""]:
+    """The first frame whose hidden object moves with the palm
+    (:attr:`TrackConfig.carry_contact_m`): the start of the unbroken run of frames, up to the
+    anchor, in which the hand's closest vertex lies within ``contact_m`` of the object at the
+    anchor's pose ``on`` (``grid``: its SDF; before the grasp the object rests there while the
+    hand approaches). Every frame's hand is its initial one (``hand.verts_rel +
+    hand.t_init``) moved by the anchor's refinement of the translation (``on.hand_t -
+    hand.t_init[anchor]``), so the anchor's hand is the one its stages fitted the object
+    against. ``onset + 1`` where the hand does not touch the object at the anchor, or
+    ``contact_m`` is 0 (static)."""
+    if contact_m <= 0:
+        return (onset + 1).astype(jnp.int32)
+    t = hand.t_init + (on.hand_t - hand.t_init[anchor])
+    verts = losses.cam_to_obj(on.T_cam_obj, hand.verts_rel + t[:, None])
+    closest = jnp.min(sdf.query_sdf_scaled(grid, verts, on.obj_scale), axis=-1)
+    touching = (closest < contact_m) & valid
+    frames = jnp.arange(touching.shape[0])
+    last_apart = jnp.max(jnp.where(~touching & (frames < anchor), frames, -1))
+    return jnp.where(touching[anchor], last_apart + 1, onset + 1).astype(jnp.int32)
+
+
 class HiddenObject(eqx.Module):
     """Whether a frame's image does not show the object (:func:`hoijax.tracking.hidden_frames`)
-    and what then moves it: after the onset (``in_hand``) the palm's motion between the hand
-    keypoints ``kps_from`` (the previous processed frame) and ``kps_to`` (this one), both at
-    zero translation; before it nothing."""
+    and what then moves it: where the hand holds it (``in_hand``, from :func:`carry_from` on)
+    the palm's motion between the hand keypoints ``kps_from`` (the previous processed frame)
+    and ``kps_to`` (this one), both at zero translation; elsewhere nothing."""
 
     hidden: Bool[Array, ""]
     in_hand: Bool[Array, ""]

@@ -44,6 +44,7 @@ from hoijax.tracking._stages import (
     AnchorInput,
     HiddenObject,
     anchor_stages,
+    carry_from,
     hand_stage,
     hand_step,
     initial_object,
@@ -206,9 +207,13 @@ class TrackResult(eqx.Module):
     hidden: Bool[Array, " N"] | None = None
     """Processed frames in which the object was not visible
     (:attr:`TrackConfig.hidden_fraction`), so step 2 did not run and the object moved with the
-    hand's palm (after the onset frame) or stayed (before it); at the anchor frame, its stages
-    did not run and the starting pose and scale were kept. None in results written before this
-    field existed."""
+    hand's palm (from :attr:`carry_from` on) or stayed (before it); at the anchor frame, its
+    stages did not run and the starting pose and scale were kept. None in results written
+    before this field existed."""
+    carry_from: Int[Array, ""] | None = None
+    """The first frame whose hidden object moves with the palm
+    (:attr:`TrackConfig.carry_contact_m`, :func:`hoijax.tracking.stages.carry_from`). None in
+    results written before this field existed."""
 
 
 def _interp_poses(T: Float[Array, "N 4 4"], t_h: Float[Array, "N 3"],
@@ -277,6 +282,7 @@ class _Begun(eqx.Module):
     onset: Array
     found: Array
     hidden: Array
+    carry_from: Array
     logs: dict
     sched: Schedule
     steps: _Steps
@@ -302,9 +308,9 @@ def _frame_step(config: TrackConfig, hyper: TrackHyper, b: _Begun, carry, x):
     """One step of the bidirectional schedule after the anchor (steps 1 and 2): it starts
     from the previous processed frame on its side of the anchor, or from the motion of the
     last two extrapolated to it (``config.motion_prediction``). Where ``b.hidden[f]`` (the
-    object is not visible in frame ``f``), step 2 does not run: after the onset the object
-    moves with the hand's palm (``b.hand.pose.kps_rel``, per frame at zero translation) since
-    the previous processed frame, before it stays where it was."""
+    object is not visible in frame ``f``), step 2 does not run: from ``b.carry_from`` on (the
+    hand holds the object) it moves with the hand's palm (``b.hand.pose.kps_rel``, per frame
+    at zero translation) since the previous processed frame, before it stays where it was."""
     prev, T_before, f_before, f_prev = carry
     f, active, from_onset, k, _ = x
     on, anchor, hand_kps = b.on, b.anchor, b.hand.pose.kps_rel
@@ -318,7 +324,7 @@ def _frame_step(config: TrackConfig, hyper: TrackHyper, b: _Begun, carry, x):
         begin = eqx.tree_at(lambda s: s.T_cam_obj, start, guess)
     else:
         begin = start
-    carry_hidden = HiddenObject(b.hidden[f], f > b.onset, hand_kps[f_prev], hand_kps[f])
+    carry_hidden = HiddenObject(b.hidden[f], f >= b.carry_from, hand_kps[f_prev], hand_kps[f])
     cur, (h, o) = track_frame(config, hyper, start, _frame_input(b, f, k, active), begin,
                               carry_hidden)
     hidden = active & b.hidden[f]
@@ -347,7 +353,7 @@ def _scan_frames(config: TrackConfig, hyper: TrackHyper, b: _Begun,
 
 
 def _assemble(config: TrackConfig, seq: Sequence, hand: Hand, anchor, on: TrackState, logs,
-              out, sched, onset, found) -> TrackResult:
+              out, sched, onset, found, carry) -> TrackResult:
     """Scatter the anchor's and the scan's per-step values to frames (inactive steps dropped),
     interpolate the unprocessed frames."""
     n, dtype = seq.valid.shape[0], on.obj_scale.dtype
@@ -390,7 +396,8 @@ def _assemble(config: TrackConfig, seq: Sequence, hand: Hand, anchor, on: TrackS
         hand_orient=hand.params.global_orient if config.hand_fit.enabled else None,
         overflow=scatter(out["overflow"], anchor_overflow, out["overflow"]) & seq.valid,
         hand_scale_fallback=hand.scale_fallback,
-        hidden=scatter(out["hidden"], logs["anchor_hidden"], out["hidden"]) & seq.valid)
+        hidden=scatter(out["hidden"], logs["anchor_hidden"], out["hidden"]) & seq.valid,
+        carry_from=carry)
 
 
 def _begin(seq: Sequence, prep: Prepared, model: mano.ManoModel, hyper: TrackHyper,
@@ -414,6 +421,7 @@ def _begin(seq: Sequence, prep: Prepared, model: mano.ManoModel, hyper: TrackHyp
     # term shrank and moved a torus hidden there (12 % scale, 5 cm). Its starting pose and
     # scale are kept.
     on = _select(hidden[anchor], start, fitted)
+    carry = carry_from(on, obj.grid, hand.pose, seq.valid, anchor, onset, config.carry_contact_m)
     logs.update(hand=h0, anchor_hidden=hidden[anchor],
                 overflow=search_overflow | (logs.pop("icp_overflow") & ~hidden[anchor]))
     sched, extra = _schedule(config, seq.valid, seq.mesh, on.obj_scale,
@@ -422,12 +430,12 @@ def _begin(seq: Sequence, prep: Prepared, model: mano.ManoModel, hyper: TrackHyp
     steps = _Steps(steps.frame, steps.active, steps.from_onset,
                    jax.random.split(k_steps, steps.frame.shape[0]))
     return _Begun(hand=hand, obs=obs, obj=obj, on=on, anchor=anchor, onset=onset, found=found,
-                  hidden=hidden, logs=logs, sched=sched, steps=steps, extra=extra)
+                  hidden=hidden, carry_from=carry, logs=logs, sched=sched, steps=steps, extra=extra)
 
 
 def _finish(config: TrackConfig, seq: Sequence, b: _Begun, out) -> TrackResult:
     return _assemble(config, seq, b.hand, b.anchor, b.on, b.logs, out, b.sched, b.onset,
-                     b.found)
+                     b.found, b.carry_from)
 
 
 def track_sequence(seq: Sequence, prep: Prepared, model: mano.ManoModel, hyper: TrackHyper,
