@@ -43,24 +43,24 @@ def _release_compiled_programs_after_each_module():
 
 
 # The test files that take longest on 2 cores (compiling the tracker, training), longest first
-# (the sums of their tests' times in a `pytest -n 2 --durations=0` run: 430 s down to 75 s).
+# (the sums of their tests' times in a `pytest -n 2 --durations=0` run: 313 s down to 62 s).
 # Under ``-n 2 --dist loadfile`` a file runs on one worker; started first, the long files
 # overlap instead of one of them running alone at the end (xdist would otherwise queue files
 # by their number of tests, which put the tracker's few, long tests last).
 # ``--no-loadscope-reorder`` (pyproject.toml) keeps this order.
 LONGEST_FIRST = (
-    "test_tracking_driver.py",
     "test_tracking_track.py",
-    "test_tracking_batching.py",
-    "test_cli.py",
-    "test_tracking_init.py",
+    "test_tracking_driver.py",
     "test_icl_train.py",
-    "test_pipeline_ho3d.py",
-    "test_tracking_steps.py",
     "test_tracking_hand_fit.py",
-    "test_residuals.py",
-    "test_losses_tracking.py",
+    "test_cli.py",
+    "test_tracking_steps.py",
+    "test_tracking_batching.py",
+    "test_tracking_init.py",
+    "test_pipeline_ho3d.py",
     "test_mano_forward.py",
+    "test_tracking_core.py",
+    "test_losses_tracking.py",
 )
 
 

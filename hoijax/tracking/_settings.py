@@ -83,20 +83,20 @@ class TrackConfig:
     hidden_fraction: float = 0.05
     """A processed frame whose visible object mask has fewer pixels than this fraction of the
     sequence's largest is not fitted (step 2 does not run; TrackResult.hidden): where the hand
-    holds it (:attr:`carry_contact_m`) the object moves with the hand's palm since the previous
+    holds it (carry_contact_m) the object moves with the hand's palm since the previous
     processed frame (a held object stays fixed in the hand), elsewhere it stays where it was.
     A hidden anchor frame skips its stages and keeps the starting pose and scale. Without it
     the mask term of an empty or nearly empty mask pulls the object out of view. 0: every
     frame fitted (AGILE)."""
     carry_contact_m: float = 0.02
-    """Which hidden frames (:attr:`hidden_fraction`) move with the palm: the frames after the
+    """Which hidden frames (hidden_fraction) move with the palm: the frames after the
     anchor, and those before it from the first frame of the unbroken run, up to the anchor, in
     which the hand comes within this distance of the object at the anchor's pose (the object's
     SDF; before the grasp the object rests there and the hand approaches it). The object
     stays where it was in the others. Where the hand does not touch the object at the anchor,
     or with 0, the onset frame decides (frames after it are carried): Eq. 8 on benchmark v2
     comes too early, and carried frames of the resting phase with the palm. Default: the gap
-    at which L_contact starts closing it (``losses.DEFAULT_CONTACT_BAND_M``)."""
+    at which L_contact starts closing it (the upper end of losses.DEFAULT_CONTACT_BAND_M)."""
     hand_iters: int = 200
     """Step 1 iteration cap (supplementary §6)."""
     object_iters: int = 400
