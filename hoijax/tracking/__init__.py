@@ -16,6 +16,7 @@ Underneath, :func:`track_batch` is ``jit(vmap(track_sequence))`` over padded bat
 
 from hoijax.tracking import stages
 from hoijax.tracking._driver import (
+    PER_FRAME_FIELDS,
     ManoMismatchError,
     ManoSource,
     RunOptions,
@@ -29,6 +30,7 @@ from hoijax.tracking._driver import (
     save_run,
     sequence_key,
     track_sequences,
+    trim_frames,
 )
 from hoijax.tracking._programs import program_cache, use_program_cache
 from hoijax.tracking._checks import input_warnings, term_activity, term_warnings
@@ -104,5 +106,5 @@ __all__ = [
     "sequence_key",
     "sequence_row",
     "stack_hypers", "stack_prepared", "stages", "summarize", "touches_border", "track_batch",
-    "track_sequence", "track_sequences", "tracked_hand_params",
+    "track_sequence", "track_sequences", "tracked_hand_params", "trim_frames", "PER_FRAME_FIELDS",
 ]

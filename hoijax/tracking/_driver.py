@@ -26,6 +26,7 @@ import zlib
 from collections.abc import Callable
 from pathlib import Path
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -227,11 +228,15 @@ class _Batches:
             res = jax.block_until_ready(ablate_batch(batch, prep, model,
                                                      stack_hypers(self.hypers), config, keys,
                                                      self.progress, self.mesh))
-            return {n: [jax.tree.map(lambda x, g=g, j=j: x[g, j], res)
+            return {n: [self._own(n, jax.tree.map(lambda x, g=g, j=j: x[g, j], res))
                         for g in range(len(self.hypers))] for j, n in enumerate(names)}
         res = jax.block_until_ready(track_batch(batch, prep, model, self.hypers[0], config,
                                                 keys, self.progress, self.mesh))
-        return {n: jax.tree.map(lambda x, j=j: x[j], res) for j, n in enumerate(names)}
+        return {n: self._own(n, jax.tree.map(lambda x, j=j: x[j], res))
+                for j, n in enumerate(names)}
+
+    def _own(self, name: str, result: TrackResult) -> TrackResult:
+        return trim_frames(result, int(np.shape(self.seqs[name].valid)[0]))
 
     def run_isolated(self, names: list[str], model: mano.ManoModel, config: TrackConfig
                      ) -> dict:
@@ -258,6 +263,21 @@ class _Batches:
             settings = len(self.hypers) if self.grid else 1
             self.progress.more(settings * sum(processed_frames(self.seqs[n], config)
                                               for n in names))
+
+
+PER_FRAME_FIELDS = ("T_cam_obj", "hand_transl", "processed", "hand_iters", "object_iters",
+                    "terms", "hand_pose", "hand_orient", "overflow", "hidden")
+"""The :class:`TrackResult` fields with one entry per frame (leading axis N)."""
+
+
+def trim_frames(result: TrackResult, n: int) -> TrackResult:
+    """``result`` with its per-frame fields cut to the sequence's own ``n`` frames: a padded
+    batch gives every sequence the batch's frame count (the longest sequence's, or with
+    ``batching="map"`` the padding bucket's), which its ground truth and pictures do not
+    have. The schedule's fields keep their steps (padded frames are never processed)."""
+    names = [f for f in PER_FRAME_FIELDS if getattr(result, f) is not None]
+    return eqx.tree_at(lambda r: [getattr(r, f) for f in names], result,
+                       [getattr(result, f)[:n] for f in names])
 
 
 def processed_frames(seq: data.Sequence, config: TrackConfig) -> int:
