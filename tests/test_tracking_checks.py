@@ -58,6 +58,14 @@ def test_term_activity_counts_processed_frames_with_a_nonzero_term(seq):
     held = eqx.tree_at(lambda r: r.carry_from, hid, jnp.int32(2), is_leaf=lambda x: x is None)
     warn = tr.term_warnings(seq, held, dino_weight=10.0, depth_weight=5.0)
     assert "moved with the hand in 1 (from frame 2 on" in warn[1]
+    assert "onset + 1" not in warn[1]  # the field absent (an older result): nothing claimed
+    # Where contact did not choose that frame (no touch at the anchor), the warning says so.
+    for by_contact in (True, False):
+        r = eqx.tree_at(lambda r: r.carry_by_contact, held, jnp.bool_(by_contact),
+                        is_leaf=lambda x: x is None)
+        warn = tr.term_warnings(seq, r, dino_weight=10.0, depth_weight=5.0)
+        assert ("Eq. 8's onset + 1, not where the hand reached" in warn[1]) == (not by_contact)
+        assert "anchor frame 0" in warn[1] or by_contact
     assert "left where it was in 1" in warn[1]
     # ... and a hidden anchor frame (anchor 0 here) gets its own line.
     hid_anchor = eqx.tree_at(lambda r: r.hidden, hid, jnp.asarray([1, 1, 0, 0, 0, 0], bool))

@@ -375,8 +375,11 @@ def test_hidden_frames_are_carried_from_where_the_hand_reaches_the_object():
     valid = jnp.ones(n, bool)
 
     def first(contact_m, anchor=anchor, onset=1, valid=valid):
-        return int(stages.carry_from(on, grid, hand, valid, jnp.int32(anchor), jnp.int32(onset),
-                                     contact_m))
+        frame, by_contact = stages.carry_from(on, grid, hand, valid, jnp.int32(anchor),
+                                              jnp.int32(onset), contact_m)
+        # Contact chose the frame exactly where the hand touches at the anchor.
+        assert bool(by_contact) == (contact_m > 0 and gaps[anchor] < contact_m)
+        return int(frame)
 
     assert first(0.02) == 4        # frame 3 is 5 cm away; 4 to the anchor within 2 cm
     assert first(0.01) == 5        # frame 4 (1.5 cm) no longer counts

@@ -298,7 +298,7 @@ def test_hidden_frames_are_carried_by_the_palm(batch, tracked, counted):
     # The hand touches the box at the anchor, so every frame after it is carried
     # (``carry_from``), here hidden processed frames of the forward pass whose previous
     # processed frame is not the anchor (whose pose the anchor's stages set).
-    assert int(r.carry_from) <= anchor
+    assert int(r.carry_from) <= anchor and bool(r.carry_by_contact)
     after = [(f, int(done[done < f].max())) for f in done
              if f >= N - n_hidden and f > anchor and done[done < f].max() != anchor]
     assert after, (done, anchor)

@@ -64,8 +64,10 @@ def input_warnings(seq: data.Sequence) -> list[str]:
 def term_warnings(seq: data.Sequence, result: TrackResult, dino_weight: float,
                   depth_weight: float) -> list[str]:
     """Terms switched on by their weight but inactive in most processed frames, frames in
-    which the object was not visible (``TrackResult.hidden``), and a hand scale that ICP could
-    not give (``TrackResult.hand_scale_fallback``)."""
+    which the object was not visible (``TrackResult.hidden``; with where the hand carried it
+    from, and whether the onset rule chose that frame for want of contact at the anchor,
+    ``TrackResult.carry_by_contact``), and a hand scale that ICP could not give
+    (``TrackResult.hand_scale_fallback``)."""
     act = term_activity(result)
     out = []
     if dino_weight > 0:
@@ -89,6 +91,11 @@ def term_warnings(seq: data.Sequence, result: TrackResult, dino_weight: float,
             held = int(np.sum(steps >= int(result.carry_from)))
             how = (f"moved with the hand in {held} (from frame {int(result.carry_from)} on, "
                    f"TrackConfig.carry_contact_m), left where it was in {len(steps) - held}")
+            if len(steps) and result.carry_by_contact is not None \
+                    and not bool(result.carry_by_contact):
+                how += ("; that frame is Eq. 8's onset + 1, not where the hand reached the "
+                        f"object: the hand did not touch it at the anchor frame {anchor} (or "
+                        "carry_contact_m is 0), so the carry may start too early or too late")
         out.append(f"the object was not visible in {k} of {m} processed frames "
                    f"(TrackConfig.hidden_fraction): not fitted there, {how}")
         if bool(np.asarray(result.hidden)[anchor]):

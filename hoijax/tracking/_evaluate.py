@@ -251,6 +251,8 @@ def evaluate_sequence(result: TrackResult, seq: Sequence, model: mano.ManoModel,
             "processed_frames": int(used.sum()), "interpolated_frames": int(between.sum()),
             "onset": int(result.onset),
             "carry_from": None if result.carry_from is None else int(result.carry_from),
+            "carry_by_contact": (None if result.carry_by_contact is None
+                                 else bool(result.carry_by_contact)),
             "onset_gt": None if gt.onset_frame is None else int(gt.onset_frame),
             "finite": bool(result.finite), "symmetry": sym.describe()}
 

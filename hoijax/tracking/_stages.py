@@ -154,7 +154,8 @@ def carried_pose(T: Float[Array, "4 4"], kps_from: Float[Array, "21 3"],
 
 
 def carry_from(on: TrackState, grid: sdf.SdfGrid, hand: HandPose, valid: Bool[Array, " N"],
-               anchor: Int[Array, ""], onset: Int[Array, ""], contact_m: float) -> Int[Array, ""]:
+               anchor: Int[Array, ""], onset: Int[Array, ""], contact_m: float
+               ) -> tuple[Int[Array, ""], Bool[Array, ""]]:
     """The first frame whose hidden object moves with the palm
     (:attr:`TrackConfig.carry_contact_m`): the start of the unbroken run of frames, up to the
     anchor, in which the hand's closest vertex lies within ``contact_m`` of the object at the
@@ -163,16 +164,18 @@ def carry_from(on: TrackState, grid: sdf.SdfGrid, hand: HandPose, valid: Bool[Ar
     hand.t_init``) moved by the anchor's refinement of the translation (``on.hand_t -
     hand.t_init[anchor]``), so the anchor's hand is the one its stages fitted the object
     against. ``onset + 1`` where the hand does not touch the object at the anchor, or
-    ``contact_m`` is 0 (static)."""
+    ``contact_m`` is 0 (static). Returns the frame and whether contact chose it (False: the
+    onset rule did)."""
     if contact_m <= 0:
-        return (onset + 1).astype(jnp.int32)
+        return (onset + 1).astype(jnp.int32), jnp.asarray(False)
     t = hand.t_init + (on.hand_t - hand.t_init[anchor])
     verts = losses.cam_to_obj(on.T_cam_obj, hand.verts_rel + t[:, None])
     closest = jnp.min(sdf.query_sdf_scaled(grid, verts, on.obj_scale), axis=-1)
     touching = (closest < contact_m) & valid
     frames = jnp.arange(touching.shape[0])
     last_apart = jnp.max(jnp.where(~touching & (frames < anchor), frames, -1))
-    return jnp.where(touching[anchor], last_apart + 1, onset + 1).astype(jnp.int32)
+    frame = jnp.where(touching[anchor], last_apart + 1, onset + 1).astype(jnp.int32)
+    return frame, touching[anchor]
 
 
 class HiddenObject(eqx.Module):

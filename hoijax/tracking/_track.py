@@ -214,6 +214,11 @@ class TrackResult(eqx.Module):
     """The first frame whose hidden object moves with the palm
     (:attr:`TrackConfig.carry_contact_m`, :func:`hoijax.tracking.stages.carry_from`). None in
     results written before this field existed."""
+    carry_by_contact: Bool[Array, ""] | None = None
+    """Whether the hand touched the object at the anchor frame, so that contact chose
+    :attr:`carry_from`; False: the hand did not (or ``carry_contact_m`` is 0) and Eq. 8's onset
+    chose it (``onset + 1``), which can be early on damaged masks. None in results written
+    before this field existed."""
 
 
 def _interp_poses(T: Float[Array, "N 4 4"], t_h: Float[Array, "N 3"],
@@ -397,7 +402,7 @@ def _assemble(config: TrackConfig, seq: Sequence, hand: Hand, anchor, on: TrackS
         overflow=scatter(out["overflow"], anchor_overflow, out["overflow"]) & seq.valid,
         hand_scale_fallback=hand.scale_fallback,
         hidden=scatter(out["hidden"], logs["anchor_hidden"], out["hidden"]) & seq.valid,
-        carry_from=carry)
+        carry_from=carry, carry_by_contact=logs["carry_by_contact"])
 
 
 def _begin(seq: Sequence, prep: Prepared, model: mano.ManoModel, hyper: TrackHyper,
@@ -421,8 +426,9 @@ def _begin(seq: Sequence, prep: Prepared, model: mano.ManoModel, hyper: TrackHyp
     # term shrank and moved a torus hidden there (12 % scale, 5 cm). Its starting pose and
     # scale are kept.
     on = _select(hidden[anchor], start, fitted)
-    carry = carry_from(on, obj.grid, hand.pose, seq.valid, anchor, onset, config.carry_contact_m)
-    logs.update(hand=h0, anchor_hidden=hidden[anchor],
+    carry, by_contact = carry_from(on, obj.grid, hand.pose, seq.valid, anchor, onset,
+                                   config.carry_contact_m)
+    logs.update(hand=h0, anchor_hidden=hidden[anchor], carry_by_contact=by_contact,
                 overflow=search_overflow | (logs.pop("icp_overflow") & ~hidden[anchor]))
     sched, extra = _schedule(config, seq.valid, seq.mesh, on.obj_scale,
                              hand.pose.kps_rel + hand.pose.t_init[:, None], anchor)
