@@ -23,8 +23,10 @@ under ``stop_gradient`` as well).
 
 Written for the Triton backend of Pallas (scalar loads and stores, a dynamic-bound loop,
 1-D blocks of ``tile_size²`` lanes); with ``interpret=True`` it runs anywhere (the CPU tests).
-JAX 0.11 deprecates Pallas' Triton backend (still shipped); the follow-up is a Mosaic GPU port
-of the same two loops.
+JAX 0.11 deprecates Pallas' Triton backend (still shipped). A Mosaic GPU version would be a
+rewrite (the face-list walk staged through shared memory), worth it only once the GPU suite
+shows these kernels beating the pure-JAX path; the README's *GPU suite* says why. Where this
+module cannot be imported, ``rasterize(backend="auto")`` falls back to the pure-JAX path.
 """
 
 from __future__ import annotations

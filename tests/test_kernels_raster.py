@@ -252,3 +252,25 @@ def test_backend_selection(monkeypatch):
     assert _uses_kernel(monkeypatch, None, "auto")  # a GPU picks the kernels ...
     assert not _uses_kernel(monkeypatch, None, "auto", tile=3)  # ... where they apply
     assert not _uses_kernel(monkeypatch, "jax", "auto")
+
+
+def test_a_jax_without_the_kernels_backend_falls_back_to_pure_jax(monkeypatch):
+    """Pallas' Triton backend is deprecated in JAX 0.11: where ``hoijax.kernels`` cannot be
+    imported, a GPU's ``auto`` renders with the pure-JAX path and says so once, with the same
+    result; an explicit ``pallas`` is refused with the cause."""
+    from hoijax.render import _raster
+
+    verts = jnp.asarray([[-0.5, -0.5, 2.0], [0.6, -0.4, 2.0], [0.0, 0.7, 2.0]])
+    K = jnp.asarray([[8.0, 0, 4.0], [0, 8.0, 4.0], [0, 0, 1.0]])
+    st = render.RasterSettings(8, 8, tile_size=4)
+    ref = render.rasterize(verts, jnp.arange(3)[None], K, settings=st, backend="jax")
+    monkeypatch.delenv("HOIJAX_RASTER_BACKEND", raising=False)
+    monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+    monkeypatch.setitem(sys.modules, "hoijax.kernels", None)  # import raises ImportError
+    _raster._warn_no_kernels.cache_clear()
+    with pytest.warns(RuntimeWarning, match="pure-JAX path"):
+        assert not _uses_kernel(monkeypatch, None, "auto")
+    out = render.rasterize(verts, jnp.arange(3)[None], K, settings=st, backend="auto")
+    np.testing.assert_array_equal(np.asarray(out.silhouette), np.asarray(ref.silhouette))
+    with pytest.raises(ValueError, match="not available in this JAX"):
+        _uses_kernel(monkeypatch, None, "pallas")

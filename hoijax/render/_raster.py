@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import os
+import warnings
 from typing import Literal
 
 import equinox as eqx
@@ -261,12 +262,27 @@ def _use_pallas(backend: str, settings: RasterSettings, dtype) -> bool:
                          f"${BACKEND_ENV}), got {choice!r}")
     if choice == "jax" or (choice == "auto" and jax.default_backend() != "gpu"):
         return False
-    from hoijax.kernels import unsupported_reason
+    try:
+        from hoijax.kernels import unsupported_reason
+    except ImportError as e:  # a JAX without Pallas' Triton backend (deprecated in 0.11)
+        if choice == "pallas":
+            raise ValueError(f"rasterize backend 'pallas' is not available in this JAX "
+                             f"({jax.__version__}): {e}") from e
+        _warn_no_kernels(str(e))
+        return False
 
     why = unsupported_reason(settings.tile_size, dtype)
     if why is not None and choice == "pallas":
         raise ValueError(f"rasterize backend 'pallas' cannot render this case: {why}")
     return why is None
+
+
+@functools.cache
+def _warn_no_kernels(why: str) -> None:
+    """Once per process and cause: the GPU renders with the pure-JAX path instead."""
+    warnings.warn(f"hoijax.kernels cannot be imported ({why}); rasterize uses its pure-JAX "
+                  f"path on this GPU (set {BACKEND_ENV}=jax to choose it and silence this)",
+                  RuntimeWarning, stacklevel=4)
 
 
 def screen_space(verts_cam, faces, K, near_m=DEFAULT_NEAR_M) -> ScreenFaces:
