@@ -34,7 +34,12 @@ inference, ``L_mano`` the sum of squared parameter errors, λm = 0.05, λv = 5, 
   what an unrelated template looks like. ``relevance`` is ``hoijax icl-train``'s default and the
   headline table's row (``RECOMMENDED``);
 - ``template_visible``: the target − input encoding with the template's target tokens never
-  masked in training (``TrainConfig.template_mask_ratio = 0``; the query's at 0.7).
+  masked in training (``TrainConfig.template_mask_ratio = 0``; the query's at 0.7);
+- ``relevance_gate_distractors0.1`` / ``0.2``: ``relevance_distractors0.1`` / ``0.2`` with
+  ``IclConfig(template_gate="relevance")`` (the transformer runs with and without the
+  template, and a gate on the relevance numbers decides, per parameter group, how much of the
+  difference to take); ``token_gate_distractors0.1``: the gate also reads each query-target
+  token of the pass with the template (``template_gate="tokens"``).
 
 Diagnostics of every run: the attention that the query's target tokens pay to the template's
 tokens (share of the softmax mass, mean over layers, heads and present hands; retrieved and
@@ -107,6 +112,15 @@ RUNS = {
     "relevance_distractors0.4": _with(model={"template_relevance": True},
                                       train={"distractor_templates": 0.4}),
     "template_visible": _with(train={"template_mask_ratio": 0.0, "inference_episodes": 0.0}),
+    "relevance_gate_distractors0.1": _with(model={"template_relevance": True,
+                                                  "template_gate": "relevance"},
+                                           train={"distractor_templates": 0.1}),
+    "relevance_gate_distractors0.2": _with(model={"template_relevance": True,
+                                                  "template_gate": "relevance"},
+                                           train={"distractor_templates": 0.2}),
+    "token_gate_distractors0.1": _with(model={"template_relevance": True,
+                                              "template_gate": "tokens"},
+                                       train={"distractor_templates": 0.1}),
 }
 RUN_LABELS = {
     "default": "default: paper recipe (mask 0.7) + target−input encoding + ½ inference episodes",
@@ -128,9 +142,16 @@ RUN_LABELS = {
     "relevance_distractors0.4": "default + template relevance encoding + 40 % random templates "
     "in training",
     "template_visible": "target−input encoding, template targets never masked (query 0.7)",
+    "relevance_gate_distractors0.1": "default + template relevance encoding + template gate + "
+    "10 % random templates in training",
+    "relevance_gate_distractors0.2": "default + template relevance encoding + template gate + "
+    "20 % random templates in training",
+    "token_gate_distractors0.1": "default + template relevance encoding + template gate on the "
+    "tokens + 10 % random templates in training",
 }
 # The mask ratios of the paper's ablation for the relevance recipes (the setup tables).
-for _base in ("relevance", "relevance_distractors0.1", "relevance_distractors0.2"):
+for _base in ("relevance", "relevance_distractors0.1", "relevance_distractors0.2",
+              "relevance_gate_distractors0.1", "token_gate_distractors0.1"):
     for _ratio in (0.5, 0.9):
         RUNS[f"{_base}_mask{_ratio}"] = (RUNS[_base][0],
                                          {**RUNS[_base][1], "mask_ratio": _ratio})

@@ -23,6 +23,7 @@ import json
 import shutil
 import sys
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
@@ -80,6 +81,11 @@ class IclTrain:
     """Also encode, in every template token, the template's text and image-feature similarity to
     the query (IclConfig.template_relevance), so that the model can judge how far to trust it
     (a deviation from the paper; --no-template-relevance for the paper's tokens)."""
+    template_gate: Literal["off", "relevance", "tokens"] = "off"
+    """Run the transformer with and without the template and let a gate take part of the
+    difference, per parameter group: from the relevance numbers ('relevance') or also from the
+    tokens of the pass with the template ('tokens') (IclConfig.template_gate; twice the
+    transformer's cost; the gate rows of the README's EgoHandICL tables)."""
     bf16: bool = False
     """Compute in bfloat16 (for GPUs; parameters and losses stay float32)."""
     one_hand: bool = False
@@ -209,6 +215,7 @@ def run_icl_train(cfg: IclTrain) -> int:
                               text_slots=cfg.text_slots,
                               target_difference=cfg.target_difference,
                               template_relevance=cfg.template_relevance,
+                              template_gate=cfg.template_gate,
                               dtype="bfloat16" if cfg.bf16 else "float32")
     train_cfg = icl.TrainConfig(total_steps=cfg.steps, batch_size=cfg.batch_size,
                                 learning_rate=cfg.learning_rate, weight_decay=cfg.weight_decay,

@@ -55,6 +55,7 @@ from hoijax.icl._params import (
 from hoijax.icl._retrieval import cosine_similarity
 
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
+_GATES = ("off", "relevance", "tokens")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,11 +92,25 @@ class IclConfig:
     ``TrainConfig.distractor_templates``, add more). A deviation from the paper, on by default
     in ``hoijax icl-train``; see ``experiments/icl_table.py`` for its rows."""
 
+    template_gate: str = "off"
+    """Decide explicitly how much of the template's correction to take (``"off"``: no gate):
+    the transformer runs twice with shared weights, with the template and without it, and the
+    refined query is ``coarse + Δ₀ + g · (Δ_t − Δ₀)``, with ``g`` in (0, 1) per hand and
+    parameter group from a small MLP. ``"relevance"``: the MLP reads
+    :func:`template_relevance` only (one gate per group, shared by the hands); ``"tokens"``:
+    it also reads each query-target token of the pass with the template, which has seen the
+    template's and the query's tokens. A template whose error only partly resembles the
+    query's (another scene of the same recording) can then be taken in part, the shrinkage a
+    single pass had to learn implicitly. Twice the transformer's cost. A deviation from the
+    paper; see ``experiments/icl_table.py`` for its rows."""
+
     def __post_init__(self):
         if self.dtype not in _DTYPES:
             raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {self.dtype!r}")
         if self.d_model % self.num_heads:
             raise ValueError(f"d_model {self.d_model} not divisible by num_heads {self.num_heads}")
+        if self.template_gate not in _GATES:
+            raise ValueError(f"template_gate must be one of {_GATES}, got {self.template_gate!r}")
         if not self.sides or any(s not in ("right", "left") for s in self.sides):
             raise ValueError(f"sides must be a non-empty tuple of 'right'/'left', got {self.sides}")
 
@@ -126,6 +141,8 @@ class IclConfig:
     def from_dict(cls, d: dict) -> IclConfig:
         d = dict(d)
         d["sides"] = tuple(d["sides"])
+        if isinstance(d.get("template_gate"), bool):  # written before the gate had kinds
+            d["template_gate"] = "relevance" if d["template_gate"] else "off"
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in known})
 
@@ -367,18 +384,39 @@ class EgoHandIcl(nn.Module):
         seq = (jnp.stack([tokens.template_input, tpl_tar, tokens.query_input, qry_tar])
                + role + pos).reshape(4 * n, d)
         use_tpl = jnp.asarray(use_template, bool)
-        tpl_valid = tokens.template_valid & use_tpl
-        key_valid = jnp.concatenate([tpl_valid, tpl_valid, tokens.query_valid,
-                                     tokens.query_valid])
-        for i in range(cfg.num_layers):
-            seq = _SelfAttentionBlock(cfg, name=f"block_{i}")(seq, key_valid)
-        out = nn.LayerNorm(dtype=dt, name="norm_out")(seq[3 * n:]).reshape(
-            h, cfg.tokens_per_hand, d)
-        # Each query-target token decodes the residual of its own parameter group.
-        per_token = nn.Dense(NUM_HAND_PARAMS, dtype=jnp.float32,
-                             kernel_init=nn.initializers.zeros, name="decoder")(
-            out.astype(jnp.float32))
-        delta = jnp.sum(per_token * jnp.asarray(group_masks()), axis=1)
+        blocks = [_SelfAttentionBlock(cfg, name=f"block_{i}") for i in range(cfg.num_layers)]
+        norm_out = nn.LayerNorm(dtype=dt, name="norm_out")
+        decoder = nn.Dense(NUM_HAND_PARAMS, dtype=jnp.float32, kernel_init=nn.initializers.zeros,
+                           name="decoder")
+        gm = jnp.asarray(group_masks())
+
+        def residual(with_template):
+            tpl_valid = tokens.template_valid & with_template
+            key_valid = jnp.concatenate([tpl_valid, tpl_valid, tokens.query_valid,
+                                         tokens.query_valid])
+            x = seq
+            for block in blocks:
+                x = block(x, key_valid)
+            out = norm_out(x[3 * n:]).reshape(h, cfg.tokens_per_hand, d)
+            # Each query-target token decodes the residual of its own parameter group.
+            return jnp.sum(decoder(out.astype(jnp.float32)) * gm, axis=1), out
+
+        delta, out = residual(use_tpl)
+        if cfg.template_gate != "off":
+            free, _ = residual(jnp.zeros((), bool))
+            rel = template_relevance(ex)
+            if cfg.template_gate == "tokens":  # (H, K, d + 2): each token and the relevance
+                feats = jnp.concatenate([out.astype(jnp.float32), jnp.broadcast_to(
+                    rel, (h, cfg.tokens_per_hand, 2))], axis=-1)
+                hidden = nn.gelu(nn.Dense(16, name="gate_hidden")(feats))
+                logit = nn.Dense(1, name="gate_token")(hidden)[..., 0]  # (H, K)
+                bias = self.param("gate_bias", nn.initializers.zeros, (cfg.tokens_per_hand,))
+                gate = nn.sigmoid(logit + bias)
+            else:
+                hidden = nn.gelu(nn.Dense(16, name="gate_hidden")(rel))
+                gate = nn.sigmoid(nn.Dense(cfg.tokens_per_hand, name="gate_out")(hidden))
+            # Without the template both passes are the same; the gate then changes nothing.
+            delta = free + (gate @ gm) * (delta - free)
         return jnp.asarray(ex.query_coarse, jnp.float32) + from_network_units(delta)
 
 
