@@ -89,9 +89,16 @@ def main() -> None:
                     help="generator seed of the held-out scenes (dev split: 22)")
     ap.add_argument("--proj-mapping", choices=("prior", "refined"), default="prior",
                     help="L_proj's correspondence J(i) (TigerTrainConfig.proj_mapping)")
+    ap.add_argument("--variants", type=str, default=",".join(n for n, _ in VARIANTS),
+                    help="objectives to train, comma-separated (full is required: the tables "
+                         "of prior against refined read it)")
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args()
     seeds = [int(x) for x in args.seeds.split(",")]
+    chosen = args.variants.split(",")
+    if "full" not in chosen or not set(chosen) <= {n for n, _ in VARIANTS}:
+        ap.error(f"--variants: a subset of {[n for n, _ in VARIANTS]} holding 'full'")
+    variants = [(n, o) for n, o in VARIANTS if n in chosen]
 
     t0 = time.perf_counter()
     syn = tiger.SyntheticTigerConfig(num_scenes=args.train_scenes,
@@ -110,7 +117,7 @@ def main() -> None:
     src = np.asarray(test.prior_source)
     runs, timing = {}, {"data": t_data}
     for seed in seeds:
-        for name, over in VARIANTS:
+        for name, over in variants:
             key = f"{name}/seed{seed}"
             cfg = tiger.TigerTrainConfig(steps=args.steps, phase2_steps=args.phase2_steps,
                                          batch_size=args.batch_size, learning_rate=args.lr,
@@ -143,7 +150,7 @@ def main() -> None:
     # Table IIIb: the ablations (all prior sources pooled, and the instance prior alone), per
     # seed and the mean over seeds.
     abl = {}
-    for name, _ in VARIANTS:
+    for name, _ in variants:
         for seed in seeds:
             ev = {k: v for k, v in runs[f"{name}/seed{seed}"]["eval"]["refined"].items()
                   if k not in ("cd_h", "fs_h1", "fs_h5")}  # hands: the main run only
@@ -189,7 +196,7 @@ def main() -> None:
              f"{payload['test_examples_per_prior']} frames × 3 priors; trained on "
              f"{train.num_examples} frames ({args.train_scenes} scenes × "
              f"{args.frames_per_scene}, seed {syn.seed}), {args.steps} + {args.phase2_steps} "
-             f"steps per model, {len(VARIANTS)} objectives × {len(seeds)} training seeds; "
+             f"steps per model, {len(variants)} objectives × {len(seeds)} training seeds; "
              f"total wall time {wall / 60:.1f} min on one CPU core.", "",
              f"Object, full model (seed {seeds[0]}) (median CD in cm², mean F-score; camera "
              "frame with the predicted centre, then centred as in Table II):", "",
@@ -211,6 +218,8 @@ def main() -> None:
     for sd in ["mean"] + [f"seed{x}" for x in seeds]:
         for name, label in (("no_weight", "w/o L_weight"), ("no_proj", "w/o L_proj"),
                             ("full", "L_weight + L_proj")):
+            if name not in chosen:
+                continue
             a, i = t[f"ablation/{name}/{sd}/all"], t[f"ablation/{name}/{sd}/instance"]
             lines.append(f"| {label} | {sd.removeprefix('seed')} | {a['cd_o_centred']:.2f} | "
                          f"{a['fs_o5_centred']:.3f} | {a['fs_o10_centred']:.3f} | "
