@@ -21,6 +21,7 @@ import dataclasses
 import functools
 import hashlib
 import json
+import re
 import time
 import zlib
 from collections.abc import Callable
@@ -265,9 +266,10 @@ class _Batches:
                                               for n in names))
 
 
-PER_FRAME_FIELDS = ("T_cam_obj", "hand_transl", "processed", "hand_iters", "object_iters",
-                    "terms", "hand_pose", "hand_orient", "overflow", "hidden")
-"""The :class:`TrackResult` fields with one entry per frame (leading axis N)."""
+PER_FRAME_FIELDS = tuple(f.name for f in dataclasses.fields(TrackResult)
+                         if re.search(r"""Array, ['"]\s*N\b""", str(f.type)))
+"""The :class:`TrackResult` fields with one entry per frame: those whose annotation's leading
+axis is N, read from the class, so a new per-frame field is trimmed without being listed."""
 
 
 def trim_frames(result: TrackResult, n: int) -> TrackResult:
