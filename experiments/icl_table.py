@@ -121,12 +121,6 @@ RUNS = {
     "token_gate_distractors0.1": _with(model={"template_relevance": True,
                                               "template_gate": "tokens"},
                                        train={"distractor_templates": 0.1}),
-    "relevance_gate_passes_distractors0.1": _with(
-        model={"template_relevance": True, "template_gate": "relevance"},
-        train={"distractor_templates": 0.1, "gate_pass_weight": 1.0}),
-    "token_gate_passes_distractors0.1": _with(
-        model={"template_relevance": True, "template_gate": "tokens"},
-        train={"distractor_templates": 0.1, "gate_pass_weight": 1.0}),
 }
 RUN_LABELS = {
     "default": "default: paper recipe (mask 0.7) + target−input encoding + ½ inference episodes",
@@ -154,15 +148,10 @@ RUN_LABELS = {
     "20 % random templates in training",
     "token_gate_distractors0.1": "default + template relevance encoding + template gate on the "
     "tokens + 10 % random templates in training",
-    "relevance_gate_passes_distractors0.1": "default + template relevance encoding + template "
-    "gate, each pass also supervised + 10 % random templates in training",
-    "token_gate_passes_distractors0.1": "default + template relevance encoding + template gate on "
-    "the tokens, each pass also supervised + 10 % random templates in training",
 }
 # The mask ratios of the paper's ablation for the relevance recipes (the setup tables).
 for _base in ("relevance", "relevance_distractors0.1", "relevance_distractors0.2",
-              "relevance_gate_distractors0.1", "token_gate_distractors0.1",
-              "relevance_gate_passes_distractors0.1", "token_gate_passes_distractors0.1"):
+              "relevance_gate_distractors0.1", "token_gate_distractors0.1"):
     for _ratio in (0.5, 0.9):
         RUNS[f"{_base}_mask{_ratio}"] = (RUNS[_base][0],
                                          {**RUNS[_base][1], "mask_ratio": _ratio})

@@ -5,7 +5,6 @@ generator's structure (templates from the same scene carry the query's systemati
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 
 import jax
@@ -97,9 +96,6 @@ def test_cli_train_then_eval_writes_the_run_folder(tmp_path):
     assert again["metrics"]["icl"]["P-MPVPE_mm"] == pytest.approx(
         m["metrics"]["icl"]["P-MPVPE_mm"], rel=1e-5)
     assert run_icl_eval(IclEval(run=tmp_path / "missing")) == 2
-    # The passes' weight without a gate is refused before anything is written.
-    assert run_icl_train(IclTrain(out=tmp_path / "refused", gate_pass_weight=1.0)) == 2
-    assert not (tmp_path / "refused").exists()
 
 
 def test_data_files_round_trip_and_name_the_bad_field(tiny_data, tmp_path):
@@ -159,52 +155,6 @@ def test_inference_episodes_train_on_exactly_the_inference_masks(tiny_data):
     assert loss(0.3, 1.0) == pytest.approx(as_inference, rel=1e-6)
     assert loss(0.7, 0.0) != pytest.approx(as_inference, rel=1e-3)  # the masks do matter
     assert loss(0.7, 0.0) == loss(0.7, 0.0)
-
-
-def test_gate_pass_weight_adds_the_losses_of_both_passes(tiny_data):
-    """``TrainConfig.gate_pass_weight``: a gated model's batch loss with weight w is the gated
-    output's loss + w · (the loss of the pass with the template + the loss without it), under
-    the same masks; the pass with the template is the gate held wide open, the pass without it
-    the template dropped. An ungated model refuses the option."""
-    data, _, tpl = tiny_data
-    _, p, c = np.shape(data.image_features)
-    gated = icl.IclConfig(**{**TINY.to_dict(), "sides": TINY.sides, "template_gate": "relevance"})
-    params = icl.init_icl_params(gated, p, c, np.shape(data.text_embedding)[1])
-    # Away from the initialization, whose zero decoder makes every pass the coarse input.
-    leaves, tree = jax.tree.flatten(params)
-    keys = jax.random.split(jax.random.key(5), len(leaves))
-    params = jax.tree.unflatten(tree, [x + 0.1 * jax.random.normal(k, x.shape, x.dtype)
-                                       for x, k in zip(leaves, keys)])
-    plain = {n: v for n, v in params.items() if not n.startswith("gate_")}
-    wide = {**params, "gate_out": {"kernel": jnp.zeros_like(params["gate_out"]["kernel"]),
-                                   "bias": jnp.full_like(params["gate_out"]["bias"], 60.0)}}
-    models, pn = icl.hand_models(TINY.sides), icl.init_pointnet()
-    weights = jax.tree.map(jnp.asarray, icl.TrainConfig().loss_weights())
-    q = jnp.arange(8)
-
-    @functools.partial(jax.jit, static_argnums=1)
-    def batch_loss(prm, cfg, dropout, pass_weight):
-        return icl.batch_loss(prm, cfg, data, data, q, jnp.asarray(tpl)[q], jax.random.key(3),
-                              jnp.float32(0.7), dropout, weights, models, pn,
-                              pass_weight=pass_weight)[0]
-
-    def loss(prm, dropout, pass_weight, cfg=gated):
-        return float(batch_loss(prm, cfg, jnp.float32(dropout), jnp.float32(pass_weight)))
-
-    # One compiled program: at weight 0 it is the gated output's loss; with the template
-    # dropped every pass is the free one; with the gate held open the gated output is the pass
-    # with the template.
-    l_gated, l_free, l_with = loss(params, 0.0, 0.0), loss(params, 1.0, 0.0), loss(wide, 0.0, 0.0)
-    assert len({round(v, 6) for v in (l_gated, l_with, l_free)}) == 3  # three different losses
-    assert loss(params, 0.0, 0.5) == pytest.approx(l_gated + 0.5 * (l_with + l_free), rel=1e-5)
-    assert loss(params, 1.0, 0.5) == pytest.approx(2 * l_free, rel=1e-5)
-    # The passes' first entry is the model's usual output.
-    ex = jax.tree.map(lambda x: x[0], icl.gather_examples(data, data, q[:1], jnp.asarray(tpl)[:1]))
-    tpl_m, qry_m = icl.inference_masks(gated.num_target_tokens)
-    np.testing.assert_allclose(icl.apply_icl(params, gated, ex, tpl_m, qry_m, True, True)[0],
-                               icl.refine(params, gated, ex), atol=1e-6)
-    with pytest.raises(ValueError, match="gated"):
-        icl.apply_icl(plain, TINY, ex, tpl_m, qry_m, True, True)
 
 
 def test_distractor_templates_are_random_frames_of_the_query_hand_type():

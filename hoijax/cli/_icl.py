@@ -86,9 +86,6 @@ class IclTrain:
     difference, per parameter group: from the relevance numbers ('relevance') or also from the
     tokens of the pass with the template ('tokens') (IclConfig.template_gate; twice the
     transformer's cost; the gate rows of the README's EgoHandICL tables)."""
-    gate_pass_weight: float = 0.0
-    """With --template-gate: also supervise each pass, with and without the template, on its
-    own with this weight (TrainConfig.gate_pass_weight; 0: the gated output alone)."""
     bf16: bool = False
     """Compute in bfloat16 (for GPUs; parameters and losses stay float32)."""
     one_hand: bool = False
@@ -183,10 +180,6 @@ def run_icl_train(cfg: IclTrain) -> int:
     """Train (resuming if possible), write the run folder, evaluate on held-out frames."""
     from hoijax import icl
 
-    if cfg.gate_pass_weight and cfg.template_gate == "off":
-        print("error: --gate-pass-weight needs --template-gate relevance or tokens",
-              file=sys.stderr)
-        return 2
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     sides = _sides(cfg.one_hand)
@@ -230,8 +223,7 @@ def run_icl_train(cfg: IclTrain) -> int:
                                 template_mask_ratio=cfg.template_mask_ratio,
                                 template_dropout=cfg.template_dropout,
                                 inference_episodes=cfg.inference_episodes,
-                                distractor_templates=cfg.distractor_templates,
-                                gate_pass_weight=cfg.gate_pass_weight, seed=cfg.seed,
+                                distractor_templates=cfg.distractor_templates, seed=cfg.seed,
                                 checkpoint_every=cfg.checkpoint_every)
     icl.save_run_meta(out / "run.json", model_cfg, train_cfg, {"source": source})
     templates = icl.retrieve_for(train, train, sides, exclude_index=np.arange(train.num_frames))

@@ -370,8 +370,7 @@ class EgoHandIcl(nn.Module):
         template_target_masked: Bool[ArrayLike, " T"],
         query_target_masked: Bool[ArrayLike, " T"],
         use_template: Bool[ArrayLike, ""] = True,
-        passes: bool = False,
-    ) -> Float[Array, "H 61"] | Float[Array, "3 H 61"]:
+    ) -> Float[Array, "H 61"]:
         cfg, dt = self.config, self.config.compute_dtype
         d, n, h = cfg.d_model, cfg.num_target_tokens, cfg.num_hands
         tokens = IclTokenizer(cfg, name="tokenizer")(ex)
@@ -403,9 +402,6 @@ class EgoHandIcl(nn.Module):
             return jnp.sum(decoder(out.astype(jnp.float32)) * gm, axis=1), out
 
         delta, out = residual(use_tpl)
-        coarse = jnp.asarray(ex.query_coarse, jnp.float32)
-        if passes and cfg.template_gate == "off":
-            raise ValueError("passes=True needs a gated model (IclConfig.template_gate)")
         if cfg.template_gate != "off":
             free, _ = residual(jnp.zeros((), bool))
             rel = template_relevance(ex)
@@ -420,11 +416,8 @@ class EgoHandIcl(nn.Module):
                 hidden = nn.gelu(nn.Dense(16, name="gate_hidden")(rel))
                 gate = nn.sigmoid(nn.Dense(cfg.tokens_per_hand, name="gate_out")(hidden))
             # Without the template both passes are the same; the gate then changes nothing.
-            gated = free + (gate @ gm) * (delta - free)
-            if passes:
-                return coarse + from_network_units(jnp.stack([gated, delta, free]))
-            delta = gated
-        return coarse + from_network_units(delta)
+            delta = free + (gate @ gm) * (delta - free)
+        return jnp.asarray(ex.query_coarse, jnp.float32) + from_network_units(delta)
 
 
 def example_shapes(
@@ -461,14 +454,10 @@ def apply_icl(
     template_target_masked: Bool[ArrayLike, " T"],
     query_target_masked: Bool[ArrayLike, " T"],
     use_template: Bool[ArrayLike, ""] = True,
-    passes: bool = False,
-) -> Float[Array, "H 61"] | Float[Array, "3 H 61"]:
-    """:class:`EgoHandIcl` on one example (functional form).
-
-    ``passes`` (a gated model only): also the two passes the gate mixes, stacked as
-    ``(gated, with the template, without it)``."""
+) -> Float[Array, "H 61"]:
+    """:class:`EgoHandIcl` on one example (functional form)."""
     return EgoHandIcl(config).apply({"params": params}, ex, template_target_masked,
-                                    query_target_masked, use_template, passes)
+                                    query_target_masked, use_template)
 
 
 def refine(

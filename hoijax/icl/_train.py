@@ -69,12 +69,6 @@ class TrainConfig:
     """Probability of training an example with a random database frame of the query's hand
     type as its template instead of the retrieved one, so that the model learns to judge
     whether a template is relevant (0: the paper's setting)."""
-    gate_pass_weight: float = 0.0
-    """A gated model (``IclConfig.template_gate``) only: also supervise each of the two passes
-    the gate mixes, with and without the template, on its own, with this weight. Through the
-    gated output alone the pass with the template learns only as far as the gate lets it
-    through (its gradient is scaled by the gate); with this term each pass learns its whole
-    task and the gate only the mix (0: the gated output alone)."""
     seed: int = 0
     """Seeds parameters, data order and masks."""
     checkpoint_every: int = 500
@@ -148,7 +142,6 @@ def batch_loss(
     pointnet_features: Sequence[int] = DEFAULT_POINTNET_FEATURES,
     masked_only: bool = True,
     inference_episodes: ArrayLike = 0.0,
-    pass_weight: ArrayLike | None = None,
 ) -> tuple[jax.Array, dict]:
     """Mean training loss of a batch (random target masks, optional template dropout).
 
@@ -160,11 +153,7 @@ def batch_loss(
     With ``masked_only`` (MAE's rule: loss on masked patches only), the entries of the query
     whose target token was left visible are set to the ground truth before the loss, so only
     the masked parameter groups are supervised and the model gains nothing by copying visible
-    targets (which it never sees at inference).
-
-    ``pass_weight`` (a gated model): add that weight times the losses of the two passes the
-    gate mixes (:attr:`TrainConfig.gate_pass_weight`); the logged terms stay the gated
-    output's."""
+    targets (which it never sees at inference)."""
     ex = gather_examples(queries, database, query_index, template_index)
     b = query_index.shape[0]
     k_mask, k_drop = jax.random.split(key)
@@ -178,31 +167,17 @@ def batch_loss(
     infer = jax.random.uniform(jax.random.fold_in(key, 1), (b,)) < inference_episodes
     tpl_m = tpl_m & ~infer[:, None]
     qry_m = qry_m | infer[:, None]
-    passes = pass_weight is not None
-    pred = jax.vmap(lambda e, t, q, u: apply_icl(params, model_cfg, e, t, q, u, passes))(
-        ex, tpl_m, qry_m, use_tpl)  # (B, H, 61), or (B, 3, H, 61) with the passes
+    pred = jax.vmap(lambda e, t, q, u: apply_icl(params, model_cfg, e, t, q, u))(
+        ex, tpl_m, qry_m, use_tpl)
     if masked_only:
-        entries = masked_entries(qry_m, model_cfg)
-        gt = ex.query_gt
-        if passes:
-            entries, gt = entries[:, None], gt[:, None]
-        pred = jnp.where(entries, pred, gt)
+        pred = jnp.where(masked_entries(qry_m, model_cfg), pred, ex.query_gt)
     kp = jnp.asarray(queries.keypoints_gt)[query_index]
     has_gt = jnp.asarray(queries.has_mano_gt)[query_index]
     kp_valid = jnp.asarray(queries.keypoints_valid)[query_index]
-
-    def loss(p, g, m, k, h, v):
-        return icl_loss(p, g, m, models, pointnet_params, weights, keypoints_gt=k,
-                        has_mano_gt=h, pointnet_features=pointnet_features, keypoints_valid=v)
-
-    if passes:
-        loss3 = jax.vmap(loss, in_axes=(0, None, None, None, None, None))
-        per3, terms3 = jax.vmap(loss3)(pred, ex.query_gt, ex.query_presence, kp, has_gt,
-                                       kp_valid)
-        per = per3[:, 0] + jnp.asarray(pass_weight, per3.dtype) * (per3[:, 1] + per3[:, 2])
-        terms = jax.tree.map(lambda t: t[:, 0], terms3)
-    else:
-        per, terms = jax.vmap(loss)(pred, ex.query_gt, ex.query_presence, kp, has_gt, kp_valid)
+    per, terms = jax.vmap(lambda p, g, m, k, h, v: icl_loss(
+        p, g, m, models, pointnet_params, weights, keypoints_gt=k, has_mano_gt=h,
+        pointnet_features=pointnet_features, keypoints_valid=v))(
+        pred, ex.query_gt, ex.query_presence, kp, has_gt, kp_valid)
     return jnp.mean(per), jax.tree.map(jnp.mean, terms)
 
 
@@ -249,15 +224,14 @@ def _with_distractors(key, q_idx, tpl_idx, table, counts, q_types, prob, same_ro
 @functools.partial(jax.jit, static_argnames=("model_cfg", "opt", "masked_only"))
 def _train_step(state, q_idx, key, consts, *, model_cfg, opt, masked_only):
     (data_dev, db_dev, tpl_dev, mask_ratio, dropout, infer, distract, weights, models,
-     pointnet_params, pass_weight) = consts
+     pointnet_params) = consts
     step_key = jax.random.fold_in(key, state["step"])
     tpl_idx = _with_distractors(jax.random.fold_in(step_key, 2), q_idx, tpl_dev[q_idx], *distract)
 
     def loss_fn(prm):
         return batch_loss(prm, model_cfg, data_dev, db_dev, q_idx, tpl_idx, step_key,
                           mask_ratio, dropout, weights, models, pointnet_params,
-                          masked_only=masked_only, inference_episodes=infer,
-                          pass_weight=pass_weight)
+                          masked_only=masked_only, inference_episodes=infer)
 
     (loss, terms), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
     updates, opt_state = opt.update(grads, state["opt_state"], state["params"])
@@ -383,13 +357,8 @@ def train_icl(
                                               groups, database_groups)),
                 jnp.asarray(train_cfg.distractor_templates, jnp.float32),
                 jnp.asarray(database is data))
-    if train_cfg.gate_pass_weight and model_cfg.template_gate == "off":
-        raise ValueError("TrainConfig.gate_pass_weight needs a gated model "
-                         "(IclConfig.template_gate)")
-    pass_weight = (jnp.asarray(train_cfg.gate_pass_weight, jnp.float32)
-                   if train_cfg.gate_pass_weight else None)
     consts = (data_dev, db_dev, tpl_dev, mask_ratio, dropout, infer, distract, weights, tuple(models),
-              pointnet_params, pass_weight)
+              pointnet_params)
 
     start = int(state["step"])
     end = train_cfg.total_steps if stop_at_step is None else min(stop_at_step,
