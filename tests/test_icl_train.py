@@ -27,6 +27,38 @@ def tiny_data():
     return data, meta, np.asarray(r.index)
 
 
+def test_a_gate_trained_alone_on_a_held_model(tiny_data):
+    """``TrainConfig.trainable`` with ``train_icl(init_params=...)``: a relevance gate trained on
+    a given model's transformer moves the gate's parameters and leaves every other one exactly
+    as given; unknown names and wrong shapes are refused."""
+    data, _, tpl = tiny_data
+    _, p, c = np.shape(data.image_features)
+    gated = icl.IclConfig(**{**TINY.to_dict(), "sides": TINY.sides, "template_relevance": True,
+                             "template_gate": "relevance"})
+    # A "trained" model without a gate: fresh parameters moved away from their initialization.
+    plain_cfg = dataclasses.replace(gated, template_gate="off")
+    given = icl.init_icl_params(plain_cfg, p, c, np.shape(data.text_embedding)[1],
+                                jax.random.key(7))
+    given = jax.tree.map(lambda x: x + 0.05, given)
+    cfg = icl.TrainConfig(total_steps=3, batch_size=8, warmup_steps=1, learning_rate=0.05,
+                          log_every=1, trainable=("gate_hidden", "gate_out"))
+    out = icl.train_icl(gated, cfg, data, tpl, progress=False, init_params=given)
+    assert set(out.params) == set(given) | {"gate_hidden", "gate_out"}
+    for k in given:
+        for x, y in zip(jax.tree.leaves(out.params[k]), jax.tree.leaves(given[k])):
+            np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+    fresh = icl.init_icl_params(gated, p, c, np.shape(data.text_embedding)[1],
+                                jax.random.split(jax.random.key(cfg.seed))[0])
+    moved = np.abs(np.asarray(out.params["gate_out"]["bias"] - fresh["gate_out"]["bias"]))
+    assert moved.max() > 1e-3 and np.all(np.isfinite(out.losses))
+    with pytest.raises(ValueError, match="trainable"):
+        icl.train_icl(gated, dataclasses.replace(cfg, trainable=("gate",)), data, tpl,
+                      progress=False)
+    with pytest.raises(ValueError, match="init_params"):
+        icl.train_icl(gated, cfg, data, tpl, progress=False,
+                      init_params={"decoder": given["mask_token"]})
+
+
 def test_data_order_is_a_pure_function_of_seed_and_step():
     n, b = 23, 5  # 4 batches per epoch, 3 frames dropped
     epoch0 = np.concatenate([icl.batch_indices(7, s, n, b) for s in range(4)])

@@ -69,6 +69,10 @@ class TrainConfig:
     """Probability of training an example with a random database frame of the query's hand
     type as its template instead of the retrieved one, so that the model learns to judge
     whether a template is relevant (0: the paper's setting)."""
+    trainable: tuple[str, ...] = ()
+    """Top-level parameter names to train, the others held (empty: all). With
+    ``train_icl(init_params=...)`` this trains a part of a trained model, such as the template
+    gate of :attr:`IclConfig.template_gate` on a transformer trained without it."""
     seed: int = 0
     """Seeds parameters, data order and masks."""
     checkpoint_every: int = 500
@@ -221,23 +225,31 @@ def _with_distractors(key, q_idx, tpl_idx, table, counts, q_types, prob, same_ro
     return jnp.where(use, row, tpl_idx)
 
 
-@functools.partial(jax.jit, static_argnames=("model_cfg", "opt", "masked_only"))
-def _train_step(state, q_idx, key, consts, *, model_cfg, opt, masked_only):
+@functools.partial(jax.jit, static_argnames=("model_cfg", "opt", "masked_only", "trainable"))
+def _train_step(state, q_idx, key, consts, *, model_cfg, opt, masked_only, trainable):
     (data_dev, db_dev, tpl_dev, mask_ratio, dropout, infer, distract, weights, models,
      pointnet_params) = consts
     step_key = jax.random.fold_in(key, state["step"])
     tpl_idx = _with_distractors(jax.random.fold_in(step_key, 2), q_idx, tpl_dev[q_idx], *distract)
 
-    def loss_fn(prm):
+    def loss_fn(part):  # the held parameters are constants: no gradient is taken through them
+        prm = {**state["params"], **part}
         return batch_loss(prm, model_cfg, data_dev, db_dev, q_idx, tpl_idx, step_key,
                           mask_ratio, dropout, weights, models, pointnet_params,
                           masked_only=masked_only, inference_episodes=infer)
 
-    (loss, terms), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
-    updates, opt_state = opt.update(grads, state["opt_state"], state["params"])
-    new = {"step": state["step"] + 1, "params": optax.apply_updates(state["params"], updates),
+    part = _trained_part(state["params"], trainable)
+    (loss, terms), grads = jax.value_and_grad(loss_fn, has_aux=True)(part)
+    updates, opt_state = opt.update(grads, state["opt_state"], part)
+    new = {"step": state["step"] + 1,
+           "params": {**state["params"], **optax.apply_updates(part, updates)},
            "opt_state": opt_state}
     return new, loss, terms
+
+
+def _trained_part(params: dict, trainable: tuple[str, ...]) -> dict:
+    """The parameters :attr:`TrainConfig.trainable` names (all when it names none)."""
+    return {k: v for k, v in params.items() if not trainable or k in trainable}
 
 
 def _state_template(params, opt_state):
@@ -294,6 +306,7 @@ def train_icl(
     progress: bool = True,
     groups: np.ndarray | None = None,
     database_groups: np.ndarray | None = None,
+    init_params: dict | None = None,
 ) -> TrainResult:
     """Train on ``data`` paired with ``database[template_index]`` (``database`` defaults to
     ``data``: templates retrieved from the training set, the frame itself excluded).
@@ -306,6 +319,10 @@ def train_icl(
     With ``checkpoint_dir`` and ``resume``, starts from the latest checkpoint there. Stops
     after ``stop_at_step`` steps when given (a checkpoint is written there: the test's stand-in
     for a killed run), else after ``train_cfg.total_steps``.
+
+    ``init_params``: start from these top-level parameters instead of fresh ones (the others,
+    such as a gate the given model lacks, start fresh), e.g. a trained model's, with
+    ``train_cfg.trainable`` naming the part to train.
     """
     t0 = time.perf_counter()
     database = data if database is None else database
@@ -319,8 +336,22 @@ def train_icl(
 
     init_key, key = jax.random.split(jax.random.key(train_cfg.seed))
     params = init_icl_params(model_cfg, p, c, text_dim, init_key)
+    if init_params is not None:
+        for k, v in init_params.items():
+            if k not in params:
+                raise ValueError(f"init_params: {k!r} is not a parameter of this model "
+                                 f"(it has {sorted(params)})")
+            if jax.tree.structure(v) != jax.tree.structure(params[k]) or any(
+                    np.shape(a) != np.shape(b)
+                    for a, b in zip(jax.tree.leaves(v), jax.tree.leaves(params[k]))):
+                raise ValueError(f"init_params: {k!r} does not have this model's shapes")
+        params = {**params, **init_params}
+    trainable = tuple(train_cfg.trainable)
+    if unknown := sorted(set(trainable) - set(params)):
+        raise ValueError(f"TrainConfig.trainable names {unknown}, not parameters of this model "
+                         f"(it has {sorted(params)})")
     opt = make_optimizer(train_cfg)
-    state = _state_template(params, opt.init(params))
+    state = _state_template(params, opt.init(_trained_part(params, trainable)))
     losses: list[float] = []
     meta = {"model_config": model_cfg.to_dict(), "train_config": dataclasses.asdict(train_cfg),
             "num_patches": int(p), "feature_dim": int(c), "text_dim": int(text_dim)}
@@ -369,7 +400,8 @@ def train_icl(
     for s in range(start, end):
         idx = batch_indices(train_cfg.seed, s, n, train_cfg.batch_size)
         state, loss, _ = _train_step(state, jnp.asarray(idx), key, consts, model_cfg=model_cfg,
-                                     opt=opt, masked_only=train_cfg.loss_on_masked_only)
+                                     opt=opt, masked_only=train_cfg.loss_on_masked_only,
+                                     trainable=trainable)
         pending.append(loss)
         if (s + 1) % train_cfg.log_every == 0 or s + 1 == end:
             losses.extend(float(x) for x in jax.device_get(pending))
