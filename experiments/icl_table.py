@@ -150,11 +150,11 @@ RUN_LABELS = {
     "tokens + 10 % random templates in training",
 }
 # A gate calibrated on a trained model: the run named by the value trains as usual, then a
-# relevance gate alone (IclConfig.template_gate, TrainConfig.trainable) on its held transformer,
-# for GATE_STEPS steps at GATE_LR, every example an inference episode.
+# relevance gate alone (hoijax.icl.calibrate_gate) on its held transformer, for GATE_STEPS
+# steps at GATE_LR, every example an inference episode.
 CALIBRATED_GATE = {"relevance_distractors0.1_mask0.5_calibrated_gate":
                    "relevance_distractors0.1_mask0.5"}
-GATE_STEPS, GATE_LR, GATE_PARAMS = 400, 0.02, ("gate_hidden", "gate_out")
+GATE_STEPS, GATE_LR = 400, 0.02
 # The mask ratios of the paper's ablation for the relevance recipes (the setup tables).
 for _base in ("relevance", "relevance_distractors0.1", "relevance_distractors0.2",
               "relevance_gate_distractors0.1", "token_gate_distractors0.1"):
@@ -244,12 +244,10 @@ def run_one(name, args, train, test, database, tpl_train, tpl_test, tpl_rand, mo
                            groups=train_setup)
     seconds = result.seconds
     if name in CALIBRATED_GATE:  # then the gate alone, on the held transformer
-        model_cfg = dataclasses.replace(model_cfg, template_gate="relevance")
-        train_cfg = dataclasses.replace(train_cfg, total_steps=GATE_STEPS, learning_rate=GATE_LR,
-                                        warmup_steps=50, inference_episodes=1.0,
-                                        trainable=GATE_PARAMS)
-        result = icl.train_icl(model_cfg, train_cfg, train, tpl_train, progress=args.progress,
-                               groups=train_setup, init_params=result.params)
+        model_cfg, result = icl.calibrate_gate(result.params, model_cfg, train_cfg, train,
+                                               tpl_train, steps=GATE_STEPS,
+                                               learning_rate=GATE_LR, progress=args.progress,
+                                               groups=train_setup)
         seconds += result.seconds
     t1 = time.perf_counter()
     preds = {
@@ -276,6 +274,8 @@ def run_one(name, args, train, test, database, tpl_train, tpl_test, tpl_rand, mo
         "template_gain_percent": 100.0 * (rm - r) / rm,
         "model_config": model_cfg.to_dict(), "train_config": dataclasses.asdict(train_cfg),
         "num_parameters": int(sum(x.size for x in jax.tree.leaves(result.params))),
+        "gate_calibration": ({"steps": GATE_STEPS, "learning_rate": GATE_LR}
+                             if name in CALIBRATED_GATE else None),
         "train_seconds": seconds, "eval_seconds": time.perf_counter() - t1,
         "final_train_loss_mean_last_100": float(np.mean(result.losses[-100:])),
     }

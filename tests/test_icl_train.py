@@ -27,36 +27,23 @@ def tiny_data():
     return data, meta, np.asarray(r.index)
 
 
-def test_a_gate_trained_alone_on_a_held_model(tiny_data):
-    """``TrainConfig.trainable`` with ``train_icl(init_params=...)``: a relevance gate trained on
-    a given model's transformer moves the gate's parameters and leaves every other one exactly
-    as given; unknown names and wrong shapes are refused."""
+def test_trainable_and_init_params_refuse_what_the_model_lacks(tiny_data):
+    """``TrainConfig.trainable`` and ``train_icl(init_params=...)`` name parameters of the
+    model, with its shapes (that held parameters stay bit-equal: the CLI test below)."""
     data, _, tpl = tiny_data
+    gated = icl.IclConfig(**{**TINY.to_dict(), "sides": TINY.sides, "template_gate": "relevance"})
+    cfg = icl.TrainConfig(total_steps=1, batch_size=8, trainable=("gate",))
+    with pytest.raises(ValueError, match="trainable names"):
+        icl.train_icl(gated, cfg, data, tpl, progress=False)
+    with pytest.raises(ValueError, match="not a parameter"):
+        icl.train_icl(gated, cfg, data, tpl, progress=False, init_params={"gate": {}})
     _, p, c = np.shape(data.image_features)
-    gated = icl.IclConfig(**{**TINY.to_dict(), "sides": TINY.sides, "template_relevance": True,
-                             "template_gate": "relevance"})
-    # A "trained" model without a gate: fresh parameters moved away from their initialization.
-    plain_cfg = dataclasses.replace(gated, template_gate="off")
-    given = icl.init_icl_params(plain_cfg, p, c, np.shape(data.text_embedding)[1],
-                                jax.random.key(7))
-    given = jax.tree.map(lambda x: x + 0.05, given)
-    cfg = icl.TrainConfig(total_steps=3, batch_size=8, warmup_steps=1, learning_rate=0.05,
-                          log_every=1, trainable=("gate_hidden", "gate_out"))
-    out = icl.train_icl(gated, cfg, data, tpl, progress=False, init_params=given)
-    assert set(out.params) == set(given) | {"gate_hidden", "gate_out"}
-    for k in given:
-        for x, y in zip(jax.tree.leaves(out.params[k]), jax.tree.leaves(given[k])):
-            np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
-    fresh = icl.init_icl_params(gated, p, c, np.shape(data.text_embedding)[1],
-                                jax.random.split(jax.random.key(cfg.seed))[0])
-    moved = np.abs(np.asarray(out.params["gate_out"]["bias"] - fresh["gate_out"]["bias"]))
-    assert moved.max() > 1e-3 and np.all(np.isfinite(out.losses))
-    with pytest.raises(ValueError, match="trainable"):
-        icl.train_icl(gated, dataclasses.replace(cfg, trainable=("gate",)), data, tpl,
-                      progress=False)
-    with pytest.raises(ValueError, match="init_params"):
+    given = icl.init_icl_params(TINY, p, c, np.shape(data.text_embedding)[1])
+    with pytest.raises(ValueError, match="shapes"):
         icl.train_icl(gated, cfg, data, tpl, progress=False,
                       init_params={"decoder": given["mask_token"]})
+    with pytest.raises(ValueError, match="without a gate"):
+        icl.calibrate_gate(given, gated, cfg, data, tpl)
 
 
 def test_data_order_is_a_pure_function_of_seed_and_step():
@@ -103,17 +90,33 @@ def test_checkpoint_round_trip_resume_equals_uninterrupted_run_and_loss_drops(ti
 
 
 def test_cli_train_then_eval_writes_the_run_folder(tmp_path):
+    """The run folder of ``hoijax icl-train`` with a gate trained alone after the model
+    (``--gate-steps``), evaluated again by ``hoijax icl-eval``: the gated model from its own
+    checkpoints, and the model before the gate from the first ones."""
     out = tmp_path / "run"
     rc = run_icl_train(IclTrain(out=out, steps=4, batch_size=8, scenes=8, frames_per_scene=4,
                                 test_scenes=4, d_model=16, num_heads=2, num_layers=1,
                                 checkpoint_every=2, progress=False, scenes_per_setup=4,
-                                setup_error_fraction=0.5, distractor_templates=0.5))
+                                setup_error_fraction=0.5, distractor_templates=0.5,
+                                template_gate="relevance", gate_steps=2))
     assert rc == 0
-    source = json.loads((out / "run.json").read_text())["source"]["synthetic"]
+    meta = json.loads((out / "run.json").read_text())
+    source = meta["source"]["synthetic"]
     assert (source["scenes_per_setup"], source["setup_error_fraction"]) == (4, 0.5)
+    assert meta["model_config"]["template_gate"] == "off"
+    assert meta["gate"]["model_config"]["template_gate"] == "relevance"
     for name in ("run.json", "loss_curve.png", "metrics.json", "data/train.npz",
-                 "data/test.npz"):
+                 "data/test.npz", "checkpoints", "checkpoints_gate"):
         assert (out / name).exists(), name
+    # The gate trained alone: every parameter of the model bit-equal, the gate's moved.
+    gated, _ = icl.restore_checkpoint(out / "checkpoints_gate")
+    plain, _ = icl.restore_checkpoint(out / "checkpoints")
+    assert int(gated["step"]) == 2 and int(plain["step"]) == 4
+    assert set(gated["params"]) == set(plain["params"]) | set(icl.GATE_PARAMS["relevance"])
+    for x, y in zip(jax.tree.leaves({k: gated["params"][k] for k in plain["params"]}),
+                    jax.tree.leaves(plain["params"])):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+    assert np.abs(np.asarray(gated["params"]["gate_out"]["bias"])).max() > 1e-3
     m = json.loads((out / "metrics.json").read_text())
     assert set(m["metrics"]) == {"coarse", "icl", "icl_no_template"}
     assert m["metrics"]["coarse"]["num_two_hand_frames"] > 0
@@ -128,6 +131,16 @@ def test_cli_train_then_eval_writes_the_run_folder(tmp_path):
     assert again["metrics"]["icl"]["P-MPVPE_mm"] == pytest.approx(
         m["metrics"]["icl"]["P-MPVPE_mm"], rel=1e-5)
     assert run_icl_eval(IclEval(run=tmp_path / "missing")) == 2
+    # The model before the gate: the run folder without its gate.
+    meta.pop("gate")
+    (out / "run.json").write_text(json.dumps(meta))
+    assert run_icl_eval(IclEval(run=out, out=tmp_path / "plain.json")) == 0
+    plain = json.loads((tmp_path / "plain.json").read_text())["metrics"]
+    assert plain["icl_no_template"]["P-MPVPE_mm"] == pytest.approx(
+        m["metrics"]["icl_no_template"]["P-MPVPE_mm"], rel=1e-5)  # the gate's passes agree
+    # A gate's steps without a gate are refused before anything is written.
+    assert run_icl_train(IclTrain(out=tmp_path / "refused", gate_steps=10)) == 2
+    assert not (tmp_path / "refused").exists()
 
 
 def test_data_files_round_trip_and_name_the_bad_field(tiny_data, tmp_path):

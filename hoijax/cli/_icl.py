@@ -86,6 +86,14 @@ class IclTrain:
     difference, per parameter group: from the relevance numbers ('relevance') or also from the
     tokens of the pass with the template ('tokens') (IclConfig.template_gate; twice the
     transformer's cost; the gate rows of the README's EgoHandICL tables)."""
+    gate_steps: int = 0
+    """With --template-gate: train the model without the gate first, then the gate alone for
+    this many steps on the held model (icl.calibrate_gate; checkpoints in checkpoints_gate/).
+    The retrieved template keeps the model's gain and a random one lands between it and none
+    (the calibrated-gate rows of the README's EgoHandICL tables). 0: gate and transformer
+    trained together."""
+    gate_learning_rate: float = 0.02
+    """The gate's learning rate with --gate-steps."""
     bf16: bool = False
     """Compute in bfloat16 (for GPUs; parameters and losses stay float32)."""
     one_hand: bool = False
@@ -180,12 +188,17 @@ def run_icl_train(cfg: IclTrain) -> int:
     """Train (resuming if possible), write the run folder, evaluate on held-out frames."""
     from hoijax import icl
 
+    if cfg.gate_steps and cfg.template_gate == "off":
+        print("error: --gate-steps needs --template-gate relevance or tokens", file=sys.stderr)
+        return 2
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     sides = _sides(cfg.one_hand)
     ckpt = out / "checkpoints"
-    if not cfg.resume and ckpt.exists():
-        shutil.rmtree(ckpt)
+    gate_ckpt = out / "checkpoints_gate"
+    for d in (ckpt, gate_ckpt):
+        if not cfg.resume and d.exists():
+            shutil.rmtree(d)
     try:
         if cfg.data is None:
             syn = icl.SyntheticIclConfig(num_scenes=cfg.scenes, frames_per_scene=cfg.frames_per_scene,
@@ -215,7 +228,7 @@ def run_icl_train(cfg: IclTrain) -> int:
                               text_slots=cfg.text_slots,
                               target_difference=cfg.target_difference,
                               template_relevance=cfg.template_relevance,
-                              template_gate=cfg.template_gate,
+                              template_gate="off" if cfg.gate_steps else cfg.template_gate,
                               dtype="bfloat16" if cfg.bf16 else "float32")
     train_cfg = icl.TrainConfig(total_steps=cfg.steps, batch_size=cfg.batch_size,
                                 learning_rate=cfg.learning_rate, weight_decay=cfg.weight_decay,
@@ -225,15 +238,32 @@ def run_icl_train(cfg: IclTrain) -> int:
                                 inference_episodes=cfg.inference_episodes,
                                 distractor_templates=cfg.distractor_templates, seed=cfg.seed,
                                 checkpoint_every=cfg.checkpoint_every)
-    icl.save_run_meta(out / "run.json", model_cfg, train_cfg, {"source": source})
-    templates = icl.retrieve_for(train, train, sides, exclude_index=np.arange(train.num_frames))
-    result = icl.train_icl(model_cfg, train_cfg, train, np.asarray(templates.index),
+    extra = {"source": source}
+    if cfg.gate_steps:  # icl-eval reads the gated model from its own checkpoints
+        extra["gate"] = {"kind": cfg.template_gate, "steps": cfg.gate_steps,
+                         "learning_rate": cfg.gate_learning_rate,
+                         "checkpoints": gate_ckpt.name,
+                         "model_config": dataclasses.replace(
+                             model_cfg, template_gate=cfg.template_gate).to_dict()}
+    icl.save_run_meta(out / "run.json", model_cfg, train_cfg, extra)
+    templates = np.asarray(icl.retrieve_for(train, train, sides,
+                                            exclude_index=np.arange(train.num_frames)).index)
+    result = icl.train_icl(model_cfg, train_cfg, train, templates,
                            checkpoint_dir=ckpt, resume=cfg.resume, stop_at_step=cfg.stop_at_step,
                            progress=cfg.progress, groups=groups)
     _plot_losses(out / "loss_curve.png", result.losses)
     print(f"trained steps {result.start_step}..{result.step} in {result.seconds:.1f} s, "
           f"final loss {result.losses[-1]:.4f}" if len(result.losses) else "no steps run")
-    if test is not None and result.step >= train_cfg.total_steps:
+    done = result.step >= train_cfg.total_steps
+    if cfg.gate_steps and done:
+        model_cfg, result = icl.calibrate_gate(
+            result.params, model_cfg, train_cfg, train, templates, gate=cfg.template_gate,
+            steps=cfg.gate_steps, learning_rate=cfg.gate_learning_rate,
+            checkpoint_dir=gate_ckpt, resume=cfg.resume, progress=cfg.progress, groups=groups)
+        print(f"trained the gate alone, steps {result.start_step}..{result.step} in "
+              f"{result.seconds:.1f} s")
+        done = result.step >= cfg.gate_steps
+    if test is not None and done:
         payload = _evaluate_to_json(result.params, model_cfg, train, test, out / "metrics.json",
                                     {"step": result.step})
         m = payload["metrics"]
@@ -250,10 +280,13 @@ def run_icl_eval(cfg: IclEval) -> int:
     run = Path(cfg.run)
     try:
         meta = json.loads((run / "run.json").read_text())
-        model_cfg = icl.IclConfig.from_dict(meta["model_config"])
+        gate = meta.get("gate")  # a gate trained alone: the gated model is the run's model
+        model_cfg = icl.IclConfig.from_dict(gate["model_config"] if gate
+                                            else meta["model_config"])
         train = icl.load_icl_data(cfg.database or run / "data" / "train.npz", model_cfg.sides)
         queries = icl.load_icl_data(cfg.queries or run / "data" / "test.npz", model_cfg.sides)
-        state, _ = icl.restore_checkpoint(run / "checkpoints", step=cfg.step)
+        state, _ = icl.restore_checkpoint(run / (gate["checkpoints"] if gate else "checkpoints"),
+                                          step=cfg.step)
     except (OSError, KeyError, icl.IclDataError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

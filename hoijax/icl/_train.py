@@ -326,8 +326,6 @@ def train_icl(
     """
     t0 = time.perf_counter()
     database = data if database is None else database
-    models = hand_models(model_cfg.sides) if models is None else tuple(models)
-    pointnet_params = init_pointnet() if pointnet_params is None else pointnet_params
     n, p, c = np.shape(data.image_features)
     text_dim = np.shape(data.text_embedding)[1]
     template_index = np.asarray(template_index, np.int32)
@@ -350,6 +348,8 @@ def train_icl(
     if unknown := sorted(set(trainable) - set(params)):
         raise ValueError(f"TrainConfig.trainable names {unknown}, not parameters of this model "
                          f"(it has {sorted(params)})")
+    models = hand_models(model_cfg.sides) if models is None else tuple(models)
+    pointnet_params = init_pointnet() if pointnet_params is None else pointnet_params
     opt = make_optimizer(train_cfg)
     state = _state_template(params, opt.init(_trained_part(params, trainable)))
     losses: list[float] = []
@@ -418,6 +418,42 @@ def train_icl(
     return TrainResult(params=state["params"], step=int(state["step"]), start_step=start,
                        losses=np.asarray(losses, np.float64),
                        seconds=time.perf_counter() - t0)
+
+
+GATE_PARAMS = {"relevance": ("gate_hidden", "gate_out"),
+               "tokens": ("gate_hidden", "gate_token", "gate_bias")}
+"""The parameters of each kind of :attr:`IclConfig.template_gate`."""
+
+
+def calibrate_gate(
+    params: dict,
+    model_cfg: IclConfig,
+    train_cfg: TrainConfig,
+    data: IclData,
+    template_index: np.ndarray,
+    *,
+    gate: str = "relevance",
+    steps: int = 400,
+    learning_rate: float = 0.02,
+    **kwargs,
+) -> tuple[IclConfig, TrainResult]:
+    """Train a template gate alone on a model trained without one: the model's parameters are
+    held, and the gate (:attr:`IclConfig.template_gate` ``gate``) learns for ``steps`` steps how
+    much of the pass with the template to take over the pass without it, every example drawn as
+    at inference (template target whole, query target fully masked) and the rest of
+    ``train_cfg`` (batch, random templates, seed) as given. The retrieved template's gain stays
+    the model's, where a gate trained with the transformer costs part of it (README,
+    EgoHandICL). ``kwargs`` go to :func:`train_icl` (``checkpoint_dir``, ``groups``, ...).
+    Returns the gated model's config and the result of its training."""
+    if gate not in GATE_PARAMS:
+        raise ValueError(f"gate must be one of {sorted(GATE_PARAMS)}, got {gate!r}")
+    if model_cfg.template_gate != "off":
+        raise ValueError("calibrate_gate takes a model trained without a gate")
+    gated = dataclasses.replace(model_cfg, template_gate=gate)
+    cfg = dataclasses.replace(train_cfg, total_steps=steps, learning_rate=learning_rate,
+                              warmup_steps=min(train_cfg.warmup_steps, max(steps // 8, 1)),
+                              inference_episodes=1.0, trainable=GATE_PARAMS[gate])
+    return gated, train_icl(gated, cfg, data, template_index, init_params=params, **kwargs)
 
 
 def save_run_meta(path: str | Path, model_cfg: IclConfig, train_cfg: TrainConfig,
