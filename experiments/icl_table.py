@@ -39,7 +39,11 @@ inference, ``L_mano`` the sum of squared parameter errors, λm = 0.05, λv = 5, 
   ``IclConfig(template_gate="relevance")`` (the transformer runs with and without the
   template, and a gate on the relevance numbers decides, per parameter group, how much of the
   difference to take); ``token_gate_distractors0.1``: the gate also reads each query-target
-  token of the pass with the template (``template_gate="tokens"``).
+  token of the pass with the template (``template_gate="tokens"``);
+- ``relevance_distractors0.1_mask0.5_calibrated_gate``: ``relevance_distractors0.1_mask0.5``
+  trained as usual, then a relevance gate trained alone on its held transformer
+  (:func:`hoijax.icl.calibrate_gate`: 400 steps at 0.02, every example an inference episode;
+  ``hoijax icl-train --template-gate relevance --gate-steps 400``).
 
 Diagnostics of every run: the attention that the query's target tokens pay to the template's
 tokens (share of the softmax mass, mean over layers, heads and present hands; retrieved and
