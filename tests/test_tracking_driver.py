@@ -80,10 +80,11 @@ def test_overflowing_sequence_is_rerun_and_equals_a_run_at_sufficient_capacity()
     for name in ("T_cam_obj", "hand_transl", "obj_scale", "object_iters"):
         np.testing.assert_array_equal(np.asarray(getattr(res, name)),
                                       np.asarray(getattr(ref.results["closeup"], name)), name)
-    # At the capacity that overflowed, the flag is set per frame (the driver's reason to rerun).
+    # At the capacity that overflowed, the flag is set per frame (the driver's reason to rerun;
+    # the same progress receiver again, so the first run's program is reused).
     small = tr.track_sequences({"closeup": seq}, tr.ManoSource.synthetic(), CONFIG,
                                tr.TrackHyper(), dataclasses.replace(OPTIONS, max_doublings=0),
-                               log=logs.append)
+                               log=logs.append, progress=progress)
     assert small.overflow == ["closeup"]
     assert np.asarray(small.results["closeup"].overflow).any()
 
