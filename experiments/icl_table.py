@@ -40,7 +40,8 @@ inference, ``L_mano`` the sum of squared parameter errors, λm = 0.05, λv = 5, 
   template, and a gate on the relevance numbers decides, per parameter group, how much of the
   difference to take); ``token_gate_distractors0.1``: the gate also reads each query-target
   token of the pass with the template (``template_gate="tokens"``);
-- ``relevance_distractors0.1_mask0.5_calibrated_gate``: ``relevance_distractors0.1_mask0.5``
+- ``relevance_distractors0.1_mask0.5_calibrated_gate`` (``relevance_distractors0.1_calibrated_gate``
+  at the paper's mask ratio): ``relevance_distractors0.1_mask0.5`` (``relevance_distractors0.1``)
   trained as usual, then a relevance gate trained alone on its held transformer
   (:func:`hoijax.icl.calibrate_gate`: 400 steps at 0.02, every example an inference episode;
   ``hoijax icl-train --template-gate relevance --gate-steps 400``).
@@ -157,7 +158,8 @@ RUN_LABELS = {
 # relevance gate alone (hoijax.icl.calibrate_gate) on its held transformer, for GATE_STEPS
 # steps at GATE_LR, every example an inference episode.
 CALIBRATED_GATE = {"relevance_distractors0.1_mask0.5_calibrated_gate":
-                   "relevance_distractors0.1_mask0.5"}
+                   "relevance_distractors0.1_mask0.5",
+                   "relevance_distractors0.1_calibrated_gate": "relevance_distractors0.1"}
 GATE_STEPS, GATE_LR = 400, 0.02
 # The mask ratios of the paper's ablation for the relevance recipes (the setup tables).
 for _base in ("relevance", "relevance_distractors0.1", "relevance_distractors0.2",

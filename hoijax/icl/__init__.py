@@ -128,7 +128,8 @@ from hoijax.icl._train import (
 )
 
 __all__ = [
-    "EGOEXO4D_JOINTS", "GATE_PARAMS", "JOINT_FSCORE_THRESHOLDS_M", "EgocentricInputs", "all_joints_valid",
+    "EGOEXO4D_JOINTS", "GATE_PARAMS", "JOINT_FSCORE_THRESHOLDS_M", "EgocentricInputs",
+    "all_joints_valid",
     "arctic_to_icl", "egoexo4d_to_icl", "egoexo_mpjpe_mm", "joint_fscores",
     "joints_pa_mpjpe_mm", "keypoint_metrics_arrays", "load_egocentric_inputs",
     "read_arctic_sequence", "read_egoexo4d_take", "world_mano_to_camera",
@@ -137,7 +138,8 @@ __all__ = [
     "RIGHT", "TRANSL", "TWO_HANDS", "EgoHandIcl", "IclConfig", "IclData", "IclDataError",
     "IclExample", "IclLossWeights", "IclTokenizer", "IclTokens", "ManoEncoder", "PointNet",
     "Retrieval", "SyntheticIclConfig", "TrainConfig", "TrainResult", "apply_icl",
-    "batch_indices", "batch_loss", "calibrate_gate", "concat_icl_data", "cosine_similarity", "embed_texts",
+    "batch_indices", "batch_loss", "calibrate_gate", "concat_icl_data", "cosine_similarity",
+    "embed_texts",
     "epoch_permutation", "evaluate_icl", "example_shapes", "from_network_units",
     "gather_examples", "group_masks", "hand_metrics_arrays", "hand_models", "hand_type_id", "hand_types",
     "hands_forward", "hands_forward_batch", "hashed_text_embedding", "icl_loss",
