@@ -215,3 +215,122 @@ def test_inputs_come_from_files_unless_oracle(dexycb, tmp_path):
     np.testing.assert_allclose(np.asarray(seq.T_cam_obj_init[:3]), dexycb["frames"][3]["pose_y"][1],
                                atol=1e-7)
     assert int(seq.init_frame) == 2
+
+
+# ------------------------------------------------------------------- TIGeR examples (crops)
+
+CROP = 48
+TETRA = np.array([[0, 0, 0], [0.05, 0, 0], [0, 0.05, 0], [0, 0, 0.05]])
+
+
+def test_tiger_examples_from_dexycb(dexycb):
+    """Crops centred on the object with K shifted by the window's corner, pixels copied from
+    the image, the visible mask from ``seg``, the amodal mask against the projected
+    tetrahedron's convex hull, ground-truth points on the posed model's surface."""
+    from scipy.spatial import ConvexHull
+
+    from hoijax import tiger
+
+    data = tiger.load_dexycb_tiger(dexycb["root"], SEQ, SERIAL, dexycb["mano_dir"],
+                                   crop_px=CROP, num_points=64)
+    tiger.validate_tiger_data(data)
+    assert data.num_examples == 3 and data.crop_px == CROP
+    conv = _dexycb.load_dexycb(dexycb["root"], SEQ, SERIAL, dexycb["mano_dir"],
+                               oracle="keypoints,hand,masks", load_depth=False)
+    K = np.asarray(conv.sequence.K, np.float64)
+    yy, xx = np.mgrid[0:CROP, 0:CROP]
+    for n, f in enumerate((1, 2, 3)):
+        Kc = data.K[n].astype(np.float64)
+        x0, y0 = K[0, 2] - Kc[0, 2], K[1, 2] - Kc[1, 2]
+        assert x0 == round(x0) and y0 == round(y0)
+        np.testing.assert_allclose(Kc[[0, 1], [0, 1]], K[[0, 1], [0, 1]])
+        x0, y0 = int(round(x0)), int(round(y0))
+        c = data.center_cam[n].astype(np.float64)
+        uv = Kc[:2, :2] @ (c[:2] / c[2]) + Kc[:2, 2]
+        assert np.abs(uv - CROP / 2).max() <= 0.5 + 1e-4  # centred on the object
+        img = np.asarray(Image.open(dexycb["cam"] / f"color_{f:06d}.jpg").convert("RGB"))
+        seg = np.load(dexycb["cam"] / f"labels_{f:06d}.npz")["seg"]
+        inside = (yy + y0 >= 0) & (yy + y0 < H) & (xx + x0 >= 0) & (xx + x0 < W)
+        assert inside.any() and not inside.all()  # 48 rows: the window leaves the 40-row image
+        sy, sx = (yy + y0)[inside], (xx + x0)[inside]
+        np.testing.assert_array_equal(data.rgb[n][inside], img[sy, sx])
+        assert not data.rgb[n][~inside].any() and not data.visible_mask[n][~inside].any()
+        np.testing.assert_array_equal(data.visible_mask[n][inside], seg[sy, sx] == 14)
+        # Ground-truth points: centred, and on the tetrahedron's surface in the object frame.
+        pose = dexycb["frames"][f]["pose_y"][1].astype(np.float64)
+        np.testing.assert_allclose(data.points_obj[n].mean(0), 0.0, atol=1e-6)
+        local = (data.points_obj[n] + c - pose[:, 3]) @ pose[:, :3]
+        slack = np.stack([local[:, 0], local[:, 1], local[:, 2], 0.05 - local.sum(1)], 1)
+        assert slack.min() > -1e-5 and np.abs(slack.min(1)).max() < 1e-5
+        # Amodal mask: pixel centres (integer coordinates) inside the projected hull.
+        cam = TETRA @ pose[:, :3].T + pose[:, 3]
+        proj = cam[:, :2] / cam[:, 2:] * Kc[[0, 1], [0, 1]] + Kc[:2, 2]
+        eq = ConvexHull(proj).equations
+        d = (np.stack([xx, yy], -1).reshape(-1, 2) @ eq[:, :2].T + eq[:, 2]).max(1)
+        far = np.abs(d) > 1e-3
+        np.testing.assert_array_equal(data.amodal_mask[n].reshape(-1)[far], d[far] < 0)
+        assert data.amodal_mask[n].sum() >= 5
+        np.testing.assert_allclose(data.hand_joints[n], np.asarray(conv.sequence.gt.joints_cam[n]),
+                                   atol=1e-7)
+    np.testing.assert_allclose(np.linalg.norm(data.prior_obj, axis=-1), 0.05, rtol=1e-5)
+    assert (data.prior_source == tiger.PRIOR_SOURCES.index("sphere")).all()
+
+
+def test_tiger_prior_folder_and_batch_with_a_bad_sequence(dexycb, tmp_path):
+    """A folder prior is found by the YCB model's name, sampled and centred; a folder without
+    it names the object; in a batch the bad camera is reported and the rest is written."""
+    import trimesh
+
+    from hoijax import tiger
+
+    (tmp_path / "priors").mkdir()
+    box = trimesh.creation.box(extents=(0.04, 0.06, 0.08))
+    box.apply_translation((0.3, 0.0, 0.0))
+    box.export(tmp_path / "priors" / "025_mug.ply")
+    from hoijax.cli.main import main
+
+    with pytest.warns(UserWarning, match=rf"{SEQ} / 000000.*skipped"):
+        code = main(["tiger-data", "--root", str(dexycb["root"]), "--sequence",
+                     f"{SEQ}:{SERIAL}", f"{SEQ}:000000", "--out", str(tmp_path / "out.npz"),
+                     "--mano-dir", str(dexycb["mano_dir"]), "--prior", str(tmp_path / "priors"),
+                     "--crop-px", str(CROP), "--num-points", "64"])
+    assert code == 0
+    back = tiger.load_tiger_data(tmp_path / "out.npz")
+    assert back.num_examples == 3
+    direct = tiger.load_dexycb_tiger(dexycb["root"], SEQ, SERIAL, dexycb["mano_dir"],
+                                     prior=tmp_path / "priors", crop_px=CROP, num_points=64)
+    for name in ("prior_obj", "points_obj", "rgb", "amodal_mask", "visible_mask", "K"):
+        np.testing.assert_array_equal(getattr(back, name), getattr(direct, name))
+    assert (back.prior_source == -1).all()
+    p = back.prior_obj[0].astype(np.float64)
+    np.testing.assert_allclose(p.mean(0), 0.0, atol=1e-6)
+    # On the box's surface, moved from x = 0.3 m to the origin (the sample's centroid is
+    # within a few millimetres of the box's centre).
+    ratio = np.abs(p / np.array([0.02, 0.03, 0.04])).max(1)
+    np.testing.assert_allclose(ratio, 1.0, atol=0.15)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(SequenceFormatError, match=r"empty.*'prior_obj'.*025_mug"):
+        tiger.load_dexycb_tiger(dexycb["root"], SEQ, SERIAL, dexycb["mano_dir"],
+                                prior=tmp_path / "empty", crop_px=CROP, num_points=64)
+
+
+def test_tiger_hidden_object_is_kept_and_warned(dexycb, tmp_path):
+    """An object absent from ``seg`` in most frames: the frames stay (R_occ = 1, the last
+    occlusion bin) with an empty visible mask, and a warning names the sequence and frames."""
+    import shutil
+
+    from hoijax import tiger
+
+    root = tmp_path / "copy"
+    shutil.copytree(dexycb["root"], root)
+    for f in (2, 3):
+        lab = dict(np.load(root / SEQ / SERIAL / f"labels_{f:06d}.npz"))
+        lab["seg"] = np.where(lab["seg"] == 14, 0, lab["seg"]).astype(np.uint8)
+        np.savez(root / SEQ / SERIAL / f"labels_{f:06d}.npz", **lab)
+    with pytest.warns(UserWarning, match=rf"{SEQ} / {SERIAL}.*hidden in 2 of 3.*000002, 000003"):
+        data = tiger.load_dexycb_tiger(root, SEQ, SERIAL, dexycb["mano_dir"], crop_px=CROP,
+                                       num_points=64)
+    assert data.num_examples == 3 and data.visible_mask[0].any()
+    assert not data.visible_mask[1:].any() and data.amodal_mask[1:].any(axis=(1, 2)).all()
+    np.testing.assert_allclose(tiger.occlusion_rate(data)[1:], 1 - 1 / (
+        data.amodal_mask[1:].sum((1, 2)) + 1))

@@ -1,7 +1,8 @@
-"""Command-line entry points of TIGeR: ``hoijax tiger-train`` and ``hoijax tiger-eval``.
+"""Command-line entry points of TIGeR: ``hoijax tiger-train``, ``hoijax tiger-eval`` and
+``hoijax tiger-data`` (DexYCB crops to the examples' ``.npz``).
 
-``TigerTrain`` / ``TigerEval`` are tyro-compatible dataclasses; :func:`run_tiger_train` and
-:func:`run_tiger_eval` return a process exit code. Layout of a run folder (``--out``)::
+``TigerTrain`` / ``TigerEval`` / ``TigerDataDexycb`` are tyro-compatible dataclasses; the
+``run_*`` functions return a process exit code. Layout of a run folder (``--out``)::
 
     run.json           model and training configs, data sources
     checkpoints/       orbax CheckpointManager (step, params, both optimizer states, losses)
@@ -85,6 +86,55 @@ class TigerEval:
     """Folder for metrics.json and occlusion_bins.png."""
     step: int | None = None
     """Checkpoint step; default: the latest."""
+
+
+@dataclasses.dataclass
+class TigerDataDexycb:
+    """Convert DexYCB sequences to TIGeR examples: 256² crops centred on the grasped object,
+    ground-truth points, amodal and visible masks, the hand, and a prior (.npz)."""
+
+    root: Path
+    """DexYCB root ($DEX_YCB_DIR)."""
+    sequence: tuple[str, ...]
+    """Sequences as ``<subject>/<sequence>:<camera serial>``, one or more."""
+    out: Path
+    """Output .npz (hoijax.tiger layout), for tiger-train --data / --test-data."""
+    mano_dir: Path
+    """Folder with MANO_RIGHT.pkl / MANO_LEFT.pkl."""
+    prior: str = "sphere"
+    """``sphere``, a prior file (mesh, point cloud, .npy), or a folder with one file per YCB
+    model named after it (e.g. ``006_mustard_bottle.ply``)."""
+    sphere_radius_m: float = 0.05
+    """Radius of the sphere prior, metres."""
+    crop_px: int = 256
+    """Crop side, pixels (TIGeR: 256)."""
+    num_points: int = 512
+    """Prior and ground-truth points per example."""
+
+
+def run_tiger_data(cfg: TigerDataDexycb) -> int:
+    """Convert; a sequence that fails is named on stderr and skipped (exit 0 if any converted,
+    2 if none did or a name is malformed)."""
+    from hoijax import tiger
+
+    pairs = []
+    for item in cfg.sequence:
+        seq, _, serial = item.rpartition(":")
+        if not seq or not serial:
+            print(f"error: --sequence {item!r} is not <subject>/<sequence>:<serial>",
+                  file=sys.stderr)
+            return 2
+        pairs.append((seq, serial))
+    prior = cfg.prior if cfg.prior == "sphere" else Path(cfg.prior)
+    try:
+        data = tiger.convert_dexycb_tiger(cfg.root, pairs, cfg.out, cfg.mano_dir, prior=prior,
+                                          sphere_radius_m=cfg.sphere_radius_m,
+                                          crop_px=cfg.crop_px, num_points=cfg.num_points)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"wrote {data.num_examples} examples to {cfg.out}")
+    return 0
 
 
 def _evaluate(params, model_cfg, data, out: Path, extra: dict) -> dict:

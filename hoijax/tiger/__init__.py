@@ -48,6 +48,14 @@ from hoijax.tiger._data import (
     validate_tiger_data,
     with_pseudo_mapping,
 )
+from hoijax.tiger._dexycb import (
+    convert_dexycb_tiger,
+    crop_image,
+    crop_intrinsics,
+    crop_window,
+    load_dexycb_tiger,
+    read_prior,
+)
 from hoijax.tiger._evaluate import (
     HAND_THRESHOLDS_M,
     OBJECT_THRESHOLDS_M,
@@ -109,11 +117,12 @@ __all__ = [
     "SetAbstraction", "SyntheticTigerConfig", "TigerBatchData", "TigerConfig", "TigerData",
     "TigerDataError", "TigerLossWeights", "TigerNet", "TigerOutput", "TigerTarget",
     "TigerTrainConfig", "TigerTrainResult", "apply_tiger", "assembled_rec_loss", "ball_query",
-    "batch_loss", "binned", "cell_centers_px", "concat_tiger_data", "downsample_image",
+    "batch_loss", "binned", "cell_centers_px", "concat_tiger_data", "convert_dexycb_tiger",
+    "crop_image", "crop_intrinsics", "crop_window", "downsample_image",
     "evaluate_tiger", "farthest_point_sample", "fit_mano_to_keypoints", "init_tiger_params",
-    "keypoint_loss", "load_tiger_data", "make_synthetic_tiger", "mask_loss", "noisy_prior",
+    "keypoint_loss", "load_dexycb_tiger", "load_tiger_data", "make_synthetic_tiger", "mask_loss", "noisy_prior",
     "occlusion_bins", "occlusion_rate", "plot_occlusion_bins", "predict_tiger", "proj_loss",
-    "pseudo_mapping", "rec_loss", "restore_tiger_checkpoint", "save_tiger_data",
+    "pseudo_mapping", "read_prior", "rec_loss", "restore_tiger_checkpoint", "save_tiger_data",
     "save_tiger_run_meta", "score_hands", "score_objects", "sphere_prior", "summarize",
     "three_nn_interpolate", "tiger_loss", "train_tiger", "validate_tiger_data",
     "weight_loss", "with_pseudo_mapping",
