@@ -92,6 +92,9 @@ def main() -> None:
     ap.add_argument("--variants", type=str, default=",".join(n for n, _ in VARIANTS),
                     help="objectives to train, comma-separated (full is required: the tables "
                          "of prior against refined read it)")
+    ap.add_argument("--train-priors", type=str, default=",".join(tiger.PRIOR_SOURCES),
+                    help="prior kinds of the training scenes, comma-separated (cycled); the "
+                         "test scenes always have all three")
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args()
     seeds = [int(x) for x in args.seeds.split(",")]
@@ -102,7 +105,8 @@ def main() -> None:
 
     t0 = time.perf_counter()
     syn = tiger.SyntheticTigerConfig(num_scenes=args.train_scenes,
-                                     frames_per_scene=args.frames_per_scene, seed=args.data_seed)
+                                     frames_per_scene=args.frames_per_scene, seed=args.data_seed,
+                                     prior_sources=tuple(args.train_priors.split(",")))
     train = tiger.with_pseudo_mapping(tiger.make_synthetic_tiger(syn, progress=True))
     syn_test = dataclasses.replace(syn, num_scenes=args.test_scenes,
                                    frames_per_scene=args.test_frames_per_scene,

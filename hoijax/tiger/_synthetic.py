@@ -6,8 +6,8 @@ heavy occlusion level) with a few frames from the grasp onset on, moving fast en
 frames differ. Per frame: the 256² RGB render (it is already a crop centred on the object), K,
 the visible object mask (z-buffer), the amodal mask (the object rasterised alone), object
 surface points posed into the camera, the hand's keypoints and vertices. Each scene gets its
-prior from one of :data:`~hoijax.tiger.PRIOR_SOURCES` (cycled with the scene index), or every
-source when ``all_priors`` (evaluation: the same frames once per prior).
+prior from one of :attr:`SyntheticTigerConfig.prior_sources` (cycled with the scene index), or
+every source when ``all_priors`` (evaluation: the same frames once per prior).
 """
 
 from __future__ import annotations
@@ -46,6 +46,16 @@ class SyntheticTigerConfig:
     """Radius of the sphere prior (a typical held object's half-size)."""
     speed: float = 8.0
     """Generator motion speed (8: about 12° between consecutive frames)."""
+    prior_sources: tuple[str, ...] = PRIOR_SOURCES
+    """Prior kinds cycled over the scenes (names from :data:`~hoijax.tiger.PRIOR_SOURCES`);
+    e.g. ``("instance", "noisy_gt")`` trains only on priors that resemble the object, as the
+    paper's generated priors do. ``all_priors`` evaluation ignores it."""
+
+    def __post_init__(self):
+        bad = [s for s in self.prior_sources if s not in PRIOR_SOURCES]
+        if bad or not self.prior_sources:
+            raise ValueError(f"prior_sources: names from {PRIOR_SOURCES}, got "
+                             f"{self.prior_sources!r}")
 
 
 def _bucket(x: int, smallest: int = 512) -> int:
@@ -122,6 +132,15 @@ def _scene(cfg: SyntheticTigerConfig, s: int, sources: tuple[int, ...]) -> list[
     return out
 
 
+def scene_prior_sources(cfg: SyntheticTigerConfig, scene: int,
+                        all_priors: bool = False) -> tuple[int, ...]:
+    """Indices into :data:`PRIOR_SOURCES` of scene ``scene``'s examples: every source with
+    ``all_priors``, else :attr:`SyntheticTigerConfig.prior_sources` cycled."""
+    if all_priors:
+        return tuple(range(len(PRIOR_SOURCES)))
+    return (PRIOR_SOURCES.index(cfg.prior_sources[scene % len(cfg.prior_sources)]),)
+
+
 def make_synthetic_tiger(cfg: SyntheticTigerConfig = SyntheticTigerConfig(), *,
                          all_priors: bool = False, progress: bool = False) -> TigerData:
     """Synthetic TIGeR examples (see the module docstring; the rare scene whose procedural
@@ -132,8 +151,7 @@ def make_synthetic_tiger(cfg: SyntheticTigerConfig = SyntheticTigerConfig(), *,
     per_source: dict[int, list[TigerData]] = {i: [] for i in range(len(PRIOR_SOURCES))}
     in_order: list[TigerData] = []
     for s in tqdm(range(cfg.num_scenes), disable=not progress, desc="tiger-data"):
-        sources = (tuple(range(len(PRIOR_SOURCES))) if all_priors
-                   else (s % len(PRIOR_SOURCES),))
+        sources = scene_prior_sources(cfg, s, all_priors)
         try:
             scene = _scene(cfg, s, sources)
         except RuntimeError:  # the generator refuses a non-watertight procedural mesh: skip
