@@ -95,6 +95,8 @@ def main() -> None:
     ap.add_argument("--train-priors", type=str, default=",".join(tiger.PRIOR_SOURCES),
                     help="prior kinds of the training scenes, comma-separated (cycled); the "
                          "test scenes always have all three")
+    ap.add_argument("--image-coords", action="store_true",
+                    help="TigerConfig.image_coords: image locations' coordinates in F_v^l")
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args()
     seeds = [int(x) for x in args.seeds.split(",")]
@@ -116,7 +118,7 @@ def main() -> None:
     print(f"data: {train.num_examples} training, {test.num_examples} test examples "
           f"in {t_data:.0f} s", flush=True)
 
-    model_cfg = tiger.TigerConfig()
+    model_cfg = tiger.TigerConfig(image_coords=args.image_coords)
     batch = tiger.TigerBatchData(train, model_cfg)
     src = np.asarray(test.prior_source)
     runs, timing = {}, {"data": t_data}

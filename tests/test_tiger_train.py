@@ -66,6 +66,25 @@ def test_attention_rows_sum_to_one_and_untrained_network_returns_prior(params):
                                atol=1e-4)
 
 
+def test_image_coordinates_are_the_cells_of_the_attention_targets():
+    """``image_coords`` appends each cell's centre in [-1, 1]: mapped back to crop pixels it is
+    the same grid L_weight's targets and the heatmaps use; the attention widens by two inputs."""
+    from hoijax.tiger._model import _with_coords
+
+    for grid in (4, 8):
+        uv = np.asarray(_with_coords(jnp.zeros((grid * grid, 3)), grid))[:, -2:]
+        np.testing.assert_allclose((uv + 1) / 2 * CROP - 0.5,
+                                   np.asarray(tiger.cell_centers_px(grid, CROP)), atol=1e-5)
+    cfg = SMALL.__class__(**{**SMALL.to_dict(), "image_coords": True})
+    p = jax.eval_shape(lambda k: tiger.init_tiger_params(cfg, k, CROP), jax.random.key(0))
+    base = jax.eval_shape(lambda k: tiger.init_tiger_params(SMALL, k, CROP), jax.random.key(0))
+    for level in ("attention1", "attention2"):
+        fused = [k for k in p[level] if k != "Dense_0" and k != "Dense_1"]
+        assert fused == ["Dense_2"]
+        assert p[level]["Dense_2"]["kernel"].shape[0] == \
+            base[level]["Dense_2"]["kernel"].shape[0] + 2
+
+
 def test_all_equal_prior_points_and_empty_mask_give_finite_gradients(params, cfg):
     # The training step itself (the one the resume test compiles, same shapes): its loss and
     # the global norm of the gradient over *every* parameter group (frozen ones included)

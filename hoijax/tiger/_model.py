@@ -81,6 +81,11 @@ class TigerConfig:
     depth_init_m: float = 0.5
     """Depth the pose heads predict before training (the depth head adds a learned offset in
     decimetres)."""
+    image_coords: bool = False
+    """Append each image location's crop coordinates (cell centre, scaled to [-1, 1]) to
+    ``F_v^l`` before the attention, so that ``W_l · F_v^l`` carries where a patch attends as
+    well as what it sees there (a CoordConv-style addition; the paper's HRNet features carry
+    position implicitly through their large receptive fields, our 4-layer CNN's barely do)."""
     dtype: str = "float32"
     """Computation dtype of convolutions and dense layers (``"bfloat16"`` on accelerators);
     parameters, geometry and losses stay float32."""
@@ -155,6 +160,14 @@ def _soft_argmax_unproject(logits, depth_raw, K, crop_px, depth_init_m):
     depth = depth_init_m + PRIOR_UNIT_M * jnp.sum(
         w * depth_raw.reshape(g * g, -1).astype(jnp.float32), axis=0)
     return uv, depth, geometry.unproject(K, uv, depth)
+
+
+def _with_coords(feat: Float[Array, "L C"], grid: int) -> Float[Array, "L C+2"]:
+    """Row-major ``grid×grid`` features with their cells' (u, v) centres in [-1, 1] appended."""
+    c = (jnp.arange(grid) + 0.5) / grid * 2.0 - 1.0
+    uu, vv = jnp.meshgrid(c, c, indexing="xy")
+    return jnp.concatenate([feat, jnp.stack([uu.ravel(), vv.ravel()], -1).astype(feat.dtype)],
+                           -1)
 
 
 class _Cnn(nn.Module):
@@ -234,12 +247,13 @@ class TigerNet(nn.Module):
                                            cfg.sa2_widths, dt, name="sa2")(xyz1, f_g1)
 
         # Two 2D-3D collaborative-attention blocks.
+        img1, img2 = f_v1.reshape(g1 * g1, -1), f_v2.reshape(g2 * g2, -1)
+        if cfg.image_coords:
+            img1, img2 = _with_coords(img1, g1), _with_coords(img2, g2)
         fu1, w1 = CollaborativeAttention(g1 * g1, cfg.attention_hidden, cfg.fused_widths[0], dt,
-                                         name="attention1")(
-            f_g1, xyz1, f_vg, f_v1.reshape(g1 * g1, -1))
+                                         name="attention1")(f_g1, xyz1, f_vg, img1)
         fu2, w2 = CollaborativeAttention(g2 * g2, cfg.attention_hidden, cfg.fused_widths[1], dt,
-                                         name="attention2")(
-            f_g2, xyz2, f_vg, f_v2.reshape(g2 * g2, -1))
+                                         name="attention2")(f_g2, xyz2, f_vg, img2)
 
         # U-Net geometric decoder back to every prior point.
         h1 = FeaturePropagation(cfg.decoder_widths[0], dt, name="fp2")(xyz2, fu2, xyz1, fu1)
