@@ -85,7 +85,8 @@ class TigerConfig:
     """Append each image location's crop coordinates (cell centre, scaled to [-1, 1]) to
     ``F_v^l`` before the attention, so that ``W_l · F_v^l`` carries where a patch attends as
     well as what it sees there (a CoordConv-style addition; the paper's HRNet features carry
-    position implicitly through their large receptive fields, our 4-layer CNN's barely do)."""
+    position implicitly through their large receptive fields, our 4-layer CNN's barely do).
+    Measured on the dev split (README, *TIGeR*): no gain, so off by default."""
     dtype: str = "float32"
     """Computation dtype of convolutions and dense layers (``"bfloat16"`` on accelerators);
     parameters, geometry and losses stay float32."""
