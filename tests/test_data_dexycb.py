@@ -290,8 +290,9 @@ def test_tiger_prior_folder_and_batch_with_a_bad_sequence(dexycb, tmp_path):
     from hoijax.cli.main import main
 
     with pytest.warns(UserWarning, match=rf"{SEQ} / 000000.*skipped"):
-        code = main(["tiger-data", "--root", str(dexycb["root"]), "--sequence",
-                     f"{SEQ}:{SERIAL}", f"{SEQ}:000000", "--out", str(tmp_path / "out.npz"),
+        code = main(["tiger-data", "--dataset", "dexycb", "--root", str(dexycb["root"]),
+                     "--sequence", f"{SEQ}:{SERIAL}", f"{SEQ}:000000",
+                     "--out", str(tmp_path / "out.npz"),
                      "--mano-dir", str(dexycb["mano_dir"]), "--prior", str(tmp_path / "priors"),
                      "--crop-px", str(CROP), "--num-points", "64"])
     assert code == 0

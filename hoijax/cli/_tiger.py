@@ -1,7 +1,7 @@
 """Command-line entry points of TIGeR: ``hoijax tiger-train``, ``hoijax tiger-eval`` and
-``hoijax tiger-data`` (DexYCB crops to the examples' ``.npz``).
+``hoijax tiger-data`` (DexYCB or ObMan to the examples' ``.npz``).
 
-``TigerTrain`` / ``TigerEval`` / ``TigerDataDexycb`` are tyro-compatible dataclasses; the
+``TigerTrain`` / ``TigerEval`` / ``TigerDataConvert`` are tyro-compatible dataclasses; the
 ``run_*`` functions return a process exit code. Layout of a run folder (``--out``)::
 
     run.json           model and training configs, data sources
@@ -22,6 +22,7 @@ import json
 import shutil
 import sys
 from pathlib import Path
+from typing import Literal
 
 
 @dataclasses.dataclass
@@ -89,48 +90,63 @@ class TigerEval:
 
 
 @dataclasses.dataclass
-class TigerDataDexycb:
-    """Convert DexYCB sequences to TIGeR examples: 256² crops centred on the grasped object,
-    ground-truth points, amodal and visible masks, the hand, and a prior (.npz)."""
+class TigerDataConvert:
+    """Convert DexYCB or ObMan to TIGeR examples (.npz): object crops, ground-truth points,
+    amodal and visible masks, the hand, and a prior."""
 
+    dataset: Literal["dexycb", "obman"]
+    """Which dataset's layout ``--root`` has."""
     root: Path
-    """DexYCB root ($DEX_YCB_DIR)."""
-    sequence: tuple[str, ...]
-    """Sequences as ``<subject>/<sequence>:<camera serial>``, one or more."""
+    """Dataset root (DexYCB: $DEX_YCB_DIR; ObMan: the folder holding train/ val/ test/)."""
     out: Path
     """Output .npz (hoijax.tiger layout), for tiger-train --data / --test-data."""
-    mano_dir: Path
-    """Folder with MANO_RIGHT.pkl / MANO_LEFT.pkl."""
+    sequence: tuple[str, ...] = ()
+    """DexYCB: sequences as ``<subject>/<sequence>:<camera serial>``, one or more."""
+    mano_dir: Path | None = None
+    """DexYCB: folder with MANO_RIGHT.pkl / MANO_LEFT.pkl."""
+    split: str = "test"
+    """ObMan: split folder."""
+    shapenet_root: Path | None = None
+    """ObMan: ShapeNetCore.v2 folder."""
+    indices: tuple[int, ...] = ()
+    """ObMan: sample numbers (default: every sample of the split)."""
     prior: str = "sphere"
-    """``sphere``, a prior file (mesh, point cloud, .npy), or a folder with one file per YCB
-    model named after it (e.g. ``006_mustard_bottle.ply``)."""
+    """``sphere``, a prior file (mesh, point cloud, .npy), or a folder with one file per object
+    (DexYCB: the YCB model's name, e.g. ``006_mustard_bottle.ply``; ObMan:
+    ``<class_id>_<sample_id>.*`` or ``<class_id>.*``)."""
     sphere_radius_m: float = 0.05
     """Radius of the sphere prior, metres."""
     crop_px: int = 256
-    """Crop side, pixels (TIGeR: 256)."""
+    """DexYCB: crop side, pixels (TIGeR: 256; ObMan's renders are 256² already)."""
     num_points: int = 512
     """Prior and ground-truth points per example."""
 
 
-def run_tiger_data(cfg: TigerDataDexycb) -> int:
-    """Convert; a sequence that fails is named on stderr and skipped (exit 0 if any converted,
-    2 if none did or a name is malformed)."""
+def run_tiger_data(cfg: TigerDataConvert) -> int:
+    """Convert; a sequence or sample that fails is named on stderr and skipped (exit 0 if any
+    converted, 2 if none did or the flags do not fit the dataset)."""
     from hoijax import tiger
 
-    pairs = []
-    for item in cfg.sequence:
-        seq, _, serial = item.rpartition(":")
-        if not seq or not serial:
-            print(f"error: --sequence {item!r} is not <subject>/<sequence>:<serial>",
-                  file=sys.stderr)
-            return 2
-        pairs.append((seq, serial))
     prior = cfg.prior if cfg.prior == "sphere" else Path(cfg.prior)
+    common = dict(prior=prior, sphere_radius_m=cfg.sphere_radius_m, num_points=cfg.num_points)
     try:
-        data = tiger.convert_dexycb_tiger(cfg.root, pairs, cfg.out, cfg.mano_dir, prior=prior,
-                                          sphere_radius_m=cfg.sphere_radius_m,
-                                          crop_px=cfg.crop_px, num_points=cfg.num_points)
-    except ValueError as e:
+        if cfg.dataset == "dexycb":
+            if not cfg.sequence or cfg.mano_dir is None:
+                raise ValueError("--dataset dexycb needs --sequence and --mano-dir")
+            pairs = []
+            for item in cfg.sequence:
+                seq, _, serial = item.rpartition(":")
+                if not seq or not serial:
+                    raise ValueError(f"--sequence {item!r} is not <subject>/<sequence>:<serial>")
+                pairs.append((seq, serial))
+            data = tiger.convert_dexycb_tiger(cfg.root, pairs, cfg.out, cfg.mano_dir,
+                                              crop_px=cfg.crop_px, **common)
+        else:
+            if cfg.shapenet_root is None:
+                raise ValueError("--dataset obman needs --shapenet-root")
+            data = tiger.convert_obman_tiger(cfg.root, cfg.split, cfg.shapenet_root, cfg.out,
+                                             list(cfg.indices) or None, **common)
+    except (ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(f"wrote {data.num_examples} examples to {cfg.out}")

@@ -109,8 +109,8 @@ _COMMANDS: dict[str, tuple[str, str, str]] = {
                     "Train TIGeR's refinement network (synthetic data by default), then evaluate it."),
     "tiger-eval": ("hoijax.cli._tiger:TigerEval", "hoijax.cli._tiger:run_tiger_eval",
                    "Evaluate a trained TIGeR run: refined object vs. prior, hand, occlusion bins."),
-    "tiger-data": ("hoijax.cli._tiger:TigerDataDexycb", "hoijax.cli._tiger:run_tiger_data",
-                   "Convert DexYCB sequences to TIGeR examples (object crops, masks, hand, "
+    "tiger-data": ("hoijax.cli._tiger:TigerDataConvert", "hoijax.cli._tiger:run_tiger_data",
+                   "Convert DexYCB or ObMan to TIGeR examples (object crops, masks, hand, "
                    "prior; .npz)."),
     "init-demo": ("hoijax.cli._demo:DemoConfig", f"{_M}:_init_demo",
                   "AGILE's metric hand initialization on its own, on a synthetic sequence."),

@@ -54,6 +54,7 @@ from hoijax.tiger._dexycb import (
     crop_intrinsics,
     crop_window,
     load_dexycb_tiger,
+    prior_file,
     read_prior,
 )
 from hoijax.tiger._evaluate import (
@@ -69,6 +70,13 @@ from hoijax.tiger._evaluate import (
     summarize,
 )
 from hoijax.tiger._hand import fit_mano_to_keypoints
+from hoijax.tiger._obman import (
+    OBMAN_CAM_ROTATION,
+    OBMAN_K,
+    convert_obman_tiger,
+    load_obman_tiger,
+    sample_mesh_surface,
+)
 from hoijax.tiger._losses import (
     TigerLossWeights,
     TigerTarget,
@@ -113,16 +121,17 @@ from hoijax.tiger._train import (
 
 __all__ = [
     "FROZEN_IN_PHASE2", "HAND_THRESHOLDS_M", "NUM_HAND_KEYPOINTS", "OBJECT_THRESHOLDS_M",
+    "OBMAN_CAM_ROTATION", "OBMAN_K",
     "PRIOR_SOURCES", "PRIOR_UNIT_M", "CollaborativeAttention", "FeaturePropagation",
     "SetAbstraction", "SyntheticTigerConfig", "TigerBatchData", "TigerConfig", "TigerData",
     "TigerDataError", "TigerLossWeights", "TigerNet", "TigerOutput", "TigerTarget",
     "TigerTrainConfig", "TigerTrainResult", "apply_tiger", "assembled_rec_loss", "ball_query",
-    "batch_loss", "binned", "cell_centers_px", "concat_tiger_data", "convert_dexycb_tiger",
+    "batch_loss", "binned", "cell_centers_px", "concat_tiger_data", "convert_dexycb_tiger", "convert_obman_tiger",
     "crop_image", "crop_intrinsics", "crop_window", "downsample_image",
     "evaluate_tiger", "farthest_point_sample", "fit_mano_to_keypoints", "init_tiger_params",
-    "keypoint_loss", "load_dexycb_tiger", "load_tiger_data", "make_synthetic_tiger", "mask_loss", "noisy_prior",
+    "keypoint_loss", "load_dexycb_tiger", "load_obman_tiger", "load_tiger_data", "make_synthetic_tiger", "mask_loss", "noisy_prior",
     "occlusion_bins", "occlusion_rate", "plot_occlusion_bins", "predict_tiger", "proj_loss",
-    "pseudo_mapping", "read_prior", "rec_loss", "restore_tiger_checkpoint", "save_tiger_data",
+    "prior_file", "pseudo_mapping", "read_prior", "rec_loss", "sample_mesh_surface", "restore_tiger_checkpoint", "save_tiger_data",
     "save_tiger_run_meta", "score_hands", "score_objects", "sphere_prior", "summarize",
     "three_nn_interpolate", "tiger_loss", "train_tiger", "validate_tiger_data",
     "weight_loss", "with_pseudo_mapping",

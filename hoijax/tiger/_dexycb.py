@@ -66,13 +66,16 @@ def crop_intrinsics(K: np.ndarray, x0: int, y0: int) -> np.ndarray:
     return K
 
 
-def _prior_file(prior: Path, object_name: str) -> Path:
+def prior_file(prior: Path, *names: str) -> Path:
+    """The prior file for an object: ``prior`` itself, or in a folder the first
+    ``<name><suffix>`` that exists (``names`` in order, :data:`PRIOR_SUFFIXES`)."""
     if prior.is_dir():
-        for suffix in PRIOR_SUFFIXES:
-            if (prior / f"{object_name}{suffix}").is_file():
-                return prior / f"{object_name}{suffix}"
-        raise SequenceFormatError(prior, "prior_obj", f"no prior for {object_name} (looked for "
-                                  f"{object_name}{{{','.join(PRIOR_SUFFIXES)}}})")
+        for name in names:
+            for suffix in PRIOR_SUFFIXES:
+                if (prior / f"{name}{suffix}").is_file():
+                    return prior / f"{name}{suffix}"
+        raise SequenceFormatError(prior, "prior_obj", f"no prior for {' / '.join(names)} "
+                                  f"(looked for <name>{{{','.join(PRIOR_SUFFIXES)}}})")
     if not prior.is_file():
         raise SequenceFormatError(prior, "prior_obj", "prior file not found")
     return prior
@@ -176,7 +179,7 @@ def load_dexycb_tiger(
     if prior == "sphere":
         prior_pts, source = sphere_prior(num_points, sphere_radius_m), PRIOR_SOURCES.index("sphere")
     else:
-        prior_pts = read_prior(_prior_file(Path(prior), conv.meta["object"]), num_points, seed)
+        prior_pts = read_prior(prior_file(Path(prior), conv.meta["object"]), num_points, seed)
         source = -1
     nf = len(center)
     hidden = [conv.frame_ids[n] for n in range(nf) if not out["visible_mask"][n].any()]
@@ -218,5 +221,5 @@ def convert_dexycb_tiger(root, sequences: list[tuple[str, str]], out: str | Path
 
 
 __all__ = ["convert_dexycb_tiger", "crop_image", "crop_intrinsics", "crop_window",
-           "load_dexycb_tiger", "read_prior"]
+           "load_dexycb_tiger", "prior_file", "read_prior"]
 
