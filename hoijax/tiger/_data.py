@@ -178,6 +178,22 @@ def sphere_prior(num_points: int, radius_m: float) -> np.ndarray:
     return (radius_m * np.stack([r * np.cos(phi), r * np.sin(phi), z], -1)).astype(np.float32)
 
 
+def sample_mesh_surface(verts: np.ndarray, faces: np.ndarray, num_points: int,
+                        seed: int) -> np.ndarray:
+    """``num_points`` points uniform on a triangle mesh (area-weighted faces, uniform
+    barycentrics), float64. NumPy: converters meet a new mesh size per object, and one
+    compiled program per size would cost more than the sampling."""
+    tri = np.asarray(verts, np.float64)[np.asarray(faces)]
+    area = 0.5 * np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=-1)
+    if not area.sum() > 0:
+        raise ValueError("the mesh has no area")
+    rng = np.random.default_rng(seed)
+    f = rng.choice(len(tri), num_points, p=area / area.sum())
+    r1, r2 = rng.uniform(size=(2, num_points, 1))
+    s = np.sqrt(r1)
+    return (1 - s) * tri[f, 0] + s * (1 - r2) * tri[f, 1] + s * r2 * tri[f, 2]
+
+
 def noisy_prior(points: np.ndarray, rng: np.random.Generator, scale_std: float = 0.15,
                 noise_m: float = 0.002) -> np.ndarray:
     """A deformed ground truth: anisotropic scaling ``1 + N(0, scale_std²)`` per axis, a

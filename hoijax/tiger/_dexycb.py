@@ -29,13 +29,18 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
-import jax
 import numpy as np
 
-from hoijax import geometry, metrics, render
+from hoijax import geometry, render
 from hoijax.data import load_dexycb
 from hoijax.data._errors import SequenceFormatError
-from hoijax.tiger._data import PRIOR_SOURCES, TigerData, save_tiger_data, sphere_prior
+from hoijax.tiger._data import (
+    PRIOR_SOURCES,
+    TigerData,
+    sample_mesh_surface,
+    save_tiger_data,
+    sphere_prior,
+)
 
 PRIOR_SUFFIXES = (".npy", ".ply", ".obj", ".off", ".stl", ".glb")
 """File types searched for in a prior folder, in this order."""
@@ -100,8 +105,10 @@ def read_prior(path: str | Path, num_points: int, seed: int = 0) -> np.ndarray:
         faces = np.asarray(getattr(geom, "faces", np.zeros((0, 3))), np.int32)
         verts = np.asarray(geom.vertices, np.float32)
         if len(faces):
-            pts = np.asarray(metrics.sample_surface(jax.random.key(seed), verts, faces,
-                                                    num_points=num_points))
+            try:
+                pts = sample_mesh_surface(verts, faces, num_points, seed)
+            except ValueError as e:
+                raise SequenceFormatError(path, "prior_obj", str(e)) from None
         else:
             pts = verts
     pts = np.asarray(pts, np.float64)
@@ -150,8 +157,7 @@ def load_dexycb_tiger(
                                   "colour images not found (TIGeR needs the crops)")
     verts = np.asarray(seq.mesh.vertices, np.float32)
     faces = np.asarray(seq.mesh.faces, np.int32)
-    canon = np.asarray(metrics.sample_surface(jax.random.key(seed), verts, faces,
-                                              num_points=num_points), np.float64)
+    canon = sample_mesh_surface(verts, faces[np.asarray(seq.mesh.face_valid)], num_points, seed)
     T = np.asarray(seq.gt.T_cam_obj, np.float64)
     posed = np.einsum("fij,pj->fpi", T[:, :3, :3], canon) + T[:, None, :3, 3]
     center = posed.mean(1)

@@ -36,7 +36,13 @@ import numpy as np
 
 from hoijax.data._errors import SequenceFormatError
 from hoijax.data._ho3d import read_obj
-from hoijax.tiger._data import PRIOR_SOURCES, TigerData, save_tiger_data, sphere_prior
+from hoijax.tiger._data import (
+    PRIOR_SOURCES,
+    TigerData,
+    sample_mesh_surface,
+    save_tiger_data,
+    sphere_prior,
+)
 from hoijax.tiger._dexycb import prior_file, read_prior
 
 OBMAN_K = np.array([[480.0, 0.0, 128.0], [0.0, 480.0, 128.0], [0.0, 0.0, 1.0]])
@@ -47,21 +53,6 @@ OBMAN_CAM_ROTATION = np.diag([1.0, -1.0, -1.0])
 
 OBJECT_LABEL = 100
 """Object pixels' value in ``segm``."""
-
-
-def sample_mesh_surface(verts: np.ndarray, faces: np.ndarray, num_points: int,
-                        seed: int) -> np.ndarray:
-    """``num_points`` points uniform on a triangle mesh (area-weighted faces, uniform
-    barycentrics), NumPy: one compiled program per mesh size would be wasted on ShapeNet."""
-    tri = np.asarray(verts, np.float64)[np.asarray(faces)]
-    area = 0.5 * np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=-1)
-    if not area.sum() > 0:
-        raise ValueError("the mesh has no area")
-    rng = np.random.default_rng(seed)
-    f = rng.choice(len(tri), num_points, p=area / area.sum())
-    r1, r2 = rng.uniform(size=(2, num_points, 1))
-    s = np.sqrt(r1)
-    return (1 - s) * tri[f, 0] + s * (1 - r2) * tri[f, 1] + s * r2 * tri[f, 2]
 
 
 def _meta(path: Path) -> dict:
@@ -179,5 +170,4 @@ def convert_obman_tiger(root, split, shapenet_root, out: str | Path, indices=Non
     return data
 
 
-__all__ = ["OBMAN_CAM_ROTATION", "OBMAN_K", "convert_obman_tiger", "load_obman_tiger",
-           "sample_mesh_surface"]
+__all__ = ["OBMAN_CAM_ROTATION", "OBMAN_K", "convert_obman_tiger", "load_obman_tiger"]
