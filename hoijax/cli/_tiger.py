@@ -91,17 +91,19 @@ class TigerEval:
 
 @dataclasses.dataclass
 class TigerDataConvert:
-    """Convert DexYCB or ObMan to TIGeR examples (.npz): object crops, ground-truth points,
-    amodal and visible masks, the hand, and a prior."""
+    """Convert DexYCB or ObMan to TIGeR examples (object crops, masks, hand, prior; .npz).
+
+    Each example also holds the ground-truth object points and centre, for training and
+    scoring."""
 
     dataset: Literal["dexycb", "obman"]
-    """Which dataset's layout ``--root`` has."""
+    """Which dataset's layout --root has."""
     root: Path
     """Dataset root (DexYCB: $DEX_YCB_DIR; ObMan: the folder holding train/ val/ test/)."""
     out: Path
     """Output .npz (hoijax.tiger layout), for tiger-train --data / --test-data."""
     sequence: tuple[str, ...] = ()
-    """DexYCB: sequences as ``<subject>/<sequence>:<camera serial>``, one or more."""
+    """DexYCB: sequences as <subject>/<sequence>:<camera serial>, one or more."""
     mano_dir: Path | None = None
     """DexYCB: folder with MANO_RIGHT.pkl / MANO_LEFT.pkl."""
     split: str = "test"
@@ -111,9 +113,9 @@ class TigerDataConvert:
     indices: tuple[int, ...] = ()
     """ObMan: sample numbers (default: every sample of the split)."""
     prior: str = "sphere"
-    """``sphere``, a prior file (mesh, point cloud, .npy), or a folder with one file per object
-    (DexYCB: the YCB model's name, e.g. ``006_mustard_bottle.ply``; ObMan:
-    ``<class_id>_<sample_id>.*`` or ``<class_id>.*``)."""
+    """sphere, a prior file (mesh, point cloud, .npy), or a folder with one file per object
+    (DexYCB: the YCB model's name, e.g. 006_mustard_bottle.ply; ObMan:
+    <class_id>_<sample_id>.* or <class_id>.*)."""
     sphere_radius_m: float = 0.05
     """Radius of the sphere prior, metres."""
     crop_px: int = 256
