@@ -5,6 +5,7 @@ geometry the fixture put there."""
 from __future__ import annotations
 
 import pickle
+import re
 
 import numpy as np
 import pytest
@@ -29,7 +30,7 @@ def obman(tmp_path_factory):
         "v 0 0 0\nv 0.05 0 0\nv 0 0.05 0\nv 0 0 0.05\nf 1 3 2\nf 1 2 4\nf 1 4 3\nf 2 3 4\n")
     rng = np.random.default_rng(0)
     samples = {}
-    for idx, sample_id in ((3, "bottle1"), (7, "missing")):
+    for idx, sample_id in ((3, "bottle1"), (7, "missing"), (9, "bottle1")):
         A = np.eye(4)
         A[:3, :3] = Rotation.random(random_state=rng).as_matrix()
         A[:3, 3] = [0.02, -0.01, -0.45]  # Blender camera: the scene lies along -z
@@ -47,13 +48,16 @@ def obman(tmp_path_factory):
         Image.fromarray(rng.integers(0, 255, (256, 256, 3), dtype=np.uint8)).save(
             split / "rgb" / f"{idx:08d}.jpg", quality=95)
         samples[idx] = meta
+    (split / "rgb" / "00000009.jpg").write_bytes(b"not a jpeg")  # a damaged download
     return {"root": root / "obman", "shapenet": shapenet, "samples": samples, "segm": segm}
 
 
 def test_obman_sample_in_the_camera_frame_and_a_bad_one_skipped(obman):
-    skipped = r"00000007 skipped.*missing.*model_normalized\.obj.*'mesh'"
-    with pytest.warns(UserWarning, match=skipped):
+    with pytest.warns(UserWarning) as caught:
         data = tiger.load_obman_tiger(obman["root"], "test", obman["shapenet"], num_points=256)
+    said = " | ".join(str(w.message) for w in caught)
+    assert re.search(r"00000007 skipped.*missing.*model_normalized\.obj.*'mesh'", said), said
+    assert re.search(r"00000009 skipped.*00000009\.jpg.*'rgb'.*unreadable", said), said
     tiger.validate_tiger_data(data)
     assert data.num_examples == 1 and data.crop_px == 256
     meta = obman["samples"][3]

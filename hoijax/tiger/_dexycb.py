@@ -37,6 +37,7 @@ from hoijax.data._errors import SequenceFormatError
 from hoijax.tiger._data import (
     PRIOR_SOURCES,
     TigerData,
+    concat_tiger_data,
     sample_mesh_surface,
     save_tiger_data,
     sphere_prior,
@@ -210,8 +211,6 @@ def convert_dexycb_tiger(root, sequences: list[tuple[str, str]], out: str | Path
     """:func:`load_dexycb_tiger` for several ``(sequence, serial)`` pairs, concatenated and
     written to ``out`` (``.npz``). A pair that fails is reported by name and skipped; the
     others are written. Raises only when none converts."""
-    from hoijax.tiger._data import concat_tiger_data
-
     parts, failed = [], []
     for sequence, serial in sequences:
         try:

@@ -79,18 +79,27 @@ def _meta(path: Path) -> dict:
     return meta
 
 
-def _sample(split_dir: Path, shapenet_root: Path, index: int, num_points: int, seed: int):
+def _read_rgb_image(path: Path, field: str) -> np.ndarray:
+    """An image as (H, W, 3) uint8, as the toolkit's ``cv2.imread(path, 1)`` gives it (palette
+    and grey images expanded), or an error naming the file and field."""
     from PIL import Image
 
+    if not path.is_file():
+        raise SequenceFormatError(path, field, "file not found")
+    try:
+        with Image.open(path) as im:
+            return np.asarray(im.convert("RGB"))
+    except (OSError, ValueError) as e:
+        raise SequenceFormatError(path, field, f"unreadable image ({e})") from None
+
+
+def _sample(split_dir: Path, shapenet_root: Path, index: int, num_points: int, seed: int):
     name = f"{index:08d}"
     meta_path = split_dir / "meta" / f"{name}.pkl"
     meta = _meta(meta_path)
     rgb_path, segm_path = split_dir / "rgb" / f"{name}.jpg", split_dir / "segm" / f"{name}.png"
-    for path, field in ((rgb_path, "rgb"), (segm_path, "segm")):
-        if not path.is_file():
-            raise SequenceFormatError(path, field, "file not found")
-    rgb = np.asarray(Image.open(rgb_path).convert("RGB"))
-    segm = np.asarray(Image.open(segm_path).convert("RGB"))
+    rgb = _read_rgb_image(rgb_path, "rgb")
+    segm = _read_rgb_image(segm_path, "segm")
     if rgb.shape[:2] != segm.shape[:2] or rgb.shape[0] != rgb.shape[1]:
         raise SequenceFormatError(segm_path, "segm", f"size {segm.shape[:2]} does not match "
                                   f"the square image {rgb.shape[:2]}")
@@ -137,14 +146,19 @@ def load_obman_tiger(
     if not indices:
         raise SequenceFormatError(split_dir / "meta", "meta", "no samples")
     rows, skipped = [], []
+    priors: dict[Path, np.ndarray] = {}  # a folder prior is shared by many samples: read once
+    sphere = sphere_prior(num_points, sphere_radius_m)
     for index in indices:
         try:
             meta, row = _sample(split_dir, shapenet_root, int(index), num_points, seed)
             if prior == "sphere":
-                pts, src = sphere_prior(num_points, sphere_radius_m), PRIOR_SOURCES.index("sphere")
+                pts, src = sphere, PRIOR_SOURCES.index("sphere")
             else:
                 names = f"{meta['class_id']}_{meta['sample_id']}", str(meta["class_id"])
-                pts, src = read_prior(prior_file(Path(prior), *names), num_points, seed), -1
+                path = prior_file(Path(prior), *names)
+                if path not in priors:
+                    priors[path] = read_prior(path, num_points, seed)
+                pts, src = priors[path], -1
         except SequenceFormatError as e:
             warnings.warn(f"ObMan {split} sample {int(index):08d} skipped: {e}", stacklevel=2)
             skipped.append(int(index))
