@@ -22,7 +22,7 @@ accuracy it came with. ``--batching vmap map`` does the same for ``TrackConfig.b
     python experiments/bench_tracking.py [--batches 1 8] [--frames 16 [31]] [--image-size 128]
         [--repeats 2] [--object-iters 400 --hand-iters 200 --iof-iters 300]
         [--solvers adam [lm]] [--batching vmap [map]] [--lm-iters 30 --lm-anchor-iters 60]
-        [--no-hand-fit] [--out FILE]
+        [--lm-mask-levels 0 --lm-level-iters 15] [--no-hand-fit] [--out FILE]
 
 ``--no-hand-fit`` leaves out the hand refinement (``fit_hand``, Adam over every frame, not only
 the processed ones), so the steady cost is that of the per-frame steps alone.
@@ -164,6 +164,10 @@ def main() -> None:
                     help="TrackConfig.batching: each is measured with each solver")
     ap.add_argument("--lm-iters", type=int, default=30)
     ap.add_argument("--lm-anchor-iters", type=int, default=60)
+    ap.add_argument("--lm-mask-levels", type=float, nargs="*", default=[],
+                    help="TrackConfig.lm_mask_levels: LM first with L_mask's weight scaled by "
+                    "these (default: none)")
+    ap.add_argument("--lm-level-iters", type=int, default=10)
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
 
@@ -171,7 +175,9 @@ def main() -> None:
                                     object_iters=args.object_iters, iof_iters=args.iof_iters,
                                     solver=solver, lm_iters=args.lm_iters,
                                     hand_fit=tracking.HandFitConfig(enabled=not args.no_hand_fit),
-                                    lm_anchor_iters=args.lm_anchor_iters, batching=batching)
+                                    lm_anchor_iters=args.lm_anchor_iters, batching=batching,
+                                    lm_mask_levels=tuple(args.lm_mask_levels) or None,
+                                    lm_level_iters=args.lm_level_iters)
                for solver in args.solvers for batching in args.batching]
     model = mano.synthetic_mano("right")
     rows = []

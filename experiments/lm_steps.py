@@ -1,5 +1,7 @@
-"""Step 2 (the object's pose) alone, Adam against Levenberg–Marquardt with and without the
-blur continuation (``TrackConfig.lm_coarse_sigma_px2``), on benchmark v2 frames.
+"""Step 2 (the object's pose) alone, Adam against Levenberg–Marquardt with and without its
+continuations (``TrackConfig.lm_coarse_sigma_px2``, ``lm_mask_levels``), on benchmark v2
+frames; ``*_nomask`` / ``*_nodino`` drop a term (``TrackHyper.ablate``) to find which one a
+solver's failures come from.
 
 Each case is one processed frame of a v2 sequence at 128²: the object starts at its true pose
 ``--gap`` frames earlier (what the tracker starts from at that stride when the previous frame
@@ -8,7 +10,8 @@ own (damaged masks, sensor depth, noisy features). It isolates the solver from t
 pipeline: a failure here is the step's basin, not an upstream error.
 
     python experiments/lm_steps.py [--split dev] [--sequences 10] [--gap 5]
-        [--variants adam lm lm_c4 lm_c16] [--out experiments/results/lm_steps_dev_cpu.json]
+        [--variants adam lm lm_c4 lm_c16 lm_m0 adam_nomask lm_nomask ...]
+        [--out experiments/results/lm_steps_dev_cpu.json]
 """
 
 from __future__ import annotations
@@ -30,6 +33,14 @@ from hoijax.tracking import stages as st
 VARIANTS = {
     "adam": dict(solver="adam", object_iters=400),
     "lm": dict(solver="lm"),
+    "lm100": dict(solver="lm", lm_iters=100),
+    "lm_m0": dict(solver="lm", lm_mask_levels=(0.0,), lm_level_iters=15),
+    "lm_m0_40": dict(solver="lm", lm_mask_levels=(0.0,), lm_level_iters=20, lm_iters=40),
+    "lm_m01": dict(solver="lm", lm_mask_levels=(0.1,), lm_level_iters=15),
+    "adam_nodino": dict(solver="adam", object_iters=400, _without="dino"),
+    "lm_nodino": dict(solver="lm", _without="dino"),
+    "adam_nomask": dict(solver="adam", object_iters=400, _without="mask"),
+    "lm_nomask": dict(solver="lm", _without="mask"),
     "lm_c1": dict(solver="lm", lm_coarse_sigma_px2=(1.0,)),
     "lm_c4": dict(solver="lm", lm_coarse_sigma_px2=(4.0, 0.5)),
     "lm_c16": dict(solver="lm", lm_coarse_sigma_px2=(16.0, 1.0)),
@@ -72,9 +83,12 @@ def main() -> None:
 
     configs = data.benchmark_v2_configs(args.sequences, args.split, frames=args.frames,
                                         image_sizes=(128,), with_rgb=False)
-    hyper = tr.TrackHyper()
-    runs = {name: jax.jit(lambda i, p, c, cfg=tr.TrackConfig(**VARIANTS[name]):
-                          st.object_step(cfg, hyper, c, i, p))
+    def setting(name):  # ``_without`` names a loss term the variant drops
+        v = dict(VARIANTS[name])
+        off = v.pop("_without", None)
+        return tr.TrackConfig(**v), tr.TrackHyper.ablate(off) if off else tr.TrackHyper()
+
+    runs = {name: jax.jit(lambda i, p, c, s=setting(name): st.object_step(s[0], s[1], c, i, p))
             for name in args.variants}
     cases = []
     for c in configs:
@@ -96,12 +110,13 @@ def main() -> None:
                 state, res = jax.block_until_ready(run(inp, prev, cur))
                 rot, trans = errors(state.T_cam_obj, seq.gt.T_cam_obj[f])
                 case[name] = {"rot_deg": rot, "trans_mm": trans, "iters": int(res.num_iters),
+                              "loss": float(res.loss),
                               "overflow": bool(res.flagged),
                               "seconds_incl_compile": time.perf_counter() - t0}
             cases.append(case)
             print(f"seed {c.seed} f{f} start {rot0:.1f}° {tr0:.1f} mm | " + " | ".join(
                 f"{n}: {case[n]['rot_deg']:.2f}° {case[n]['trans_mm']:.2f} mm "
-                f"it {case[n]['iters']}" for n in runs), flush=True)
+                f"it {case[n]['iters']} loss {case[n]['loss']:.3f}" for n in runs), flush=True)
             write(args, runs, cases)
     write(args, runs, cases, final=True)
 

@@ -19,7 +19,8 @@ paper's shape CD / F@5 would only measure the scale), interaction (CD_h, cm²) a
 Writes ``experiments/results/table2_<backend>.{json,md}`` (the JSON also has every sequence's
 row per variant, ``per_sequence``; ``table2_agile_<backend>.*`` for
 ``--base agile``, ``table2_full_<backend>.*`` for ``--full-only``: row (a) alone; ``_lm``
-before the backend for ``--solver lm``, ``_lm_c2f`` with ``--lm-coarse-sigma-px2``,
+before the backend for ``--solver lm``, ``_lm_c2f`` with ``--lm-coarse-sigma-px2``, ``_lm_mw`` with
+``--lm-mask-levels``,
 ``_handlm`` / ``_handadam`` with ``--hand-solver``: the hand refinement's solver,
 ``HandFitConfig.solver``).
 ``--solver lm`` runs every stage with Levenberg–Marquardt instead of AGILE's Adam (caps
@@ -70,6 +71,11 @@ def main() -> None:
     ap.add_argument("--lm-coarse-sigma-px2", type=float, nargs="*", default=[],
                     help="TrackConfig.lm_coarse_sigma_px2: LM's blur continuation (px², wide "
                     "to sharp; default: none)")
+    ap.add_argument("--lm-mask-levels", type=float, nargs="*", default=[],
+                    help="TrackConfig.lm_mask_levels: LM first with L_mask's weight scaled by "
+                    "these factors (default: none)")
+    ap.add_argument("--lm-level-iters", type=int, default=10,
+                    help="TrackConfig.lm_level_iters: evaluations of each earlier LM level")
     ap.add_argument("--depth-occluders", choices=("on", "off"), default=None,
                     help="TrackConfig.depth_occluders: L_mask leaves out what the depth map "
                     "shows in front of the object (default: on, off for --base agile)")
@@ -89,6 +95,7 @@ def main() -> None:
         solver=args.solver,
         lm_iters=args.lm_iters, lm_anchor_iters=args.lm_anchor_iters,
         lm_coarse_sigma_px2=tuple(args.lm_coarse_sigma_px2) or None,
+        lm_mask_levels=tuple(args.lm_mask_levels) or None, lm_level_iters=args.lm_level_iters,
         depth_occluders=not agile if args.depth_occluders is None
         else args.depth_occluders == "on")
     extra = {} if args.aniso_scale_prior is None else {"aniso_scale_prior": args.aniso_scale_prior}
@@ -123,6 +130,8 @@ def main() -> None:
                  if args.solver == "lm" else "")
               + (f", blur continuation {args.lm_coarse_sigma_px2} px²"
                  if args.solver == "lm" and args.lm_coarse_sigma_px2 else "")
+              + (f", mask levels {args.lm_mask_levels} ({args.lm_level_iters} evaluations each)"
+                 if args.solver == "lm" and args.lm_mask_levels else "")
               + ("" if args.depth_occluders is None
                  else f", depth occluders {args.depth_occluders}")
               + ("" if args.aniso_scale_prior is None
@@ -133,6 +142,7 @@ def main() -> None:
     stem = (f"table2_{'agile_' if agile else ''}{'full_' if args.full_only else ''}"
             f"{'lm_' if args.solver == 'lm' else ''}"
             f"{'c2f_' if args.solver == 'lm' and args.lm_coarse_sigma_px2 else ''}"
+            f"{'mw_' if args.solver == 'lm' and args.lm_mask_levels else ''}"
             f"{ {None: '', 'on': 'occ_', 'off': 'noocc_'}[args.depth_occluders] }"
             f"{'' if args.aniso_scale_prior is None else 'aniso_'}"
             f"{'' if args.hand_solver is None else f'hand{args.hand_solver}_'}{backend}")

@@ -441,3 +441,10 @@ def test_lm_blur_levels_are_validated():
     # Three levels of 10 evaluations leave none of 30 for the sharp silhouette.
     with pytest.raises(ValueError, match="leave no evaluations"):
         tracking.TrackConfig(lm_coarse_sigma_px2=(8.0, 2.0, 1.0), lm_iters=30)
+    # The mask levels count towards the same budget, and are weight factors below 1.
+    assert tracking.TrackConfig(lm_mask_levels=(0.0,), lm_coarse_sigma_px2=(4.0,)).lm_iters == 30
+    with pytest.raises(ValueError, match="leave no evaluations"):
+        tracking.TrackConfig(lm_mask_levels=(0.0, 0.1), lm_coarse_sigma_px2=(4.0,), lm_iters=30)
+    for bad in ((1.0,), (-0.1,)):
+        with pytest.raises(ValueError, match="lm_mask_levels"):
+            tracking.TrackConfig(lm_mask_levels=bad)

@@ -71,7 +71,7 @@ def test_hand_step_recovers_translation(frame_data, solver):
 
 
 @pytest.mark.parametrize(("use_dino", "solver"), [(False, "adam"), (True, "adam"),
-                                                  (True, "lm")])
+                                                  (True, "lm"), (True, "lm_mask_levels")])
 def test_object_step_recovers_a_perturbed_pose(frame_data, use_dino, solver):
     seq, f, model, grid = frame_data
     T_true = seq.gt.T_cam_obj[f]
@@ -79,7 +79,10 @@ def test_object_step_recovers_a_perturbed_pose(frame_data, use_dino, solver):
     T0 = T_true.at[:3, :3].set(T_true[:3, :3] @ dR).at[:3, 3].add(jnp.array([0.006, -0.004, 0.0]))
     inp = _frame_input(seq, f, model, grid, features=use_dino, depth=False)
     prev = _state(T0, seq.gt.obj_scale, seq.gt.verts_cam[f])
-    config = tr.TrackConfig(object_iters=300, solver=solver)
+    if solver == "lm_mask_levels":  # first without L_mask (L_dino alone here), then with it
+        config = tr.TrackConfig(solver="lm", lm_mask_levels=(0.0,), lm_level_iters=8)
+    else:
+        config = tr.TrackConfig(object_iters=300, solver=solver)
     run = jax.jit(lambda i, pv, hyper: st.object_step(config, hyper, pv, i, pv))
     # L_interact off: its reference here is the perturbed start itself.
     state, res = run(inp, prev, tr.TrackHyper.ablate("interact"))
@@ -95,8 +98,10 @@ def test_object_step_recovers_a_perturbed_pose(frame_data, use_dino, solver):
     # Rotation and the in-plane position are observed well; depth only through the silhouette's
     # size (a 1 cm depth change is under a pixel of size here), so it is only bounded.
     assert rot < 0.4 * rot0 and lat < 0.4 * lat0 and depth < 10.0, (rot0, lat0, rot, lat, depth)
-    assert bool(res.finite) and float(res.loss) < float(res.trace[0, 0])
-    if solver == "lm":
+    assert bool(res.finite)
+    if solver != "lm_mask_levels":  # there the trace starts with the objective without L_mask
+        assert float(res.loss) < float(res.trace[0, 0])
+    if solver != "adam":
         assert int(res.num_iters) <= config.lm_iters
 
 
@@ -211,6 +216,32 @@ def test_objective_renders_with_the_blur_it_is_given(frame_data):
     np.testing.assert_allclose(float(sharp(state, jnp.asarray(4.0))[0]), float(wide(state)[0]),
                                rtol=1e-6)
     assert abs(float(sharp(state)[0]) - float(wide(state)[0])) > 1e-3 * float(sharp(state)[0])
+
+
+def test_objective_weighs_the_mask_term_by_the_factor_it_is_given(frame_data):
+    """``f(state, None, m)`` (Levenberg–Marquardt's mask levels) weighs L_mask by ``m · λ``:
+    at 0 it is the objective without L_mask, loss and residuals; in between the loss is
+    linear in ``m``; at 1 it is the objective itself."""
+    seq, f, model, grid = frame_data
+    T = seq.gt.T_cam_obj[f]
+    T = T.at[:3, 3].add(jnp.array([0.004, -0.003, 0.002]))
+    inp = _frame_input(seq, f, model, grid, features=False, depth=True)
+    state = _state(T, seq.gt.obj_scale, seq.gt.verts_cam[f])
+    names = frozenset({"mask", "depth"})
+
+    def objective(hyper):
+        return frame_objective(tr.TrackConfig(), hyper, inp, None, names, with_residuals=True)
+
+    full, without = objective(tr.TrackHyper()), objective(tr.TrackHyper().without("mask"))
+    mask = float(full(state)[1]["mask"]) * float(tr.TrackHyper().weights.mask)
+    assert mask > 1e-3 * float(full(state)[0])  # the mask term matters at this pose
+    for m, want in ((0.0, without(state)), (1.0, full(state))):
+        got = full(state, None, jnp.asarray(m))
+        np.testing.assert_allclose(float(got[0]), float(want[0]), rtol=1e-6)
+        np.testing.assert_allclose(float(jnp.sum(got[3] ** 2)), float(jnp.sum(want[3] ** 2)),
+                                   rtol=1e-5)
+    half = float(full(state, None, jnp.asarray(0.5))[0])
+    np.testing.assert_allclose(half, float(without(state)[0]) + 0.5 * mask, rtol=1e-5)
 
 
 def test_anchor_stages_equal_the_stages_one_after_another(frame_data):

@@ -55,7 +55,7 @@ def minimize_lm(
     active: Bool[Array, ""] | bool = True,
     damping: float = 1e-3,
     ftol: float = 1e-4,
-    levels: Float[Array, " K"] | None = None,
+    levels: Float[Array, "K *row"] | None = None,
     level_iters: int = 10,
     curvature: Callable | None = None,
 ) -> MinimizeResult:
@@ -71,15 +71,16 @@ def minimize_lm(
     :class:`MinimizeResult` as :func:`~hoijax.tracking.minimize` (``loss``/``terms`` at the
     returned parameters; ``converged``: stopped on ``tol``).
 
-    ``levels`` (traced values, a static count K): a continuation. ``fn`` is then called as
-    ``fn(params, level)`` and minimized at ``levels[0]``, then ``levels[1]``, ..., each coarse
-    level for at most ``level_iters`` evaluations or until it stops; the last level is the
-    problem itself (the tracker passes silhouette blurs σ², wide to sharp: a sharp silhouette's
-    Gauss–Newton model holds within about a pixel, so a large motion needs the wide one
-    first). Moving to the next level costs one evaluation at the current point, which is
-    always accepted, with the damping reset. One loop body serves every level (the level is
-    part of the loop's state), so the objective is compiled once. The returned loss and terms
-    are the last level's: ``max_iters`` must leave it evaluations.
+    ``levels`` (traced values, a static count K: shape ``(K,)`` or ``(K, ...)``, one row per
+    level): a continuation. ``fn`` is then called as ``fn(params, levels[k])`` and minimized
+    at ``levels[0]``, then ``levels[1]``, ..., each earlier level for at most ``level_iters``
+    evaluations or until it stops; the last level is the problem itself (the tracker passes
+    rows of a silhouette blur σ² and an L_mask weight factor: a sharp silhouette's
+    Gauss–Newton model holds within about a pixel, so a large motion needs the smoother terms
+    or a wide silhouette first). Moving to the next level costs one evaluation at the current
+    point, which is always accepted, with the damping reset. One loop body serves every level
+    (the level is part of the loop's state), so the objective is compiled once. The returned
+    loss and terms are the last level's: ``max_iters`` must leave it evaluations.
 
     ``curvature``: for problems whose Jacobian has structure that one tangent column per
     unknown would waste (the hand fit's per-frame blocks), ``curvature(params[, level]) ->

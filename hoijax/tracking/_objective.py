@@ -18,6 +18,7 @@ out the pixels where the depth map shows something in front of the object
 
 from __future__ import annotations
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Bool, Float
@@ -69,8 +70,9 @@ def frame_objective(config: TrackConfig, hyper: TrackHyper, inp: FrameInput,
                     prev: TrackState | None, names: frozenset[str], *,
                     with_residuals: bool = False, dino_points_at: TrackState | None = None):
     """``f(state) -> (total, terms, overflow)``: Σ λ_k L_k over ``names`` (AGILE Eq. 1, Eq. 2
-    and the onset-frame objective) at ``state``; ``f(state, sigma_px2)`` renders the object's
-    silhouette with that blur instead of ``hyper.sigma_px2`` (a solver's continuation).
+    and the onset-frame objective) at ``state``; ``f(state, sigma_px2, mask_scale)`` renders
+    the object's silhouette with that blur instead of ``hyper.sigma_px2`` and weighs L_mask by
+    ``mask_scale · λ_mask`` (a solver's continuation; None: as ``hyper`` says).
     ``prev`` is the previous processed frame (L_interact's reference; only needed when
     ``names`` holds ``"interact"``).
 
@@ -135,7 +137,11 @@ def frame_objective(config: TrackConfig, hyper: TrackHyper, inp: FrameInput,
                 res["dino"] = losses.dino_residuals(*args)
         return out, rendering.overflow
 
-    def f(s: TrackState, sigma_px2: Float[Array, ""] | None = None):
+    def f(s: TrackState, sigma_px2: Float[Array, ""] | None = None,
+          mask_scale: Float[Array, ""] | None = None):
+        weights = hyper.weights
+        if mask_scale is not None:
+            weights = eqx.tree_at(lambda w: w.mask, weights, weights.mask * mask_scale)
         terms, res, overflow = {}, {}, jnp.zeros((), bool)
         if names & IMAGE_TERMS:
             terms, overflow = image_terms(s, res, sigma_px2)
@@ -160,10 +166,10 @@ def frame_objective(config: TrackConfig, hyper: TrackHyper, inp: FrameInput,
             terms["hand_depth"] = losses.point_to_surface_loss(*args)[0]
             if with_residuals:
                 res["hand_depth"] = losses.point_to_surface_residuals(*args)
-        total, logged = combine(terms, hyper.weights)
+        total, logged = combine(terms, weights)
         if not with_residuals:
             return total, logged, overflow
-        return total, logged, overflow, weighted_residuals(res, hyper.weights, total.dtype)
+        return total, logged, overflow, weighted_residuals(res, weights, total.dtype)
 
     return f
 

@@ -117,8 +117,15 @@ class TrackConfig:
     """Levenberg–Marquardt on a stage that renders the object first minimizes with these
     silhouette blurs σ² (px², wide to sharp), then at TrackHyper.sigma_px2: a coarse-to-
     fine continuation in one loop (tracking.minimize_lm's levels). None: off."""
+    lm_mask_levels: tuple[float, ...] | None = None
+    """Levenberg–Marquardt on a stage that renders the object first minimizes with L_mask's
+    weight scaled by these factors (each in [0, 1); (0,): without L_mask), then with the full
+    weight: a continuation in the same loop, before any blur level. The near-hard
+    silhouette's Gauss–Newton model holds within about a pixel, and from a start
+    centimetres off LM settled in a local minimum of L_mask; the smoother terms (L_depth,
+    L_dino, L_interact) bring the pose close first. None: off."""
     lm_level_iters: int = 10
-    """Evaluation cap of each coarse blur level."""
+    """Evaluation cap of each earlier level (lm_mask_levels, lm_coarse_sigma_px2)."""
     num_dino_points: int = 128
     """N_p, visible surface points per iteration for L_dino."""
     dino_support: Literal["strict", "adaptive"] = "strict"
@@ -163,16 +170,19 @@ class TrackConfig:
         if self.batching not in ("vmap", "map"):
             raise ValueError("TrackConfig.batching must be 'vmap' or 'map', got "
                              f"{self.batching!r}")
-        levels = len(self.lm_coarse_sigma_px2 or ())
+        levels = len(self.lm_coarse_sigma_px2 or ()) + len(self.lm_mask_levels or ())
         if any(not v > 0 for v in self.lm_coarse_sigma_px2 or ()):
             raise ValueError("TrackConfig.lm_coarse_sigma_px2 must be positive blurs (px²), got "
                              f"{self.lm_coarse_sigma_px2!r}")
+        if any(not 0 <= v < 1 for v in self.lm_mask_levels or ()):
+            raise ValueError("TrackConfig.lm_mask_levels must be L_mask weight factors in "
+                             f"[0, 1), got {self.lm_mask_levels!r}")
         if levels and levels * (self.lm_level_iters + 1) >= min(self.lm_iters,
                                                                  self.lm_anchor_iters):
             raise ValueError(
-                f"TrackConfig: {levels} blur levels of lm_level_iters={self.lm_level_iters} "
-                f"leave no evaluations of lm_iters={self.lm_iters} / lm_anchor_iters="
-                f"{self.lm_anchor_iters} for the sharp silhouette")
+                f"TrackConfig: {levels} earlier levels (blur and mask) of lm_level_iters="
+                f"{self.lm_level_iters} leave no evaluations of lm_iters={self.lm_iters} / "
+                f"lm_anchor_iters={self.lm_anchor_iters} for the problem itself")
         if not self.max_step_motion >= 0.0:
             raise ValueError("TrackConfig.max_step_motion must be ≥ 0 (0: the fixed stride), "
                              f"got {self.max_step_motion!r}")

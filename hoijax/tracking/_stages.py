@@ -88,16 +88,20 @@ def _solve(config: TrackConfig, hyper: TrackHyper, objective, unpack, start: dic
     ``start``, by Adam (per-group step sizes ``rates``, ``max_iters`` steps) or by
     Levenberg–Marquardt (``config.lm_iters``, or ``config.lm_anchor_iters`` for an
     ``anchor`` stage), as ``config.solver`` says. For Levenberg–Marquardt, an objective that
-    ``renders`` the object is solved through ``config.lm_coarse_sigma_px2``'s blurred
-    silhouettes first (``objective(state, sigma_px2)``; ``minimize_lm``'s ``levels``)."""
+    ``renders`` the object is solved through ``config.lm_mask_levels``' reduced L_mask weights
+    and then ``config.lm_coarse_sigma_px2``'s blurred silhouettes first (``objective(state,
+    sigma_px2, mask_scale)``; ``minimize_lm``'s ``levels``, one row of the two per level)."""
     if config.solver == "lm":
         max_lm = config.lm_anchor_iters if anchor else config.lm_iters
         fn, levels = (lambda p: objective(unpack(p))), None
-        if renders and config.lm_coarse_sigma_px2:
+        if renders and (config.lm_coarse_sigma_px2 or config.lm_mask_levels):
             dtype = jax.tree.leaves(start)[0].dtype
-            levels = jnp.stack([jnp.asarray(v, dtype) for v in
-                                (*config.lm_coarse_sigma_px2, hyper.sigma_px2)])
-            fn = lambda p, sigma_px2: objective(unpack(p), sigma_px2)  # noqa: E731
+            rows = ([(hyper.sigma_px2, m) for m in config.lm_mask_levels or ()]
+                    + [(s, 1.0) for s in config.lm_coarse_sigma_px2 or ()]
+                    + [(hyper.sigma_px2, 1.0)])
+            levels = jnp.stack([jnp.stack([jnp.asarray(s, dtype), jnp.asarray(m, dtype)])
+                                for s, m in rows])
+            fn = lambda p, row: objective(unpack(p), row[0], row[1])  # noqa: E731
         res = minimize_lm(fn, start, max_iters=max_lm, tol=hyper.tol,
                           record_trace=config.record_trace, active=active, levels=levels,
                           level_iters=config.lm_level_iters)
@@ -243,13 +247,13 @@ def anchor_scale(config: TrackConfig, hyper: TrackHyper, state: TrackState,
     base = _objective(config, hyper, anc.frame, None, frozenset({"mask", "depth", "contact"}),
                       state)
 
-    def objective(s: TrackState, sigma_px2=None):
+    def objective(s: TrackState, sigma_px2=None, mask_scale=None):
         # The prior on the departure from the mesh's proportions (TrackHyper.aniso_scale_prior),
         # also as residuals √w·dev for Levenberg–Marquardt (Σ r² is the prior).
         dev = jnp.log(s.obj_scale / s0)
         dev = dev - jnp.mean(dev)
         r = jnp.sqrt(jnp.maximum(hyper.aniso_scale_prior, 0.0)).astype(dev.dtype) * dev
-        out = base(s, sigma_px2)
+        out = base(s, sigma_px2, mask_scale)
         total = out[0] + jnp.sum(r**2)
         if config.solver == "lm":  # _objective's residuals come with the loss
             return total, out[1], out[2], jnp.concatenate([out[3], r])
