@@ -244,6 +244,31 @@ def test_objective_weighs_the_mask_term_by_the_factor_it_is_given(frame_data):
     np.testing.assert_allclose(half, float(without(state)[0]) + 0.5 * mask, rtol=1e-5)
 
 
+def test_interact_in_hand_leaves_l_interact_out_of_resting_frames(frame_data):
+    """With ``interact_in_hand``, a frame whose object is not in the hand is fitted without
+    L_interact (the same numbers as with its weight at 0); in the hand, L_interact acts: the
+    previous frame's hand 2 cm away, touching the object, drags it along."""
+    seq, f, model, grid = frame_data
+    params = jax.tree.map(lambda x: x[f], seq.gt.hand)
+    _, kps = st.hand_in_mano_frame(model, params)
+    inp = _frame_input(seq, f, model, grid, features=False, depth=False,
+                       t_init=seq.gt.joints_cam[f, 0] - kps[0])
+    shift = jnp.array([0.02, 0.0, 0.0])
+    prev = _state(seq.gt.T_cam_obj[f], seq.gt.obj_scale, seq.gt.verts_cam[f] + shift)
+    config = tr.TrackConfig(hand_iters=2, object_iters=30, interact_in_hand=True)
+
+    @jax.jit
+    def run(hyper, in_hand):
+        hidden = st.HiddenObject(jnp.asarray(False), in_hand, kps, kps)
+        return st.track_frame(config, hyper, prev, inp, hidden=hidden)[0].T_cam_obj
+
+    full, without = tr.TrackHyper(), tr.TrackHyper.ablate("interact")
+    resting = np.asarray(run(full, jnp.asarray(False)))
+    np.testing.assert_array_equal(resting, np.asarray(run(without, jnp.asarray(True))))
+    held = np.asarray(run(full, jnp.asarray(True)))
+    assert np.abs(held[:3, 3] - resting[:3, 3]).max() > 1e-3, (held, resting)
+
+
 def test_anchor_stages_equal_the_stages_one_after_another(frame_data):
     """anchor_stages runs its two joint stages as one two-step scan and the ICP and scale
     stages in a cond between them (one compiled copy of each objective): the same numbers

@@ -97,6 +97,13 @@ class TrackConfig:
     or with 0, the onset frame decides (frames after it are carried): Eq. 8 on benchmark v2
     comes too early, and carried frames of the resting phase with the palm. Default: the gap
     at which L_contact starts closing it (the upper end of losses.DEFAULT_CONTACT_BAND_M)."""
+    interact_in_hand: bool = False
+    """L_interact only in the frames where the hand holds the object (from
+    TrackResult.carry_from on, the rule that moves hidden objects with the palm), none in the
+    resting frames before it. Its gates come from the previous processed frame (AGILE Eq. 6),
+    so on the backward pass the contact at the anchor gated the approach frames and the
+    resting object was dragged after the retreating hand (a dev sequence: 89 mm off at frame
+    1, λ L_interact 6.6 against λ L_mask 4.5 there). False: every processed frame (AGILE)."""
     hand_iters: int = 200
     """Step 1 iteration cap (supplementary §6)."""
     object_iters: int = 400

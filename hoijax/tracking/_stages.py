@@ -202,9 +202,15 @@ def track_frame(config: TrackConfig, hyper: TrackHyper, prev: TrackState, inp: F
 
     With ``hidden`` and the object hidden, step 2 does not run: the object's pose is
     ``prev``'s moved by the palm (:func:`carried_pose`, the hand's translations of ``prev`` and
-    of step 1 added) when it is in the hand, else ``prev``'s."""
+    of step 1 added) when it is in the hand, else ``prev``'s. With ``hidden`` and
+    ``config.interact_in_hand``, step 2 leaves L_interact out where the object is not in the
+    hand."""
     begin = prev if begin is None else begin
     cur, h = hand_step(config, hyper, begin, inp)
+    if hidden is not None and config.interact_in_hand:
+        w = hyper.weights.interact
+        hyper = eqx.tree_at(lambda hp: hp.weights.interact, hyper,
+                            jnp.where(hidden.in_hand, w, jnp.zeros_like(w)))
     if hidden is not None:
         carried = carried_pose(prev.T_cam_obj, hidden.kps_from + prev.hand_t,
                                hidden.kps_to + cur.hand_t)
