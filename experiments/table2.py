@@ -83,7 +83,7 @@ def main() -> None:
                     help="TrackHyper.aniso_scale_prior (default: the tracker's)")
     ap.add_argument("--base", choices=sorted(BASES), default="hoijax",
                     help="hoijax: the full tracker; agile: AGILE's objective and hand (no depth "
-                    "terms, no hand refinement)")
+                    "terms, no hand refinement, L_interact in every frame)")
     args = ap.parse_args()
 
     agile = args.base == "agile"
@@ -96,6 +96,7 @@ def main() -> None:
         lm_iters=args.lm_iters, lm_anchor_iters=args.lm_anchor_iters,
         lm_coarse_sigma_px2=tuple(args.lm_coarse_sigma_px2) or None,
         lm_mask_levels=tuple(args.lm_mask_levels) or None, lm_level_iters=args.lm_level_iters,
+        interact_in_hand=not agile,
         depth_occluders=not agile if args.depth_occluders is None
         else args.depth_occluders == "on")
     extra = {} if args.aniso_scale_prior is None else {"aniso_scale_prior": args.aniso_scale_prior}

@@ -97,7 +97,7 @@ class TrackConfig:
     or with 0, the onset frame decides (frames after it are carried): Eq. 8 on benchmark v2
     comes too early, and carried frames of the resting phase with the palm. Default: the gap
     at which L_contact starts closing it (the upper end of losses.DEFAULT_CONTACT_BAND_M)."""
-    interact_in_hand: bool = False
+    interact_in_hand: bool = True
     """L_interact only in the frames where the hand holds the object (from
     TrackResult.carry_from on, the rule that moves hidden objects with the palm), none in the
     resting frames before it. Its gates come from the previous processed frame (AGILE Eq. 6),
@@ -336,7 +336,8 @@ class TrackHyper(eqx.Module):
     def agile(cls, **kwargs) -> TrackHyper:
         """AGILE's objective: without the metric-depth terms (depth serves only the
         initialization) and without the anisotropic scale prior (unless ``kwargs`` sets it).
-        For AGILE's L_mask also set ``TrackConfig.depth_occluders=False``."""
+        For AGILE's L_mask also set ``TrackConfig.depth_occluders=False``, and for its
+        L_interact in every frame ``TrackConfig.interact_in_hand=False``."""
         kwargs.setdefault("aniso_scale_prior", 0.0)
         return cls(**kwargs).without("depth", "hand_depth")
 
