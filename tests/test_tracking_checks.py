@@ -80,6 +80,43 @@ def test_term_activity_counts_processed_frames_with_a_nonzero_term(seq):
     assert all(np.isnan(v) for v in tr.term_activity(_result(terms, np.zeros(N, bool))).values())
 
 
+def test_interact_left_out_before_the_carry_frame_is_counted_inactive_and_said(seq, tmp_path):
+    """With TrackConfig.interact_in_hand, step 2 leaves L_interact out of the frames before
+    carry_from: its logged value there does not make it active, and the warning says where."""
+    terms = np.ones((N, len(tr.STEP_TERMS)))
+    processed = np.array([1, 1, 1, 1, 1, 0], bool)
+    held = eqx.tree_at(lambda r: r.carry_from, _result(terms, processed), jnp.int32(2),
+                       is_leaf=lambda x: x is None)
+    assert tr.term_activity(held)["interact"] == 1.0  # AGILE's every frame: logged, active
+    act = tr.term_activity(held, interact_in_hand=True)
+    assert act["interact"] == pytest.approx(3 / 5) and act["mask"] == 1.0
+    warn = tr.term_warnings(seq, held, 10.0, 5.0, interact_weight=1.0, interact_in_hand=True)
+    assert warn == ["L_interact was left out of 2 of 5 fitted frames, those before frame 2 "
+                    "where the hand does not yet hold the object (TrackConfig.interact_in_hand;"
+                    " the result still logs its value there)"]
+    # Off, weight 0, or no carry frame (an older result): nothing left out, nothing said.
+    assert tr.term_warnings(seq, held, 10.0, 5.0, 1.0, interact_in_hand=False) == []
+    assert tr.term_warnings(seq, held, 10.0, 5.0, 0.0, interact_in_hand=True) == []
+    bare = _result(terms, processed)
+    assert tr.term_warnings(seq, bare, 10.0, 5.0, 1.0, interact_in_hand=True) == []
+    assert tr.term_activity(bare, interact_in_hand=True)["interact"] == 1.0
+    # Hidden frames are not fitted (no step 2): they are not counted as left out.
+    hid = eqx.tree_at(lambda r: r.hidden, held, jnp.asarray([0, 1, 0, 1, 0, 0], bool),
+                      is_leaf=lambda x: x is None)
+    warn = tr.term_warnings(seq, hid, 10.0, 5.0, 1.0, interact_in_hand=True)
+    assert "L_interact was left out of 1 of 3 fitted frames, those before frame 2" in warn[0]
+    # save_run passes the run's own setting: summary.json and result.json say the same.
+    for in_hand in (True, False):
+        run = tr.TrackRun(results={"held": held}, errors={}, overflow=[], capacity={},
+                          timing={}, config=tr.TrackConfig(interact_in_hand=in_hand),
+                          hypers=[tr.TrackHyper()], mano=tr.ManoSource.synthetic())
+        report = tr.save_run(tmp_path / str(in_hand), run, {"held": seq}, evals={})
+        assert report["terms_active"]["held"]["interact"] == (0.6 if in_hand else 1.0)
+        said = any("L_interact was left out of 2 of 5" in w
+                   for w in report["warnings"].get("held", []))
+        assert said == in_hand
+
+
 def test_input_warnings_name_empty_masks_missing_and_collapsed_keypoints(seq):
     assert tr.input_warnings(seq) == []  # the light-occlusion benchmark sequence is fine
     om = np.asarray(seq.object_mask).copy()

@@ -19,16 +19,30 @@ COLLAPSED_PX = 2.0
 collapsed to one point."""
 
 
-def term_activity(result: TrackResult) -> dict[str, float]:
+def term_activity(result: TrackResult, interact_in_hand: bool = False) -> dict[str, float]:
     """Per step-2 term (:data:`STEP_TERMS`), the fraction of processed frames where its final
     value was not exactly 0 (a term without support, e.g. L_dino with no feature point or
     L_depth without depth, is exactly 0; L_interact is 0 legitimately where the hand is off the
-    object). NaN for a result without a processed frame."""
+    object). NaN for a result without a processed frame. ``interact_in_hand``
+    (``TrackConfig.interact_in_hand``): L_interact was left out of the objective in the frames
+    before ``TrackResult.carry_from``, so it counts as inactive there whatever its value (the
+    result logs every term's value, weighted in or not)."""
     processed = np.asarray(result.processed, bool)
-    terms = np.asarray(result.terms)[processed]
     if not processed.any():
         return {t: float("nan") for t in STEP_TERMS}
-    return {t: float(np.mean(terms[:, i] != 0)) for i, t in enumerate(STEP_TERMS)}
+    active = np.asarray(result.terms)[processed] != 0
+    left_out = _interact_left_out(result, interact_in_hand)[processed]
+    active[:, STEP_TERMS.index("interact")] &= ~left_out
+    return {t: float(np.mean(active[:, i])) for i, t in enumerate(STEP_TERMS)}
+
+
+def _interact_left_out(result: TrackResult, interact_in_hand: bool) -> np.ndarray:
+    """Per frame, whether step 2 left L_interact out (``TrackConfig.interact_in_hand``: the
+    frames before ``carry_from``, where the hand does not hold the object)."""
+    n = np.asarray(result.processed).shape[0]
+    if not interact_in_hand or result.carry_from is None:
+        return np.zeros(n, bool)
+    return np.arange(n) < int(result.carry_from)
 
 
 def input_warnings(seq: data.Sequence) -> list[str]:
@@ -62,13 +76,16 @@ def input_warnings(seq: data.Sequence) -> list[str]:
 
 
 def term_warnings(seq: data.Sequence, result: TrackResult, dino_weight: float,
-                  depth_weight: float) -> list[str]:
-    """Terms switched on by their weight but inactive in most processed frames, frames in
+                  depth_weight: float, interact_weight: float = 0.0,
+                  interact_in_hand: bool = False) -> list[str]:
+    """Terms switched on by their weight but inactive in most processed frames, the frames
+    whose step 2 left L_interact out (``interact_in_hand``, ``TrackConfig.interact_in_hand``:
+    before ``TrackResult.carry_from``), frames in
     which the object was not visible (``TrackResult.hidden``; with where the hand carried it
     from, and whether the onset rule chose that frame for want of contact at the anchor,
     ``TrackResult.carry_by_contact``), and a hand scale that ICP could not give
     (``TrackResult.hand_scale_fallback``)."""
-    act = term_activity(result)
+    act = term_activity(result, interact_in_hand)
     out = []
     if dino_weight > 0:
         if seq.features is None or seq.mesh.vertex_features is None:
@@ -81,6 +98,15 @@ def term_warnings(seq: data.Sequence, result: TrackResult, dino_weight: float,
     if depth_weight > 0 and seq.depth_m is not None and act["depth"] <= MOSTLY:
         out.append(f"L_depth was active in only {100 * act['depth']:.0f} % of the processed "
                    "frames")
+    processed = np.asarray(result.processed, bool)
+    fitted = processed & ~(np.zeros_like(processed) if result.hidden is None
+                           else np.asarray(result.hidden, bool))
+    left_out = fitted & _interact_left_out(result, interact_in_hand)
+    if interact_weight > 0 and left_out.any():
+        out.append(f"L_interact was left out of {int(left_out.sum())} of {int(fitted.sum())} "
+                   f"fitted frames, those before frame {int(result.carry_from)} where the hand "
+                   "does not yet hold the object (TrackConfig.interact_in_hand; the result "
+                   "still logs its value there)")
     if result.hidden is not None and bool(np.any(np.asarray(result.hidden))):
         hidden = np.flatnonzero(np.asarray(result.hidden))
         k, m = len(hidden), int(np.sum(np.asarray(result.processed)))

@@ -453,9 +453,11 @@ def save_run(out: str | Path, run: TrackRun, seqs: dict[str, data.Sequence], *,
         side = seqs[name].side
         source = (inputs or {}).get(name, {})
         w = run.hypers[0].weights
+        in_hand = run.config.interact_in_hand
         warn = [*source.get("warnings", []), *input_warnings(seqs[name]),
-                *term_warnings(seqs[name], res, float(w.dino), float(w.depth))]
-        active[name] = term_activity(res)
+                *term_warnings(seqs[name], res, float(w.dino), float(w.depth),
+                               float(w.interact), in_hand)]
+        active[name] = term_activity(res, in_hand)
         if warn:
             flags[name] = list(dict.fromkeys(warn))  # in order, once each
         save_result(res, out / name, meta={
