@@ -89,6 +89,9 @@ def test_checkpoint_round_trip_resume_equals_uninterrupted_run_and_loss_drops(ti
     assert not np.allclose(other.losses, straight.losses[:4])
 
 
+# Slow: three training and evaluation programs (125 s on 2 cores). Training and resume are
+# checked in the default run above; the gate trained alone (`--gate-steps`) only here.
+@pytest.mark.slow
 def test_cli_train_then_eval_writes_the_run_folder(tmp_path):
     """The run folder of ``hoijax icl-train`` with a gate trained alone after the model
     (``--gate-steps``), evaluated again by ``hoijax icl-eval`` (the gated model, from its own

@@ -17,6 +17,8 @@ CONFIG = tr.TrackConfig(stride=2, hand_iters=10, object_iters=15, iof_iters=15,
                         hand_fit=tr.HandFitConfig(enabled=False), record_trace=False)
 
 
+# Slow: two tracker programs (160 s on 2 cores); `map` itself is checked by the toy test below.
+@pytest.mark.slow
 def test_a_sequence_alone_and_in_a_batch_of_four_agree():
     # Four cans of two mesh sizes (seed-dependent: 1792 and 2016 faces), so the batch pads
     # the smaller ones further than they are padded alone (to 1792 faces) under plain

@@ -49,6 +49,7 @@ def _coarse_box(seq: data.Sequence) -> data.Sequence:
     return eqx.tree_at(lambda s: s.mesh, seq, mesh)
 
 
+@pytest.mark.slow  # one tracker program per capacity tried (150 s on 2 cores)
 def test_overflowing_sequence_is_rerun_and_equals_a_run_at_sufficient_capacity():
     seq = _coarse_box(_sequence(3))
     verts = losses.obj_to_cam(seq.gt.T_cam_obj[0], seq.gt.obj_scale, seq.mesh.vertices)

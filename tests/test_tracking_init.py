@@ -38,6 +38,8 @@ def test_init_hand_recovers_scale_and_translation(clean_sequence):
     assert not bool(h1.scale_valid) and float(h1.scale) == 1.0
 
 
+# Slow: five hand initializations and two hand stages compiled (70 s on 2 cores).
+@pytest.mark.slow
 def test_implausible_icp_hand_scale_falls_back_to_the_models_size(clean_sequence):
     """Depth that puts the hand 1.6× farther than the keypoints allow (a wrong ICP fit does the
     same): ICP returns a hand over 1.4× its size; with bounds it is replaced by 1 and flagged,

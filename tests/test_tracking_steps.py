@@ -269,6 +269,7 @@ def test_interact_in_hand_leaves_l_interact_out_of_resting_frames(frame_data):
     assert np.abs(held[:3, 3] - resting[:3, 3]).max() > 1e-3, (held, resting)
 
 
+@pytest.mark.slow  # both forms compiled (55 s); the tracker tests run anchor_stages
 def test_anchor_stages_equal_the_stages_one_after_another(frame_data):
     """anchor_stages runs its two joint stages as one two-step scan and the ICP and scale
     stages in a cond between them (one compiled copy of each objective): the same numbers

@@ -139,6 +139,9 @@ def test_no_recompile_for_new_data_and_new_weights(batch, tracked, counted):
     assert traces() == traces_first
 
 
+# Slow: the grid program (110 s on 2 cores); `test_no_recompile_for_new_data_and_new_weights`
+# keeps the weights as traced data in the default run.
+@pytest.mark.slow
 def test_weight_grid_in_one_program_equals_separate_runs(batch, tracked, counted):
     seqs, b, prep, model = batch
     run, _ = counted
