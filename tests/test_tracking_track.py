@@ -17,6 +17,7 @@ import pytest
 
 from hoijax import data, geometry, mano
 from hoijax import tracking as tr
+from hoijax.tracking import stages
 from hoijax.tracking._track import _interp_poses
 
 H = W = 64
@@ -198,6 +199,35 @@ def test_result_round_trip_and_corrupt_file(batch, tracked, tmp_path):
     (tmp_path / "r" / "result.npz").write_bytes(b"not a zip file")
     with pytest.raises(tr.ResultFormatError, match="result.npz"):
         tr.load_result(tmp_path / "r")
+
+
+def test_refined_hand_survives_the_round_trip_and_is_the_hand_drawn(batch, tracked, tmp_path):
+    """A result's refined articulation, orientation and shape (``hand_pose``, ``hand_orient``,
+    ``hand_betas``) are saved and loaded, and :func:`tracked_hand_params` (which the scoring
+    and the pictures read) puts all three on the detector's parameters."""
+    seqs, _, _, model = batch
+    res, _ = tracked
+    hand = seqs[0].hand_init
+    n = hand.betas.shape[0]
+    rng = np.random.default_rng(0)
+    refined = (hand.hand_pose + 0.1 * rng.standard_normal((n, 45), np.float32),
+               hand.global_orient + 0.1 * rng.standard_normal((n, 3), np.float32),
+               hand.betas + np.tile(rng.standard_normal((1, 10), np.float32), (n, 1)))
+    one = eqx.tree_at(lambda r: (r.hand_pose, r.hand_orient, r.hand_betas),
+                      jax.tree.map(lambda x: x[0], res), tuple(map(jnp.asarray, refined)),
+                      is_leaf=lambda x: x is None)
+    tr.save_result(one, tmp_path / "r")
+    back, _ = tr.load_result(tmp_path / "r")
+    p = tr.tracked_hand_params(back, hand)
+    for got, want in zip((p.hand_pose, p.global_orient, p.betas), refined):
+        np.testing.assert_array_equal(np.asarray(got), want)
+    np.testing.assert_array_equal(np.asarray(p.transl), np.asarray(hand.transl))
+    verts = np.asarray(tr.hand_vertices(back, hand, model))
+    mano_verts = jax.vmap(lambda q: stages.hand_in_mano_frame(model, q)[0])(p)
+    np.testing.assert_allclose(verts, np.asarray(back.hand_scale * mano_verts
+                                                 + back.hand_transl[:, None]), atol=1e-6)
+    kept = eqx.tree_at(lambda r: r.hand_betas, back, None)
+    assert np.abs(np.asarray(tr.hand_vertices(kept, hand, model)) - verts).max() > 1e-3
 
 
 def test_pose_interpolation_is_geodesic():

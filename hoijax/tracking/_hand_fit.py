@@ -17,7 +17,8 @@ start except the translations:
   leaves its projection unchanged, so the keypoints constrain ``T̃_f`` and the depth alone
   constrains λ. With ``s_h`` and ``T_f`` apart, changing the scale would need every ``T_f`` to
   follow it along a narrow valley, which Adam walks down slowly. λ is held without depth;
-- shape β is kept (``fit_betas=True`` adds a per-sequence shape delta, off by default).
+- a per-sequence shape delta on the detector's β (``fit_betas``, the default; False keeps
+  the detector's β).
 
 The result is expressed as AGILE's ``s_h · MANO(β, θ_f, R_f) + T_h`` with MANO at zero
 translation, as :func:`~hoijax.tracking._init.hand_in_mano_frame` defines.

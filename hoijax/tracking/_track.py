@@ -219,6 +219,10 @@ class TrackResult(eqx.Module):
     :attr:`carry_from`; False: the hand did not (or ``carry_contact_m`` is 0) and Eq. 8's onset
     chose it (``onset + 1``), which can be early on damaged masks. None in results written
     before this field existed."""
+    hand_betas: Float[Array, "N num_betas"] | None = None
+    """The hand's shape coefficients per frame when the tracker refined them
+    (``HandFitConfig.fit_betas``, one per-sequence delta on the detector's); None: the
+    detector's were kept (or the result was written before this field existed)."""
 
 
 def _interp_poses(T: Float[Array, "N 4 4"], t_h: Float[Array, "N 3"],
@@ -402,7 +406,9 @@ def _assemble(config: TrackConfig, seq: Sequence, hand: Hand, anchor, on: TrackS
         overflow=scatter(out["overflow"], anchor_overflow, out["overflow"]) & seq.valid,
         hand_scale_fallback=hand.scale_fallback,
         hidden=scatter(out["hidden"], logs["anchor_hidden"], out["hidden"]) & seq.valid,
-        carry_from=carry, carry_by_contact=logs["carry_by_contact"])
+        carry_from=carry, carry_by_contact=logs["carry_by_contact"],
+        hand_betas=(hand.params.betas if config.hand_fit.enabled and config.hand_fit.fit_betas
+                    else None))
 
 
 def _begin(seq: Sequence, prep: Prepared, model: mano.ManoModel, hyper: TrackHyper,
@@ -709,8 +715,11 @@ def ablate_batch(batch: Sequence, prep: Prepared, model: mano.ManoModel, hypers:
 
 def tracked_hand_params(result: TrackResult, hand_init: HandParams) -> HandParams:
     """The hand parameters the result stands for: the detector's ``hand_init`` with the
-    refined articulation and orientation where the tracker refined them (one sequence)."""
+    refined articulation, orientation and shape where the tracker refined them (one
+    sequence)."""
     p = hand_init
+    if result.hand_betas is not None:
+        p = eqx.tree_at(lambda x: x.betas, p, result.hand_betas)
     if result.hand_pose is not None:
         p = eqx.tree_at(lambda x: x.hand_pose, p, result.hand_pose)
     if result.hand_orient is not None:
