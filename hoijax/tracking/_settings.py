@@ -45,9 +45,9 @@ class HandFitConfig:
     fit_betas: bool = True
     """Also fit a per-sequence shape delta on the detector's shape coefficients, with the
     articulation (held in the depth-alignment stage, like it), against the prior
-    ``HandFitHyper.betas_sigma``; the result stores it (``TrackResult.hand_betas``). The
-    default since 2026-12-08 (False keeps the detector's, as before): on benchmark v2 the fit
-    alone reaches a lower root-relative MPJPE with it (README, *Benchmark v2*)."""
+    HandFitHyper.betas_sigma; the result stores it (TrackResult.hand_betas). The default since
+    2026-12-08 (False keeps the detector's, as before): on benchmark v2 the fit alone reaches a
+    lower root-relative MPJPE with it (README, Benchmark v2)."""
     solver: Literal["adam", "lm"] = "lm"
     """adam: first order, in the four stages above with their caps. lm (the default): the first
     two stages (keypoints, depth alignment) with Adam, then Levenberg-Marquardt on the same
